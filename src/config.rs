@@ -1,0 +1,258 @@
+//! Configuration: the environment (and `.env`, loaded by `main`) read once at start-up into a
+//! validated [`Config`]. A bad value is a [`ConfigError`] naming the variable.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which browser origins may call the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `FRONTEND_URL=*`: every origin (echoed back, since browsers refuse `*` with credentials).
+    Any,
+    /// Exact origins such as `https://meet.example.com`, without trailing slash.
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::List(list) => list.iter().any(|o| o == origin),
+        }
+    }
+}
+
+impl std::fmt::Display for AllowedOrigins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("*"),
+            Self::List(list) => f.write_str(&list.join(", ")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub allowed_origins: AllowedOrigins,
+    /// `NODE_ENV`, kept as given (`development` when unset).
+    pub node_env: String,
+    /// JSON log lines instead of human-readable ones.
+    pub log_json: bool,
+    /// How long an emptied room (and its chat) is kept; zero removes it at once.
+    pub empty_room_ttl: Duration,
+    /// How long a room made by `POST /api/create-room` waits for its first participant.
+    pub unused_room_ttl: Duration,
+    pub max_participants: usize,
+    pub chat_history_limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 3001,
+            allowed_origins: AllowedOrigins::List(vec!["http://localhost:5173".into()]),
+            node_env: "development".into(),
+            log_json: false,
+            empty_room_ttl: Duration::from_secs(300),
+            unused_room_ttl: Duration::from_secs(600),
+            max_participants: 50,
+            chat_history_limit: 200,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads variables through `lookup`; unset or blank variables take their defaults.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+        let defaults = Self::default();
+        let node_env = get("NODE_ENV").unwrap_or(defaults.node_env);
+        let log_json = match get("LOG_FORMAT").as_deref().map(str::trim) {
+            None => node_env.trim() == "production",
+            Some("json") => true,
+            Some("text") => false,
+            Some(other) => return Err(invalid("LOG_FORMAT", other, "expected `json` or `text`")),
+        };
+        Ok(Self {
+            host: parse(&get, "HOST", defaults.host, "expected an IP address")?,
+            port: parse(
+                &get,
+                "PORT",
+                defaults.port,
+                "expected a port number 0-65535",
+            )?,
+            allowed_origins: match get("FRONTEND_URL") {
+                None => defaults.allowed_origins,
+                Some(raw) => parse_origins(&raw)?,
+            },
+            node_env,
+            log_json,
+            empty_room_ttl: Duration::from_secs(parse(
+                &get,
+                "EMPTY_ROOM_TTL_SECS",
+                defaults.empty_room_ttl.as_secs(),
+                "expected a whole number of seconds",
+            )?),
+            unused_room_ttl: Duration::from_secs(
+                at_least_one(parse(
+                    &get,
+                    "UNUSED_ROOM_TTL_SECS",
+                    defaults.unused_room_ttl.as_secs(),
+                    "expected a whole number of seconds, at least 1",
+                )?)
+                .map_err(|v| invalid("UNUSED_ROOM_TTL_SECS", &v, "must be at least 1"))?,
+            ),
+            max_participants: at_least_one(parse(
+                &get,
+                "MAX_PARTICIPANTS",
+                defaults.max_participants,
+                "expected a whole number, at least 1",
+            )?)
+            .map_err(|v| invalid("MAX_PARTICIPANTS", &v, "must be at least 1"))?,
+            chat_history_limit: parse(
+                &get,
+                "CHAT_HISTORY_LIMIT",
+                defaults.chat_history_limit,
+                "expected a whole number",
+            )?,
+        })
+    }
+}
+
+fn invalid(var: &'static str, value: &str, reason: &'static str) -> ConfigError {
+    ConfigError {
+        var,
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+fn parse<T: FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+    reason: &'static str,
+) -> Result<T, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|_| invalid(var, &raw, reason)),
+    }
+}
+
+fn at_least_one<T: PartialOrd + From<u8> + ToString>(value: T) -> Result<T, String> {
+    if value >= T::from(1) {
+        Ok(value)
+    } else {
+        Err(value.to_string())
+    }
+}
+
+/// `FRONTEND_URL`: `*`, or origins separated by commas. A trailing `/` is dropped, since
+/// browsers send origins without one and people often paste URLs with one.
+fn parse_origins(raw: &str) -> Result<AllowedOrigins, ConfigError> {
+    let mut list = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item == "*" {
+            return Ok(AllowedOrigins::Any);
+        }
+        let origin = item.trim_end_matches('/');
+        let well_formed = (origin.starts_with("http://") || origin.starts_with("https://"))
+            && origin.split_once("://").is_some_and(|(_, host)| {
+                !host.is_empty() && !host.contains('/') && !host.contains(char::is_whitespace)
+            });
+        if !well_formed {
+            return Err(invalid(
+                "FRONTEND_URL",
+                raw,
+                "expected `*` or comma-separated origins like https://app.example.com",
+            ));
+        }
+        list.push(origin.to_owned());
+    }
+    if list.is_empty() {
+        return Err(invalid("FRONTEND_URL", raw, "no origin given"));
+    }
+    Ok(AllowedOrigins::List(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 3001);
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert!(c.allowed_origins.allows("http://localhost:5173"));
+        assert!(!c.allowed_origins.allows("http://evil.example"));
+        assert_eq!(c.empty_room_ttl, Duration::from_secs(300));
+        assert_eq!(c.unused_room_ttl, Duration::from_secs(600));
+        assert_eq!(c.max_participants, 50);
+        assert_eq!(c.chat_history_limit, 200);
+        assert!(!c.log_json);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("PORT", "abc"),
+            ("PORT", "70000"),
+            ("HOST", "not-an-ip"),
+            ("MAX_PARTICIPANTS", "0"),
+            ("MAX_PARTICIPANTS", "-1"),
+            ("UNUSED_ROOM_TTL_SECS", "0"),
+            ("EMPTY_ROOM_TTL_SECS", "soon"),
+            ("CHAT_HISTORY_LIMIT", "1.5"),
+            ("FRONTEND_URL", "localhost:5173"),
+            ("LOG_FORMAT", "xml"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn origins_list_star_and_production_logs() {
+        let c = config(&[
+            ("FRONTEND_URL", "https://a.example/, http://b.example:8080"),
+            ("NODE_ENV", "production"),
+        ])
+        .unwrap();
+        assert!(c.allowed_origins.allows("https://a.example"));
+        assert!(c.allowed_origins.allows("http://b.example:8080"));
+        assert!(c.log_json);
+        let c = config(&[("FRONTEND_URL", "*"), ("LOG_FORMAT", "text")]).unwrap();
+        assert_eq!(c.allowed_origins, AllowedOrigins::Any);
+        assert!(!c.log_json);
+        let c = config(&[("EMPTY_ROOM_TTL_SECS", "0")]).unwrap();
+        assert_eq!(c.empty_room_ttl, Duration::ZERO);
+    }
+}

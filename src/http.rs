@@ -1,0 +1,119 @@
+//! The REST API: `/health`, `/ready`, `/api/room/:roomId`, `/api/create-room`, and JSON
+//! answers for unknown paths and methods.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::model::Timestamp;
+use crate::rooms::RoomInfo;
+use crate::state::AppState;
+
+/// A JSON error body, `{"error": "…"}`, with its status.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/api/room/{room_id}", get(room))
+        .route("/api/create-room", post(create_room))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Health {
+    status: &'static str,
+    timestamp: Timestamp,
+    active_rooms: usize,
+    total_participants: usize,
+    uptime_secs: u64,
+    version: &'static str,
+    connections: usize,
+}
+
+async fn health(State(app): State<AppState>) -> Json<Health> {
+    let (active_rooms, total_participants) = app.registry.stats();
+    Json(Health {
+        status: "OK",
+        timestamp: Timestamp::now(),
+        active_rooms,
+        total_participants,
+        uptime_secs: app.uptime_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+        connections: app.connections(),
+    })
+}
+
+/// For load balancers: 200 while accepting, 503 once shutdown has begun.
+async fn ready(State(app): State<AppState>) -> Response {
+    if app.is_shutting_down() {
+        error(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
+    } else {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomBody {
+    room_id: String,
+    participant_count: usize,
+    created_at: Timestamp,
+}
+
+impl From<RoomInfo> for RoomBody {
+    fn from(info: RoomInfo) -> Self {
+        Self {
+            room_id: info.room_id.to_string(),
+            participant_count: info.participant_count,
+            created_at: info.created_at,
+        }
+    }
+}
+
+async fn room(
+    State(app): State<AppState>,
+    room_id: Result<Path<String>, PathRejection>,
+) -> Response {
+    match room_id
+        .ok()
+        .and_then(|Path(id)| app.registry.room_info(&id))
+    {
+        Some(info) => Json(RoomBody::from(info)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Room not found"),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Created {
+    room_id: String,
+    message: &'static str,
+}
+
+async fn create_room(State(app): State<AppState>) -> Json<Created> {
+    let info = app.registry.create_room();
+    tracing::info!(room = %info.room_id, "room created (create-room)");
+    Json(Created {
+        room_id: info.room_id.to_string(),
+        message: "Room created successfully",
+    })
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "Not found")
+}
+
+async fn method_not_allowed() -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}

@@ -1,0 +1,100 @@
+//! ProLiteMeet Server: rooms, chat and WebRTC signaling for the ProLiteMeet frontends, over
+//! Socket.IO, as a drop-in for the original Node.js backend.
+//!
+//! [`app`] builds everything from a [`Config`]; [`serve`] runs it until a shutdown signal.
+//! Tests start exactly these two.
+
+pub mod config;
+mod cors;
+pub mod http;
+pub mod logging;
+pub mod model;
+pub mod protocol;
+pub mod rooms;
+mod signaling;
+pub mod state;
+mod sweeper;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use config::Config;
+use rooms::{Limits, Registry};
+pub use state::AppState;
+
+/// How long open connections get to close after a shutdown signal before the server exits
+/// anyway (PaaS platforms kill after ~10 s; we stay well inside that).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The assembled server: its shared state and the Socket.IO handle.
+#[derive(Clone)]
+pub struct App {
+    pub state: AppState,
+    pub io: SocketIo,
+}
+
+/// Builds the router (REST + Socket.IO + CORS) and the state behind it.
+pub fn app(config: Config) -> (Router, App) {
+    let config = Arc::new(config);
+    let registry = Arc::new(Registry::new(Limits {
+        max_participants: config.max_participants,
+        chat_history_limit: config.chat_history_limit,
+        empty_room_ttl: config.empty_room_ttl,
+        unused_room_ttl: config.unused_room_ttl,
+    }));
+    let state = AppState::new(config.clone(), registry);
+    let (socket_layer, io) = SocketIo::builder().with_state(state.clone()).build_layer();
+    signaling::register(&io);
+
+    let origins = Arc::new(config.allowed_origins.clone());
+    let router = http::router(state.clone())
+        .layer(socket_layer)
+        .layer(cors::cors_layer(&origins))
+        .layer(axum::middleware::from_fn_with_state(
+            origins,
+            cors::origin_guard,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    (router, App { state, io })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then closes every socket and
+/// returns once connections are done (or after a short grace period).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(sweeper::run(app.state.registry.clone()));
+    let closing = Arc::new(Notify::new());
+    let graceful = {
+        let closing = closing.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets");
+            app.state.begin_shutdown();
+            closing.notify_one();
+            app.io.close().await;
+        }
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+    let result = tokio::select! {
+        result = server => result,
+        () = async {
+            closing.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
+            Ok(())
+        }
+    };
+    sweeper.abort();
+    result
+}

@@ -1,0 +1,541 @@
+//! Client payloads: decoding of every client → server event of PROTOCOL.md (with its
+//! aliases) into typed requests, and the typed errors with machine codes that bad input gets.
+//!
+//! Decoding is pure: it never touches state, so a payload that fails here changes nothing.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::model::MediaKind;
+
+/// Longest room id (PROTOCOL.md: 1 to 64 characters from `[A-Za-z0-9_-]`).
+pub const ROOM_ID_MAX: usize = 64;
+/// Longest user name, in characters after trimming.
+pub const USER_NAME_MAX: usize = 50;
+/// Longest chat message, in characters after trimming.
+pub const MESSAGE_MAX: usize = 2000;
+/// Longest usable avatar URL.
+pub const AVATAR_URL_MAX: usize = 2048;
+/// Longest socket id a relay target may have; real ones are far shorter.
+const TARGET_ID_MAX: usize = 128;
+
+/// The machine codes of the `error` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidPayload,
+    NotInRoom,
+    TargetNotInRoom,
+    RoomFull,
+    RateLimited,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidPayload => "invalid_payload",
+            Self::NotInRoom => "not_in_room",
+            Self::TargetNotInRoom => "target_not_in_room",
+            Self::RoomFull => "room_full",
+            Self::RateLimited => "rate_limited",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A refused client event: a code for programs and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidPayload, message)
+    }
+
+    pub fn not_in_room() -> Self {
+        Self::new(ErrorCode::NotInRoom, "You are not in that room")
+    }
+}
+
+pub type Decoded<T> = Result<T, ProtocolError>;
+
+/// The room a client named in an event other than `join-room`; `None` means "my current room".
+pub type RoomHint = Option<String>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub room_id: String,
+    pub user_name: String,
+    pub avatar: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRequest {
+    pub room: RoomHint,
+    pub text: String,
+}
+
+/// The four relayed signaling messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayKind {
+    Offer,
+    Answer,
+    IceCandidate,
+    ConnectionRequest,
+}
+
+impl RelayKind {
+    /// The event a client sends for this kind.
+    pub fn client_event(self) -> &'static str {
+        match self {
+            Self::Offer => "webrtc-offer",
+            Self::Answer => "webrtc-answer",
+            Self::IceCandidate => "webrtc-ice-candidate",
+            Self::ConnectionRequest => "request-connection",
+        }
+    }
+
+    pub fn from_client_event(event: &str) -> Option<Self> {
+        [
+            Self::Offer,
+            Self::Answer,
+            Self::IceCandidate,
+            Self::ConnectionRequest,
+        ]
+        .into_iter()
+        .find(|kind| kind.client_event() == event)
+    }
+
+    /// The event the target receives.
+    pub fn server_event(self) -> &'static str {
+        match self {
+            Self::ConnectionRequest => "connection-request",
+            other => other.client_event(),
+        }
+    }
+
+    /// The payload field carried through untouched, if any.
+    fn body_field(self) -> Option<&'static str> {
+        match self {
+            Self::Offer => Some("offer"),
+            Self::Answer => Some("answer"),
+            Self::IceCandidate => Some("candidate"),
+            Self::ConnectionRequest => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayRequest {
+    pub room: RoomHint,
+    pub target: String,
+    pub kind: RelayKind,
+    /// The `offer`, `answer` or `candidate` value, exactly as received.
+    pub body: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaChange {
+    pub kind: MediaKind,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRequest {
+    pub room: RoomHint,
+    pub change: MediaChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScreenShareRequest {
+    pub room: RoomHint,
+    pub sharing: bool,
+}
+
+/// A payload that must be an object.
+fn object(payload: &Value) -> Decoded<&Map<String, Value>> {
+    payload
+        .as_object()
+        .ok_or_else(|| ProtocolError::invalid("The payload must be an object"))
+}
+
+/// A payload that may be an object, `null` or absent (absent arrives as `null`).
+fn optional_object(payload: &Value) -> Decoded<Option<&Map<String, Value>>> {
+    match payload {
+        Value::Null => Ok(None),
+        Value::Object(map) => Ok(Some(map)),
+        _ => Err(ProtocolError::invalid(
+            "The payload must be an object, null or absent",
+        )),
+    }
+}
+
+/// A field that is absent or `null` reads as `None`.
+fn present<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    map.get(key).filter(|v| !v.is_null())
+}
+
+fn bool_field(map: &Map<String, Value>, key: &str) -> Decoded<Option<bool>> {
+    match present(map, key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ProtocolError::invalid(format!("`{key}` must be a boolean"))),
+    }
+}
+
+/// Checks a room id's shape: 1 to 64 characters from `[A-Za-z0-9_-]`.
+pub fn is_valid_room_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= ROOM_ID_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn room_hint(map: Option<&Map<String, Value>>) -> Decoded<RoomHint> {
+    match map.and_then(|m| present(m, "roomId")) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ProtocolError::invalid("`roomId` must be a string")),
+    }
+}
+
+/// Trims `value` and checks it holds 1 to `max` characters.
+fn trimmed_text(value: Option<&Value>, key: &str, max: usize) -> Decoded<String> {
+    let Some(Value::String(raw)) = value else {
+        return Err(ProtocolError::invalid(format!("`{key}` must be a string")));
+    };
+    let text = raw.trim();
+    let len = text.chars().count();
+    if len == 0 {
+        return Err(ProtocolError::invalid(format!("`{key}` must not be empty")));
+    }
+    if len > max {
+        return Err(ProtocolError::invalid(format!(
+            "`{key}` must be at most {max} characters"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// An `http(s)://` URL of at most 2048 characters, or `None`: an unusable avatar is no error.
+pub fn usable_avatar(value: Option<&Value>) -> Option<String> {
+    let url = value?.as_str()?;
+    let lower_scheme = url
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let rest = if lower_scheme.starts_with("http://") {
+        &url[7..]
+    } else if lower_scheme == "https://" {
+        &url[8..]
+    } else {
+        return None;
+    };
+    let usable = !rest.is_empty()
+        && url.chars().count() <= AVATAR_URL_MAX
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    usable.then(|| url.to_owned())
+}
+
+pub fn decode_join(payload: &Value) -> Decoded<JoinRequest> {
+    let map = object(payload)?;
+    let room_id = match present(map, "roomId") {
+        Some(Value::String(id)) if is_valid_room_id(id) => id.clone(),
+        Some(Value::String(_)) => {
+            return Err(ProtocolError::invalid(
+                "`roomId` must be 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'",
+            ));
+        }
+        _ => return Err(ProtocolError::invalid("`roomId` must be a string")),
+    };
+    let user_name = trimmed_text(map.get("userName"), "userName", USER_NAME_MAX)?;
+    Ok(JoinRequest {
+        room_id,
+        user_name,
+        avatar: usable_avatar(map.get("userAvatar")),
+    })
+}
+
+/// `leave-room`, `start-screen-share` and `stop-screen-share`: `{roomId?}`, `null` or nothing.
+pub fn decode_room_only(payload: &Value) -> Decoded<RoomHint> {
+    room_hint(optional_object(payload)?)
+}
+
+pub fn decode_chat(payload: &Value) -> Decoded<ChatRequest> {
+    let map = object(payload)?;
+    let room = room_hint(Some(map))?;
+    let text = trimmed_text(map.get("message"), "message", MESSAGE_MAX)?;
+    Ok(ChatRequest { room, text })
+}
+
+pub fn decode_relay(kind: RelayKind, payload: &Value) -> Decoded<RelayRequest> {
+    let map = object(payload)?;
+    let room = room_hint(Some(map))?;
+    let target = match present(map, "targetId").or_else(|| present(map, "targetSocketId")) {
+        Some(Value::String(t)) if !t.is_empty() && t.len() <= TARGET_ID_MAX => t.clone(),
+        _ => {
+            return Err(ProtocolError::invalid(
+                "`targetId` (or `targetSocketId`) must be a socket id",
+            ));
+        }
+    };
+    let body = match kind.body_field() {
+        None => Value::Null,
+        Some(field) => match (kind, map.get(field)) {
+            (_, Some(v @ Value::Object(_))) => v.clone(),
+            (RelayKind::IceCandidate, Some(Value::Null)) => Value::Null,
+            (RelayKind::IceCandidate, _) => {
+                return Err(ProtocolError::invalid(
+                    "`candidate` must be an object, or null for end-of-candidates",
+                ));
+            }
+            _ => {
+                return Err(ProtocolError::invalid(format!(
+                    "`{field}` must be an object"
+                )));
+            }
+        },
+    };
+    Ok(RelayRequest {
+        room,
+        target,
+        kind,
+        body,
+    })
+}
+
+/// Reads one media flag given under either spelling: `off_key` (true = off) or
+/// `on_key` (true = on). Both given and disagreeing is refused.
+fn flag_either(map: &Map<String, Value>, off_key: &str, on_key: &str) -> Decoded<bool> {
+    let off = bool_field(map, off_key)?;
+    let on = bool_field(map, on_key)?;
+    match (off, on) {
+        (Some(off), Some(on)) if off == on => Err(ProtocolError::invalid(format!(
+            "`{off_key}` and `{on_key}` disagree"
+        ))),
+        (Some(off), _) => Ok(!off),
+        (None, Some(on)) => Ok(on),
+        (None, None) => Err(ProtocolError::invalid(format!(
+            "`{off_key}` or `{on_key}` must be a boolean"
+        ))),
+    }
+}
+
+/// `toggle-audio` and `toggle-video`.
+pub fn decode_toggle(kind: MediaKind, payload: &Value) -> Decoded<MediaRequest> {
+    let map = object(payload)?;
+    let room = room_hint(Some(map))?;
+    let enabled = match kind {
+        MediaKind::Audio => flag_either(map, "isAudioMuted", "isAudioEnabled")?,
+        MediaKind::Video => flag_either(map, "isVideoOff", "isVideoEnabled")?,
+    };
+    Ok(MediaRequest {
+        room,
+        change: MediaChange { kind, enabled },
+    })
+}
+
+/// `toggle-media {type, enabled}`.
+pub fn decode_toggle_media(payload: &Value) -> Decoded<MediaRequest> {
+    let map = object(payload)?;
+    let room = room_hint(Some(map))?;
+    let kind = match map.get("type").and_then(Value::as_str) {
+        Some("audio") => MediaKind::Audio,
+        Some("video") => MediaKind::Video,
+        _ => {
+            return Err(ProtocolError::invalid(
+                "`type` must be \"audio\" or \"video\"",
+            ));
+        }
+    };
+    let enabled = bool_field(map, "enabled")?
+        .ok_or_else(|| ProtocolError::invalid("`enabled` must be a boolean"))?;
+    Ok(MediaRequest {
+        room,
+        change: MediaChange { kind, enabled },
+    })
+}
+
+/// `toggle-screen-share {isScreenSharing}`.
+pub fn decode_toggle_screen_share(payload: &Value) -> Decoded<ScreenShareRequest> {
+    let map = object(payload)?;
+    let room = room_hint(Some(map))?;
+    let sharing = bool_field(map, "isScreenSharing")?
+        .ok_or_else(|| ProtocolError::invalid("`isScreenSharing` must be a boolean"))?;
+    Ok(ScreenShareRequest { room, sharing })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn code<T: std::fmt::Debug>(r: Decoded<T>) -> ErrorCode {
+        r.unwrap_err().code
+    }
+
+    #[test]
+    fn join_trims_name_and_checks_room_id() {
+        let j = decode_join(&json!({"roomId": "AB_c-9", "userName": "  Al  "})).unwrap();
+        assert_eq!(j.room_id, "AB_c-9");
+        assert_eq!(j.user_name, "Al");
+        assert_eq!(j.avatar, None);
+        for bad in [
+            json!({"roomId": "", "userName": "a"}),
+            json!({"roomId": "a b", "userName": "a"}),
+            json!({"roomId": "x".repeat(65), "userName": "a"}),
+            json!({"roomId": 5, "userName": "a"}),
+            json!({"userName": "a"}),
+            json!({"roomId": "R", "userName": "   "}),
+            json!({"roomId": "R", "userName": "é".repeat(51)}),
+            json!({"roomId": "R", "userName": 3}),
+            json!("R"),
+            json!(null),
+            json!([1]),
+        ] {
+            assert_eq!(code(decode_join(&bad)), ErrorCode::InvalidPayload, "{bad}");
+        }
+        let fifty = "é".repeat(50);
+        assert!(decode_join(&json!({"roomId": "R", "userName": fifty})).is_ok());
+    }
+
+    #[test]
+    fn avatar_must_be_a_short_http_url_else_null() {
+        let ok = |v: Value| usable_avatar(Some(&v));
+        assert_eq!(
+            ok(json!("https://a.b/c.png")),
+            Some("https://a.b/c.png".into())
+        );
+        assert_eq!(ok(json!("http://a")), Some("http://a".into()));
+        assert_eq!(ok(json!("javascript:alert(1)")), None);
+        assert_eq!(ok(json!("https://")), None);
+        assert_eq!(ok(json!(42)), None);
+        assert_eq!(ok(json!({"url": "https://a"})), None);
+        let long = format!("https://{}", "a".repeat(2041));
+        assert_eq!(long.chars().count(), 2049);
+        assert_eq!(ok(json!(long)), None);
+        assert!(ok(json!(long[..2048])).is_some());
+    }
+
+    #[test]
+    fn room_only_payloads_accept_null_absent_and_object() {
+        assert_eq!(decode_room_only(&Value::Null).unwrap(), None);
+        assert_eq!(decode_room_only(&json!({})).unwrap(), None);
+        assert_eq!(
+            decode_room_only(&json!({"roomId": "A"})).unwrap(),
+            Some("A".into())
+        );
+        assert_eq!(
+            code(decode_room_only(&json!("A"))),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            code(decode_room_only(&json!({"roomId": 1}))),
+            ErrorCode::InvalidPayload
+        );
+    }
+
+    #[test]
+    fn chat_trims_and_bounds_the_text() {
+        let c = decode_chat(&json!({"message": " hi "})).unwrap();
+        assert_eq!(c.text, "hi");
+        assert!(decode_chat(&json!({"message": "x".repeat(2000)})).is_ok());
+        for bad in [
+            json!({"message": "x".repeat(2001)}),
+            json!({"message": " \n\t "}),
+            json!({"message": 1}),
+            json!({}),
+            json!("hi"),
+        ] {
+            assert_eq!(code(decode_chat(&bad)), ErrorCode::InvalidPayload, "{bad}");
+        }
+    }
+
+    #[test]
+    fn relay_reads_either_target_alias_and_keeps_body() {
+        let offer = json!({"type": "offer", "sdp": "v=0"});
+        let r = decode_relay(
+            RelayKind::Offer,
+            &json!({"targetSocketId": "abc", "offer": offer}),
+        )
+        .unwrap();
+        assert_eq!(r.target, "abc");
+        assert_eq!(r.body, offer);
+        let r = decode_relay(
+            RelayKind::IceCandidate,
+            &json!({"targetId": "t", "candidate": null}),
+        )
+        .unwrap();
+        assert_eq!(r.body, Value::Null);
+        let r = decode_relay(RelayKind::ConnectionRequest, &json!({"targetId": "t"})).unwrap();
+        assert_eq!(r.kind.server_event(), "connection-request");
+        for (kind, bad) in [
+            (RelayKind::IceCandidate, json!({"targetId": "t"})),
+            (
+                RelayKind::IceCandidate,
+                json!({"targetId": "t", "candidate": "c"}),
+            ),
+            (RelayKind::Offer, json!({"targetId": "t", "offer": null})),
+            (RelayKind::Offer, json!({"targetId": "t", "offer": "sdp"})),
+            (RelayKind::Answer, json!({"targetId": "t", "answer": [1]})),
+            (RelayKind::Offer, json!({"offer": {}})),
+            (RelayKind::Offer, json!({"targetId": 7, "offer": {}})),
+            (RelayKind::Offer, json!({"targetId": "", "offer": {}})),
+            (RelayKind::Offer, json!(true)),
+        ] {
+            assert_eq!(
+                code(decode_relay(kind, &bad)),
+                ErrorCode::InvalidPayload,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn toggles_read_both_spellings() {
+        let audio = |v: Value| decode_toggle(MediaKind::Audio, &v).map(|r| r.change.enabled);
+        assert_eq!(audio(json!({"isAudioMuted": true})), Ok(false));
+        assert_eq!(audio(json!({"isAudioEnabled": true})), Ok(true));
+        assert_eq!(
+            audio(json!({"isAudioMuted": false, "isAudioEnabled": true})),
+            Ok(true)
+        );
+        assert!(audio(json!({"isAudioMuted": true, "isAudioEnabled": true})).is_err());
+        assert!(audio(json!({"isAudioMuted": "yes"})).is_err());
+        assert!(audio(json!({})).is_err());
+        let video = decode_toggle(MediaKind::Video, &json!({"isVideoOff": true})).unwrap();
+        assert_eq!(
+            video.change,
+            MediaChange {
+                kind: MediaKind::Video,
+                enabled: false
+            }
+        );
+        let m = decode_toggle_media(&json!({"type": "video", "enabled": true})).unwrap();
+        assert_eq!(
+            m.change,
+            MediaChange {
+                kind: MediaKind::Video,
+                enabled: true
+            }
+        );
+        assert!(decode_toggle_media(&json!({"type": "screen", "enabled": true})).is_err());
+        assert!(decode_toggle_media(&json!({"type": "audio"})).is_err());
+        let s = decode_toggle_screen_share(&json!({"isScreenSharing": true})).unwrap();
+        assert!(s.sharing);
+        assert!(decode_toggle_screen_share(&json!({})).is_err());
+    }
+}

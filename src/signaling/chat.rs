@@ -1,0 +1,35 @@
+//! Room chat: `send-message` → `new-message` to everyone in the room, sender included.
+//! The sender's name and avatar come from the registry, never from the payload.
+
+use socketioxide::extract::{AckSender, Event, SocketRef, State};
+
+use super::order::Turn;
+use super::payload::Payload;
+use super::reply::{Reply, to_room};
+use crate::protocol::decode_chat;
+use crate::state::AppState;
+
+pub async fn on_send_message(
+    s: SocketRef,
+    State(app): State<AppState>,
+    Event(event): Event,
+    Payload(data): Payload,
+    ack: AckSender,
+    turn: Turn,
+) {
+    let _turn = turn.wait().await;
+    let reply = Reply::new(&s, ack, event);
+    let said = data.and_then(|p| decode_chat(&p)).and_then(|req| {
+        app.registry
+            .chat(&s.id.to_string(), req.room.as_deref(), &req.text)
+    });
+    match said {
+        Ok(said) => {
+            // Chat text is private: it never reaches logs above debug, and not even there.
+            tracing::debug!(socket = %s.id, room = %said.room_id, chars = said.message.message.chars().count(), "chat message");
+            to_room(&s, &said.room_id, "new-message", &said.message).await;
+            reply.ok(&said.message);
+        }
+        Err(e) => reply.fail(e),
+    }
+}

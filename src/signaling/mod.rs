@@ -1,0 +1,65 @@
+//! The Socket.IO side: one handler per client event, grouped by concern. Handlers decode the
+//! payload ([`crate::protocol`]), ask the registry ([`crate::rooms`]) what happened, and only
+//! then, with no lock held, turn the outcome into emits.
+
+mod chat;
+mod media;
+mod order;
+mod payload;
+mod relay;
+mod reply;
+mod session;
+
+use std::sync::Arc;
+
+use socketioxide::extract::{Event, SocketRef, State};
+
+use crate::protocol::RelayKind;
+use crate::state::AppState;
+use order::Session;
+
+/// Registers the default namespace and every event of PROTOCOL.md.
+pub fn register(io: &socketioxide::SocketIo) {
+    io.ns("/", on_connect);
+}
+
+async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
+    socket.extensions.insert(Arc::new(Session::default()));
+    // Relays address a socket through the room named by its id.
+    socket.join(socket.id);
+    app.connection_opened();
+    tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), "connected");
+
+    socket.on("join-room", session::on_join);
+    socket.on("leave-room", session::on_leave);
+    socket.on_disconnect(session::on_disconnect);
+
+    socket.on("send-message", chat::on_send_message);
+
+    for kind in [
+        RelayKind::Offer,
+        RelayKind::Answer,
+        RelayKind::IceCandidate,
+        RelayKind::ConnectionRequest,
+    ] {
+        socket.on(kind.client_event(), relay::on_relay);
+    }
+
+    for event in ["toggle-audio", "toggle-video", "toggle-media"] {
+        socket.on(event, media::on_toggle);
+    }
+    for event in [
+        "start-screen-share",
+        "stop-screen-share",
+        "toggle-screen-share",
+    ] {
+        socket.on(event, media::on_screen_share);
+    }
+
+    socket.on_fallback(on_unknown_event);
+}
+
+/// Unknown events are ignored: answering them would hand out free amplification.
+async fn on_unknown_event(socket: SocketRef, Event(event): Event) {
+    tracing::debug!(socket = %socket.id, %event, "unknown event ignored");
+}

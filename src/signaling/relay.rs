@@ -1,0 +1,72 @@
+//! WebRTC signaling relay: offers, answers, ICE candidates and connection requests go to
+//! one target, only within the sender's room, stamped with the sender's real id.
+
+use serde::Serialize;
+use serde_json::Value as JsonValue;
+use socketioxide::extract::{AckSender, Event, SocketRef, State};
+
+use super::order::Turn;
+use super::payload::Payload;
+use super::reply::{Done, Reply, internal, to_room};
+use crate::protocol::{RelayKind, decode_relay};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Relayed<'a> {
+    sender_id: &'a str,
+    sender_socket_id: &'a str,
+    /// `offer`, `answer` or `candidate` (carried as received), or `roomId`.
+    #[serde(flatten)]
+    body: Body<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Body<'a> {
+    Offer(&'a JsonValue),
+    Answer(&'a JsonValue),
+    Candidate(&'a JsonValue),
+    RoomId(&'a str),
+}
+
+pub async fn on_relay(
+    s: SocketRef,
+    State(app): State<AppState>,
+    Event(event): Event,
+    Payload(data): Payload,
+    ack: AckSender,
+    turn: Turn,
+) {
+    let _turn = turn.wait().await;
+    let reply = Reply::new(&s, ack, event);
+    let Some(kind) = RelayKind::from_client_event(reply.event()) else {
+        return reply.fail(internal());
+    };
+    let sender = s.id.to_string();
+    let checked = data.and_then(|p| decode_relay(kind, &p)).and_then(|req| {
+        let room = app
+            .registry
+            .relay_room(&sender, req.room.as_deref(), &req.target)?;
+        Ok((req, room))
+    });
+    let (req, room) = match checked {
+        Ok(ok) => ok,
+        Err(e) => return reply.fail(e),
+    };
+    let body = match kind {
+        RelayKind::Offer => Body::Offer(&req.body),
+        RelayKind::Answer => Body::Answer(&req.body),
+        RelayKind::IceCandidate => Body::Candidate(&req.body),
+        RelayKind::ConnectionRequest => Body::RoomId(&room),
+    };
+    let relayed = Relayed {
+        sender_id: &sender,
+        sender_socket_id: &sender,
+        body,
+    };
+    tracing::debug!(socket = %s.id, %room, target = %req.target, kind = kind.server_event(), "relay");
+    // Every socket is in the room named by its own id, so this reaches exactly the target.
+    to_room(&s, &req.target, kind.server_event(), &relayed).await;
+    reply.ok(&Done {});
+}

@@ -1,0 +1,55 @@
+//! The state shared by every HTTP and socket handler, passed explicitly to both
+//! (axum `State` and socketioxide `State`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::rooms::Registry;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    started: Instant,
+    connections: Arc<AtomicUsize>,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, registry: Arc<Registry>) -> Self {
+        Self {
+            config,
+            registry,
+            started: Instant::now(),
+            connections: Arc::default(),
+            shutting_down: Arc::default(),
+        }
+    }
+
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Socket.IO connections currently open on this instance.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}

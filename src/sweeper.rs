@@ -1,0 +1,21 @@
+//! The background task that removes rooms left empty past `EMPTY_ROOM_TTL_SECS` and rooms
+//! made by `create-room` but never joined past `UNUSED_ROOM_TTL_SECS`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::rooms::Registry;
+
+/// PROTOCOL.md promises removal within 5 s of the TTL; once a second keeps well inside that.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+pub async fn run(registry: Arc<Registry>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for room in registry.sweep(Instant::now()) {
+            tracing::info!(%room, "room removed (expired)");
+        }
+    }
+}
