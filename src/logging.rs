@@ -1,6 +1,8 @@
 //! Log output: human-readable lines by default, JSON lines in production, filtered by
 //! `RUST_LOG` (default `info`).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::ConfigError;
@@ -16,7 +18,9 @@ pub fn init(json: bool) -> Result<(), ConfigError> {
         }
         _ => EnvFilter::new("info"),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     if json {
         builder.json().flatten_event(true).init();
     } else {
