@@ -2,6 +2,7 @@
 //! validated [`Config`]. A bad value is a [`ConfigError`] naming the variable.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub struct Config {
     pub unused_room_ttl: Duration,
     pub max_participants: usize,
     pub chat_history_limit: usize,
+    /// A built frontend to serve at `/` (`STATIC_DIR`), if any.
+    pub static_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +72,7 @@ impl Default for Config {
             unused_room_ttl: Duration::from_secs(600),
             max_participants: 50,
             chat_history_limit: 200,
+            static_dir: None,
         }
     }
 }
@@ -132,7 +136,25 @@ impl Config {
                 defaults.chat_history_limit,
                 "expected a whole number",
             )?,
+            static_dir: match get("STATIC_DIR") {
+                None => None,
+                Some(dir) => Some(static_dir(&dir)?),
+            },
         })
+    }
+}
+
+/// `STATIC_DIR` must be a folder with an `index.html` in it.
+fn static_dir(raw: &str) -> Result<PathBuf, ConfigError> {
+    let dir = PathBuf::from(raw.trim());
+    if dir.join("index.html").is_file() {
+        Ok(dir)
+    } else {
+        Err(invalid(
+            "STATIC_DIR",
+            raw,
+            "expected a folder containing index.html (a built frontend)",
+        ))
     }
 }
 
@@ -232,6 +254,7 @@ mod tests {
             ("CHAT_HISTORY_LIMIT", "1.5"),
             ("FRONTEND_URL", "localhost:5173"),
             ("LOG_FORMAT", "xml"),
+            ("STATIC_DIR", "/nonexistent/folder"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

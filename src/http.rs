@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::model::Timestamp;
 use crate::rooms::RoomInfo;
 use crate::state::AppState;
+use crate::static_files;
 
 /// A JSON error body, `{"error": "…"}`, with its status.
 pub fn error(status: StatusCode, message: &str) -> Response {
@@ -19,14 +20,17 @@ pub fn error(status: StatusCode, message: &str) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/api/room/{room_id}", get(room))
         .route("/api/create-room", post(create_room))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .method_not_allowed_fallback(method_not_allowed);
+    let router = match state.config.static_dir.clone() {
+        Some(dir) => router.fallback(move |request| static_files::serve(dir, request)),
+        None => router.fallback(not_found),
+    };
+    router.with_state(state)
 }
 
 #[derive(Serialize)]

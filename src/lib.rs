@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod rooms;
 mod signaling;
 pub mod state;
+mod static_files;
 mod sweeper;
 
 use std::future::Future;
