@@ -10,9 +10,11 @@ mod relay;
 mod reply;
 mod session;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use socketioxide::extract::{Event, SocketRef, State};
+use socketioxide::handler::ConnectHandler;
 
 use crate::protocol::RelayKind;
 use crate::state::AppState;
@@ -20,15 +22,16 @@ use order::Session;
 
 /// Registers the default namespace and every event of PROTOCOL.md.
 pub fn register(io: &socketioxide::SocketIo) {
-    io.ns("/", on_connect);
+    io.ns("/", on_connected.with(prepare));
 }
 
-async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
+/// Runs before the client is told it is connected (connect handlers run only after), so no
+/// event the client sends once connected can arrive before its handler exists.
+async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), Infallible> {
     socket.extensions.insert(Arc::new(Session::default()));
     // Relays address a socket through the room named by its id.
     socket.join(socket.id);
     app.connection_opened();
-    tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), "connected");
 
     socket.on("join-room", session::on_join);
     socket.on("leave-room", session::on_leave);
@@ -57,6 +60,11 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
     }
 
     socket.on_fallback(on_unknown_event);
+    Ok(())
+}
+
+async fn on_connected(socket: SocketRef) {
+    tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), "connected");
 }
 
 /// Unknown events are ignored: answering them would hand out free amplification.

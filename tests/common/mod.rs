@@ -1,0 +1,316 @@
+//! Test harness: starts the real server in-process on an ephemeral port (exactly
+//! `prolitemeet_server::app` + `serve`) and drives it with a real Socket.IO client
+//! (`rust_socketio`), turning received events into a stream the tests await.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use prolitemeet_server::{Config, app, serve};
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload, TransportType};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a test waits for an event that must come.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a test listens to show that an event does *not* come.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// Starts a server whose configuration `adjust` may change (limits, TTLs, origins).
+    pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let listener = TcpListener::bind((config.host, 0)).await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (router, app) = app(config);
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve(listener, router, app, async {
+            stopped.await.ok();
+        }));
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str) -> (u16, Value) {
+        let response = self.http.post(self.url(path)).send().await.expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `(activeRooms, totalParticipants)` from `/health`.
+    pub async fn counts(&self) -> (u64, u64) {
+        let (_, health) = self.get("/health").await;
+        (
+            health["activeRooms"].as_u64().expect("activeRooms"),
+            health["totalParticipants"]
+                .as_u64()
+                .expect("totalParticipants"),
+        )
+    }
+
+    /// Polls `/health` until it shows `expected`, or fails after `WAIT`.
+    pub async fn await_counts(&self, expected: (u64, u64)) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let seen = self.counts().await;
+            if seen == expected {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "/health kept showing {seen:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn client(&self) -> TestClient {
+        TestClient::connect(self, TransportType::Websocket).await
+    }
+
+    pub async fn client_over(&self, transport: TransportType) -> TestClient {
+        TestClient::connect(self, transport).await
+    }
+
+    /// A client joined to `room` as `name`, with the join's own events consumed.
+    pub async fn joined(&self, room: &str, name: &str) -> TestClient {
+        let mut c = self.client().await;
+        c.join(room, name).await;
+        c
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+    }
+}
+
+/// A connected Socket.IO client and the events it has received, in order.
+pub struct TestClient {
+    pub id: String,
+    socket: Client,
+    events: mpsc::UnboundedReceiver<(String, Value)>,
+}
+
+/// The first argument of an event or ack. Acks arrive as the raw JSON array text.
+#[allow(deprecated)]
+fn first_arg(payload: Payload) -> Value {
+    match payload {
+        Payload::Text(mut args) if !args.is_empty() => args.swap_remove(0),
+        Payload::String(raw) => match serde_json::from_str::<Value>(&raw) {
+            Ok(Value::Array(mut args)) if !args.is_empty() => args.swap_remove(0),
+            Ok(other) => other,
+            Err(_) => Value::Null,
+        },
+        _ => Value::Null,
+    }
+}
+
+impl TestClient {
+    pub async fn connect(server: &TestServer, transport: TransportType) -> Self {
+        let (tx, events) = mpsc::unbounded_channel();
+        let (connected_tx, connected) = oneshot::channel::<()>();
+        let connected_tx = Arc::new(Mutex::new(Some(connected_tx)));
+        let on_any = tx.clone();
+        let on_error = tx;
+        let socket = ClientBuilder::new(server.url("/"))
+            .transport_type(transport)
+            .reconnect(false)
+            .on(Event::Connect, move |_, _| {
+                if let Some(tx) = connected_tx.lock().expect("lock").take() {
+                    tx.send(()).ok();
+                }
+                async {}.boxed()
+            })
+            .on_any(move |event, payload, _| {
+                on_any.send((event.to_string(), first_arg(payload))).ok();
+                async {}.boxed()
+            })
+            .on("error", move |payload, _| {
+                on_error.send(("error".into(), first_arg(payload))).ok();
+                async {}.boxed()
+            })
+            .connect()
+            .await
+            .expect("connect");
+        tokio::time::timeout(WAIT, connected)
+            .await
+            .expect("connect event in time")
+            .ok();
+        Self {
+            id: String::new(),
+            socket,
+            events,
+        }
+    }
+
+    pub async fn emit(&self, event: &str, payload: Value) {
+        self.socket.emit(event, payload).await.expect("emit");
+    }
+
+    /// Emits an event with no argument at all, as `socket.emit('leave-room')` does.
+    pub async fn emit_bare(&self, event: &str) {
+        self.socket
+            .emit(event, Payload::Text(vec![]))
+            .await
+            .expect("emit");
+    }
+
+    pub async fn emit_raw(&self, event: &str, payload: Payload) {
+        self.socket.emit(event, payload).await.expect("emit");
+    }
+
+    /// Emits with an acknowledgement callback and returns what the server acknowledged.
+    pub async fn emit_ack(&self, event: &str, payload: Value) -> Value {
+        let (tx, rx) = oneshot::channel();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        self.socket
+            .emit_with_ack(event, payload, WAIT, move |ack, _| {
+                if let Some(tx) = tx.lock().expect("lock").take() {
+                    // rust_socketio hands acks over as the raw argument array.
+                    let args = first_arg(ack);
+                    let first = match args {
+                        Value::Array(mut args) if !args.is_empty() => args.swap_remove(0),
+                        other => other,
+                    };
+                    tx.send(first).ok();
+                }
+                async {}.boxed()
+            })
+            .await
+            .expect("emit");
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .unwrap_or_else(|_| panic!("no ack for {event}"))
+            .expect("ack")
+    }
+
+    /// The next event received, whatever it is.
+    pub async fn next(&mut self) -> (String, Value) {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("an event in time")
+            .expect("event stream open")
+    }
+
+    /// The next event, which must be `event`.
+    pub async fn expect(&mut self, event: &str) -> Value {
+        let (name, payload) = self.next().await;
+        assert_eq!(
+            name, event,
+            "expected `{event}`, got `{name}` with {payload}"
+        );
+        payload
+    }
+
+    /// Skips other events until `event` arrives.
+    pub async fn wait_for(&mut self, event: &str) -> Value {
+        loop {
+            let (name, payload) = self.next().await;
+            if name == event {
+                return payload;
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for a short while.
+    pub async fn expect_quiet(&mut self) {
+        if let Ok(Some((name, payload))) = tokio::time::timeout(QUIET, self.events.recv()).await {
+            panic!("expected silence, got `{name}` with {payload}");
+        }
+    }
+
+    /// The `error` event for `event`, with `code`.
+    pub async fn expect_error(&mut self, event: &str, code: &str) -> Value {
+        let error = self.expect("error").await;
+        assert_eq!(error["code"], code, "{error}");
+        assert_eq!(error["event"], event, "{error}");
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{error}"
+        );
+        error
+    }
+
+    /// Joins and consumes `joined-room` and `participants-updated`; remembers the own id.
+    pub async fn join(&mut self, room: &str, name: &str) -> Value {
+        self.emit("join-room", json!({"roomId": room, "userName": name}))
+            .await;
+        let joined = self.expect("joined-room").await;
+        self.id = joined["participantId"].as_str().expect("id").to_owned();
+        self.expect("participants-updated").await;
+        joined
+    }
+
+    pub async fn disconnect(self) {
+        self.socket.disconnect().await.ok();
+    }
+}
+
+/// Checks every field of a participant object of PROTOCOL.md.
+pub fn assert_participant(p: &Value, id: &str, name: &str, is_admin: bool) {
+    assert_eq!(p["id"], id, "{p}");
+    assert_eq!(p["userName"], name, "{p}");
+    assert_eq!(p["name"], name, "{p}");
+    assert!(p.get("avatar").is_some(), "avatar present: {p}");
+    assert!(
+        p["joinedAt"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{p}"
+    );
+    assert_eq!(
+        p["isAudioMuted"],
+        !p["isAudioEnabled"].as_bool().expect("bool"),
+        "{p}"
+    );
+    assert_eq!(
+        p["isVideoOff"],
+        !p["isVideoEnabled"].as_bool().expect("bool"),
+        "{p}"
+    );
+    assert!(p["isScreenSharing"].is_boolean(), "{p}");
+    assert_eq!(p["isAdmin"], is_admin, "{p}");
+}
+
+/// The ids of a participant list, in order.
+pub fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id").to_owned())
+        .collect()
+}
