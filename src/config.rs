@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::ratelimit::{Rate, RateLimits};
+
 /// Which browser origins may call the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedOrigins {
@@ -50,6 +52,13 @@ pub struct Config {
     pub chat_history_limit: usize,
     /// A built frontend to serve at `/` (`STATIC_DIR`), if any.
     pub static_dir: Option<PathBuf>,
+    /// Largest Socket.IO packet or HTTP body accepted, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most Socket.IO connections open at once; 0 = no cap.
+    pub max_connections: usize,
+    /// Most rooms in existence at once; 0 = no cap.
+    pub max_rooms: usize,
+    pub rate_limits: RateLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +82,24 @@ impl Default for Config {
             max_participants: 50,
             chat_history_limit: 200,
             static_dir: None,
+            max_payload_bytes: 100_000,
+            max_connections: 10_000,
+            max_rooms: 10_000,
+            rate_limits: RateLimits {
+                chat: Rate {
+                    per_sec: 5.0,
+                    burst: 20.0,
+                },
+                signal: Rate {
+                    per_sec: 100.0,
+                    burst: 300.0,
+                },
+                join: Rate {
+                    per_sec: 2.0,
+                    burst: 10.0,
+                },
+                disconnect_after: 100,
+            },
         }
     }
 }
@@ -140,8 +167,103 @@ impl Config {
                 None => None,
                 Some(dir) => Some(static_dir(&dir)?),
             },
+            max_payload_bytes: {
+                let bytes = parse(
+                    &get,
+                    "MAX_PAYLOAD_BYTES",
+                    defaults.max_payload_bytes,
+                    "expected a number of bytes, at least 1024",
+                )?;
+                if bytes < 1024 {
+                    return Err(invalid(
+                        "MAX_PAYLOAD_BYTES",
+                        &bytes.to_string(),
+                        "must be at least 1024",
+                    ));
+                }
+                bytes
+            },
+            max_connections: parse(
+                &get,
+                "MAX_CONNECTIONS",
+                defaults.max_connections,
+                "expected a whole number (0 = no cap)",
+            )?,
+            max_rooms: parse(
+                &get,
+                "MAX_ROOMS",
+                defaults.max_rooms,
+                "expected a whole number (0 = no cap)",
+            )?,
+            rate_limits: RateLimits {
+                chat: rate(
+                    &get,
+                    "CHAT_RATE_PER_SEC",
+                    "CHAT_BURST",
+                    defaults.rate_limits.chat,
+                )?,
+                signal: rate(
+                    &get,
+                    "SIGNAL_RATE_PER_SEC",
+                    "SIGNAL_BURST",
+                    defaults.rate_limits.signal,
+                )?,
+                join: rate(
+                    &get,
+                    "JOIN_RATE_PER_SEC",
+                    "JOIN_BURST",
+                    defaults.rate_limits.join,
+                )?,
+                disconnect_after: parse(
+                    &get,
+                    "RATE_LIMIT_DISCONNECT_AFTER",
+                    defaults.rate_limits.disconnect_after,
+                    "expected a whole number (0 = never disconnect)",
+                )?,
+            },
         })
     }
+}
+
+/// A token-bucket rate from `<NAME>_RATE_PER_SEC` and `<NAME>_BURST`; a rate of 0 is no limit.
+fn rate(
+    get: &impl Fn(&str) -> Option<String>,
+    rate_var: &'static str,
+    burst_var: &'static str,
+    default: Rate,
+) -> Result<Rate, ConfigError> {
+    let non_negative = |var: &'static str, value: f64| {
+        if value.is_finite() && value >= 0.0 {
+            Ok(value)
+        } else {
+            Err(invalid(
+                var,
+                &value.to_string(),
+                "must be a finite number, 0 or more",
+            ))
+        }
+    };
+    let per_sec = non_negative(
+        rate_var,
+        parse(
+            get,
+            rate_var,
+            default.per_sec,
+            "expected events per second (0 = no limit)",
+        )?,
+    )?;
+    let burst = non_negative(
+        burst_var,
+        parse(get, burst_var, default.burst, "expected a number of events")?,
+    )?;
+    if per_sec > 0.0 && burst < 1.0 {
+        return Err(invalid(
+            burst_var,
+            &burst.to_string(),
+            "must be at least 1 when the rate is set",
+        ));
+    }
+    Ok(Rate { per_sec, burst })
 }
 
 /// `STATIC_DIR` must be a folder with an `index.html` in it.
@@ -255,6 +377,11 @@ mod tests {
             ("FRONTEND_URL", "localhost:5173"),
             ("LOG_FORMAT", "xml"),
             ("STATIC_DIR", "/nonexistent/folder"),
+            ("MAX_PAYLOAD_BYTES", "10"),
+            ("MAX_ROOMS", "many"),
+            ("CHAT_RATE_PER_SEC", "-1"),
+            ("SIGNAL_BURST", "NaN"),
+            ("JOIN_RATE_PER_SEC", "fast"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

@@ -105,13 +105,18 @@ struct Created {
     message: &'static str,
 }
 
-async fn create_room(State(app): State<AppState>) -> Json<Created> {
-    let info = app.registry.create_room();
-    tracing::info!(room = %info.room_id, "room created (create-room)");
-    Json(Created {
-        room_id: info.room_id.to_string(),
-        message: "Room created successfully",
-    })
+async fn create_room(State(app): State<AppState>) -> Response {
+    match app.registry.create_room() {
+        Ok(info) => {
+            tracing::info!(room = %info.room_id, "room created (create-room)");
+            Json(Created {
+                room_id: info.room_id.to_string(),
+                message: "Room created successfully",
+            })
+            .into_response()
+        }
+        Err(full) => error(StatusCode::SERVICE_UNAVAILABLE, &full.to_string()),
+    }
 }
 
 async fn not_found() -> Response {

@@ -7,9 +7,11 @@
 pub mod config;
 mod cors;
 pub mod http;
+mod limits;
 pub mod logging;
 pub mod model;
 pub mod protocol;
+pub mod ratelimit;
 pub mod rooms;
 mod signaling;
 pub mod state;
@@ -48,6 +50,7 @@ pub fn app(config: Config) -> (Router, App) {
         chat_history_limit: config.chat_history_limit,
         empty_room_ttl: config.empty_room_ttl,
         unused_room_ttl: config.unused_room_ttl,
+        max_rooms: config.max_rooms,
     }));
     let state = AppState::new(config.clone(), registry);
     let (socket_layer, io) = SocketIo::builder().with_state(state.clone()).build_layer();
@@ -56,6 +59,13 @@ pub fn app(config: Config) -> (Router, App) {
     let origins = Arc::new(config.allowed_origins.clone());
     let router = http::router(state.clone())
         .layer(socket_layer)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::connection_cap,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            config.max_payload_bytes,
+        ))
         .layer(cors::cors_layer(&origins))
         .layer(axum::middleware::from_fn_with_state(
             origins,

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     TargetNotInRoom,
     RoomFull,
     RateLimited,
+    /// The server holds `MAX_ROOMS` rooms and cannot make another.
+    TooManyRooms,
     Internal,
 }
 
@@ -39,6 +41,7 @@ impl ErrorCode {
             Self::TargetNotInRoom => "target_not_in_room",
             Self::RoomFull => "room_full",
             Self::RateLimited => "rate_limited",
+            Self::TooManyRooms => "too_many_rooms",
             Self::Internal => "internal",
         }
     }

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -19,6 +20,8 @@ pub struct Limits {
     pub chat_history_limit: usize,
     pub empty_room_ttl: Duration,
     pub unused_room_ttl: Duration,
+    /// Most rooms in existence at once; 0 = no cap.
+    pub max_rooms: usize,
 }
 
 /// Whether a room has ever had anyone in it, and since when it has been empty.
@@ -134,7 +137,20 @@ pub struct Registry {
     rooms: DashMap<Arc<str>, Room>,
     /// Socket id → the room it is in. A socket is in at most one room.
     members: DashMap<Arc<str>, Arc<str>>,
+    /// How many rooms exist, kept beside `rooms` so the room cap is exact under concurrency.
+    room_count: AtomicUsize,
     limits: Limits,
+}
+
+/// The server already holds `MAX_ROOMS` rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("The server has reached its room limit; try again later")]
+pub struct RoomLimitReached;
+
+impl From<RoomLimitReached> for ProtocolError {
+    fn from(e: RoomLimitReached) -> Self {
+        ProtocolError::new(ErrorCode::TooManyRooms, e.to_string())
+    }
 }
 
 impl Registry {
@@ -142,6 +158,7 @@ impl Registry {
         Self {
             rooms: DashMap::new(),
             members: DashMap::new(),
+            room_count: AtomicUsize::new(0),
             limits,
         }
     }
@@ -152,11 +169,27 @@ impl Registry {
 
     /// `(rooms, participants)` in existence.
     pub fn stats(&self) -> (usize, usize) {
-        (self.rooms.len(), self.members.len())
+        (self.room_count.load(Ordering::Relaxed), self.members.len())
+    }
+
+    /// Counts one more room, unless that would pass `MAX_ROOMS`.
+    fn reserve_room(&self) -> Result<(), RoomLimitReached> {
+        let max = self.limits.max_rooms;
+        self.room_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .map(drop)
+            .map_err(|_| RoomLimitReached)
+    }
+
+    fn release_rooms(&self, removed: usize) {
+        self.room_count.fetch_sub(removed, Ordering::AcqRel);
     }
 
     /// Makes an empty room with a fresh id: 8 upper-case characters of a v4 UUID.
-    pub fn create_room(&self) -> RoomInfo {
+    pub fn create_room(&self) -> Result<RoomInfo, RoomLimitReached> {
+        self.reserve_room()?;
         loop {
             let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string()[..8]
                 .to_ascii_uppercase()
@@ -167,11 +200,11 @@ impl Registry {
                 });
                 let created_at = room.created_at;
                 slot.insert(room);
-                return RoomInfo {
+                return Ok(RoomInfo {
                     room_id: id,
                     participant_count: 0,
                     created_at,
-                };
+                });
             }
         }
     }
@@ -224,6 +257,7 @@ impl Registry {
                 match self.rooms.entry(req.room_id.as_str().into()) {
                     Entry::Occupied(e) => (e.key().clone(), false, e.into_ref()),
                     Entry::Vacant(e) => {
+                        self.reserve_room()?;
                         let id = e.key().clone();
                         (id, true, e.insert(Room::new(Occupancy::Occupied)))
                     }
@@ -278,6 +312,9 @@ impl Registry {
                 .rooms
                 .remove_if(room_id, |_, room| room.participants.is_empty())
                 .is_some();
+        if room_removed {
+            self.release_rooms(1);
+        }
         Some(Left {
             room_id: room_id.into(),
             participant,
@@ -410,6 +447,7 @@ impl Registry {
             }
             !expired
         });
+        self.release_rooms(removed.len());
         removed
     }
 }
@@ -424,6 +462,7 @@ mod tests {
             chat_history_limit: 3,
             empty_room_ttl: Duration::from_secs(empty_secs),
             unused_room_ttl: Duration::from_secs(600),
+            max_rooms: 0,
         })
     }
 
@@ -527,7 +566,7 @@ mod tests {
     #[test]
     fn unused_created_rooms_expire_after_their_own_ttl() {
         let r = registry(50, 0);
-        let info = r.create_room();
+        let info = r.create_room().unwrap();
         assert_eq!(info.room_id.len(), 8);
         assert!(
             info.room_id
@@ -537,6 +576,25 @@ mod tests {
         let now = Instant::now();
         assert!(r.sweep(now + Duration::from_secs(599)).is_empty());
         assert_eq!(r.sweep(now + Duration::from_secs(601)), vec![info.room_id]);
+    }
+
+    #[test]
+    fn the_room_cap_counts_created_and_joined_rooms() {
+        let r = Registry::new(Limits {
+            max_rooms: 2,
+            ..registry(50, 0).limits
+        });
+        r.create_room().unwrap();
+        r.join("a", &req("R", "Ann")).unwrap();
+        assert_eq!(r.create_room().unwrap_err(), RoomLimitReached);
+        let err = r.join("b", &req("R2", "Bob")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooManyRooms);
+        r.join("b", &req("R", "Bob")).unwrap();
+        r.leave("a");
+        r.leave("b");
+        assert_eq!(r.stats(), (1, 0));
+        r.join("c", &req("R3", "Cat")).unwrap();
+        assert_eq!(r.stats(), (2, 1));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 use socketioxide::extract::{AckSender, Event, SocketRef, State};
 
+use super::client::admit;
 use super::order::Turn;
 use super::payload::Payload;
-use super::reply::{Reply, to_room};
+use super::reply::to_room;
 use crate::protocol::decode_chat;
+use crate::ratelimit::Class;
 use crate::state::AppState;
 
 pub async fn on_send_message(
@@ -17,8 +19,9 @@ pub async fn on_send_message(
     ack: AckSender,
     turn: Turn,
 ) {
-    let _turn = turn.wait().await;
-    let reply = Reply::new(&s, ack, event);
+    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Chat).await else {
+        return;
+    };
     let said = data.and_then(|p| decode_chat(&p)).and_then(|req| {
         app.registry
             .chat(&s.id.to_string(), req.room.as_deref(), &req.text)

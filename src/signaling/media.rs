@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value as JsonValue;
 use socketioxide::extract::{AckSender, Event, SocketRef, State};
 
+use super::client::admit;
 use super::order::Turn;
 use super::payload::Payload;
 use super::reply::{Reply, internal, to_others, to_room};
@@ -14,6 +15,7 @@ use crate::protocol::{
     Decoded, MediaRequest, decode_room_only, decode_toggle, decode_toggle_media,
     decode_toggle_screen_share,
 };
+use crate::ratelimit::Class;
 use crate::rooms::Updated;
 use crate::state::AppState;
 
@@ -72,8 +74,9 @@ pub async fn on_toggle(
     ack: AckSender,
     turn: Turn,
 ) {
-    let _turn = turn.wait().await;
-    let reply = Reply::new(&s, ack, event);
+    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Signal).await else {
+        return;
+    };
     let changed = data
         .and_then(|p| decode_media(reply.event(), &p).unwrap_or_else(|| Err(internal())))
         .and_then(|req| {
@@ -125,8 +128,9 @@ pub async fn on_screen_share(
     ack: AckSender,
     turn: Turn,
 ) {
-    let _turn = turn.wait().await;
-    let reply = Reply::new(&s, ack, event);
+    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Signal).await else {
+        return;
+    };
     let decoded = data.and_then(|p| match reply.event() {
         "start-screen-share" => decode_room_only(&p).map(|room| (room, true)),
         "stop-screen-share" => decode_room_only(&p).map(|room| (room, false)),

@@ -3,6 +3,7 @@
 //! then, with no lock held, turn the outcome into emits.
 
 mod chat;
+mod client;
 mod media;
 mod order;
 mod payload;
@@ -11,14 +12,13 @@ mod reply;
 mod session;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use socketioxide::extract::{Event, SocketRef, State};
 use socketioxide::handler::ConnectHandler;
 
 use crate::protocol::RelayKind;
 use crate::state::AppState;
-use order::Session;
+use client::Client;
 
 /// Registers the default namespace and every event of PROTOCOL.md.
 pub fn register(io: &socketioxide::SocketIo) {
@@ -28,7 +28,9 @@ pub fn register(io: &socketioxide::SocketIo) {
 /// Runs before the client is told it is connected (connect handlers run only after), so no
 /// event the client sends once connected can arrive before its handler exists.
 async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), Infallible> {
-    socket.extensions.insert(Arc::new(Session::default()));
+    socket
+        .extensions
+        .insert(Client::new(&app.config.rate_limits));
     // Relays address a socket through the room named by its id.
     socket.join(socket.id);
     app.connection_opened();

@@ -11,33 +11,41 @@ use socketioxide::handler::{FromDisconnectParts, FromMessageParts, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
 use tokio::sync::oneshot;
 
-/// Per-socket data kept in the socket's extensions.
+use super::client::Client;
+
+/// A socket's queue of events, one per socket.
 #[derive(Default)]
-pub struct Session {
+pub struct Queue {
     /// Resolves (or is dropped) when the latest handed-out turn is over.
     tail: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
-impl Session {
-    fn take_turn(&self) -> Turn {
+impl Queue {
+    fn take_turn(&self, client: Arc<Client>) -> Turn {
         let (done, next) = oneshot::channel();
         let previous = match self.tail.lock() {
             Ok(mut tail) => tail.replace(next),
             Err(poisoned) => poisoned.into_inner().replace(next),
         };
-        Turn { previous, done }
+        Turn {
+            client,
+            previous,
+            done,
+        }
     }
 }
 
 /// A place in the socket's queue of events. Dropping it (or the guard from
 /// [`Turn::wait`]) lets the next event run.
 pub struct Turn {
+    client: Arc<Client>,
     previous: Option<oneshot::Receiver<()>>,
     done: oneshot::Sender<()>,
 }
 
 /// Held while a handler runs; the next event of the socket waits for it to drop.
 pub struct TurnGuard {
+    pub client: Arc<Client>,
     _done: oneshot::Sender<()>,
 }
 
@@ -47,7 +55,10 @@ impl Turn {
             // An error only means the previous turn's sender was dropped: it is over too.
             let _ = previous.await;
         }
-        TurnGuard { _done: self.done }
+        TurnGuard {
+            client: self.client,
+            _done: self.done,
+        }
     }
 }
 
@@ -57,8 +68,8 @@ pub struct NoSession;
 
 fn turn_of<A: Adapter>(s: &Arc<Socket<A>>) -> Result<Turn, NoSession> {
     s.extensions
-        .get::<Arc<Session>>()
-        .map(|session| session.take_turn())
+        .get::<Arc<Client>>()
+        .map(|client| client.queue.take_turn(client.clone()))
         .ok_or(NoSession)
 }
 

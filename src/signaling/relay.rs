@@ -5,10 +5,12 @@ use serde::Serialize;
 use serde_json::Value as JsonValue;
 use socketioxide::extract::{AckSender, Event, SocketRef, State};
 
+use super::client::admit;
 use super::order::Turn;
 use super::payload::Payload;
-use super::reply::{Done, Reply, internal, to_room};
+use super::reply::{Done, internal, to_room};
 use crate::protocol::{RelayKind, decode_relay};
+use crate::ratelimit::Class;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -38,8 +40,9 @@ pub async fn on_relay(
     ack: AckSender,
     turn: Turn,
 ) {
-    let _turn = turn.wait().await;
-    let reply = Reply::new(&s, ack, event);
+    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Signal).await else {
+        return;
+    };
     let Some(kind) = RelayKind::from_client_event(reply.event()) else {
         return reply.fail(internal());
     };

@@ -5,11 +5,13 @@ use serde::Serialize;
 use socketioxide::extract::{AckSender, Event, SocketRef, State};
 use socketioxide::socket::DisconnectReason;
 
+use super::client::admit;
 use super::order::Turn;
 use super::payload::Payload;
-use super::reply::{Reply, to_others, to_room};
+use super::reply::{to_others, to_room};
 use crate::model::{ChatMessage, ParticipantView};
 use crate::protocol::{ProtocolError, decode_join, decode_room_only};
+use crate::ratelimit::Class;
 use crate::rooms::{JoinOutcome, Joined, Left};
 use crate::state::AppState;
 
@@ -66,8 +68,9 @@ pub async fn on_join(
     ack: AckSender,
     turn: Turn,
 ) {
-    let _turn = turn.wait().await;
-    let reply = Reply::new(&s, ack, event);
+    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Join).await else {
+        return;
+    };
     let request = match data.and_then(|p| decode_join(&p)) {
         Ok(request) => request,
         Err(e) => return reply.fail(e),
@@ -112,8 +115,9 @@ pub async fn on_leave(
     ack: AckSender,
     turn: Turn,
 ) {
-    let _turn = turn.wait().await;
-    let reply = Reply::new(&s, ack, event);
+    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Join).await else {
+        return;
+    };
     let socket_id = s.id.to_string();
     let checked = data
         .and_then(|p| decode_room_only(&p))

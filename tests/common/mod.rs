@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use prolitemeet_server::ratelimit::RateLimits;
 use prolitemeet_server::{Config, app, serve};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload, TransportType};
@@ -33,9 +34,11 @@ impl TestServer {
 
     /// Starts a server whose configuration `adjust` may change (limits, TTLs, origins).
     pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
+        // Protocol tests send faster than people do: rate limits are off unless a test sets them.
         let mut config = Config {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 0,
+            rate_limits: RateLimits::UNLIMITED,
             ..Config::default()
         };
         adjust(&mut config);

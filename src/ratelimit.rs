@@ -1,0 +1,202 @@
+//! Per-socket rate limits: a token bucket per class of event, and a count of refusals in a
+//! row after which a client is treated as a flooder and disconnected.
+
+use std::time::Instant;
+
+/// A rate in events per second and a burst size; a rate of zero means "no limit".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_sec: f64,
+    pub burst: f64,
+}
+
+impl Rate {
+    pub const UNLIMITED: Rate = Rate {
+        per_sec: 0.0,
+        burst: 0.0,
+    };
+
+    pub fn is_unlimited(&self) -> bool {
+        self.per_sec <= 0.0
+    }
+}
+
+/// The classes of client events that are limited separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// `send-message`.
+    Chat,
+    /// Relayed signaling, media toggles and screen sharing.
+    Signal,
+    /// `join-room` and `leave-room`.
+    Join,
+}
+
+/// The configured limits of every class.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    pub chat: Rate,
+    pub signal: Rate,
+    pub join: Rate,
+    /// Refusals in a row that get a client disconnected; 0 never disconnects.
+    pub disconnect_after: u32,
+}
+
+impl RateLimits {
+    pub const UNLIMITED: RateLimits = RateLimits {
+        chat: Rate::UNLIMITED,
+        signal: Rate::UNLIMITED,
+        join: Rate::UNLIMITED,
+        disconnect_after: 0,
+    };
+}
+
+#[derive(Debug)]
+struct Bucket {
+    rate: Rate,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn new(rate: Rate, now: Instant) -> Self {
+        Self {
+            rate,
+            tokens: rate.burst.max(1.0),
+            refilled: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        if self.rate.is_unlimited() {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate.per_sec).min(self.rate.burst.max(1.0));
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What the limiter says about one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    Refused,
+    /// Refused, and the client has been refused too often in a row: disconnect it.
+    Flooding,
+}
+
+/// One socket's buckets.
+#[derive(Debug)]
+pub struct Limiter {
+    chat: Bucket,
+    signal: Bucket,
+    join: Bucket,
+    refused_in_a_row: u32,
+    disconnect_after: u32,
+}
+
+impl Limiter {
+    pub fn new(limits: &RateLimits, now: Instant) -> Self {
+        Self {
+            chat: Bucket::new(limits.chat, now),
+            signal: Bucket::new(limits.signal, now),
+            join: Bucket::new(limits.join, now),
+            refused_in_a_row: 0,
+            disconnect_after: limits.disconnect_after,
+        }
+    }
+
+    pub fn check(&mut self, class: Class, now: Instant) -> Verdict {
+        let bucket = match class {
+            Class::Chat => &mut self.chat,
+            Class::Signal => &mut self.signal,
+            Class::Join => &mut self.join,
+        };
+        if bucket.take(now) {
+            self.refused_in_a_row = 0;
+            return Verdict::Allowed;
+        }
+        self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
+        if self.disconnect_after > 0 && self.refused_in_a_row >= self.disconnect_after {
+            Verdict::Flooding
+        } else {
+            Verdict::Refused
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn limits(per_sec: f64, burst: f64, disconnect_after: u32) -> RateLimits {
+        let rate = Rate { per_sec, burst };
+        RateLimits {
+            chat: rate,
+            signal: Rate::UNLIMITED,
+            join: rate,
+            disconnect_after,
+        }
+    }
+
+    #[test]
+    fn burst_then_refill() {
+        let start = Instant::now();
+        let mut l = Limiter::new(&limits(2.0, 3.0, 0), start);
+        for _ in 0..3 {
+            assert_eq!(l.check(Class::Chat, start), Verdict::Allowed);
+        }
+        assert_eq!(l.check(Class::Chat, start), Verdict::Refused);
+        assert_eq!(
+            l.check(Class::Join, start),
+            Verdict::Allowed,
+            "classes are separate"
+        );
+        let later = start + Duration::from_millis(500);
+        assert_eq!(l.check(Class::Chat, later), Verdict::Allowed);
+        assert_eq!(l.check(Class::Chat, later), Verdict::Refused);
+        let much_later = start + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(l.check(Class::Chat, much_later), Verdict::Allowed);
+        }
+        assert_eq!(
+            l.check(Class::Chat, much_later),
+            Verdict::Refused,
+            "burst caps the refill"
+        );
+    }
+
+    #[test]
+    fn unlimited_never_refuses() {
+        let now = Instant::now();
+        let mut l = Limiter::new(&limits(1.0, 1.0, 0), now);
+        for _ in 0..10_000 {
+            assert_eq!(l.check(Class::Signal, now), Verdict::Allowed);
+        }
+    }
+
+    #[test]
+    fn refusals_in_a_row_mean_flooding() {
+        let now = Instant::now();
+        let mut l = Limiter::new(&limits(1.0, 1.0, 3), now);
+        assert_eq!(l.check(Class::Chat, now), Verdict::Allowed);
+        assert_eq!(l.check(Class::Chat, now), Verdict::Refused);
+        assert_eq!(l.check(Class::Chat, now), Verdict::Refused);
+        assert_eq!(
+            l.check(Class::Join, now),
+            Verdict::Allowed,
+            "an allowed event resets the count"
+        );
+        assert_eq!(l.check(Class::Chat, now), Verdict::Refused);
+        assert_eq!(l.check(Class::Chat, now), Verdict::Refused);
+        assert_eq!(l.check(Class::Chat, now), Verdict::Flooding);
+    }
+}
