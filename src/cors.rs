@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ORIGIN};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -22,12 +22,26 @@ pub async fn origin_guard(
     next: Next,
 ) -> Response {
     if let Some(origin) = request.headers().get(ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| origins.allows(o));
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| origins.allows(o) || is_same_origin(o, &request));
         if !allowed {
             return error(StatusCode::FORBIDDEN, "Origin not allowed");
         }
     }
     next.run(request).await
+}
+
+/// A page served by this server itself (`STATIC_DIR`) is always allowed: browsers send its
+/// own origin on POSTs and WebSocket upgrades, and it matches the `Host` it was served from.
+fn is_same_origin(origin: &str, request: &Request) -> bool {
+    let Some(host) = request.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host))
 }
 
 /// CORS headers and preflight answers for the allowed origins.

@@ -218,6 +218,31 @@ async fn allowed_origins_get_cors_headers() {
 }
 
 #[tokio::test]
+async fn a_page_served_by_the_server_itself_is_same_origin() {
+    let server = guarded().await;
+    let own = format!("http://{}", server.addr);
+    let response = server
+        .http
+        .post(server.url("/api/create-room"))
+        .header("Origin", own.as_str())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    assert!(
+        websocket_upgrade_status(&server, Some(&own))
+            .await
+            .contains("101")
+    );
+    let other_port = format!("http://127.0.0.1:{}", server.addr.port() + 1);
+    assert!(
+        websocket_upgrade_status(&server, Some(&other_port))
+            .await
+            .contains("403")
+    );
+}
+
+#[tokio::test]
 async fn star_echoes_any_origin() {
     let server =
         TestServer::with(|c| c.allowed_origins = prolitemeet_server::config::AllowedOrigins::Any)

@@ -569,3 +569,23 @@ async fn an_emptied_room_outlives_its_last_participant_until_the_ttl() {
     a.expect("left-room").await;
     server.await_counts((0, 0)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_named_like_a_socket_id_gets_none_of_its_relays() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("R", "Alice").await;
+    let bob = server.joined("R", "Bob").await;
+    alice.wait_for("participants-updated").await;
+    // Eve joins a meeting room whose id is Alice's socket id.
+    let mut eve = server.joined(&alice.id.clone(), "Eve").await;
+    bob.emit(
+        "webrtc-offer",
+        json!({"targetId": alice.id, "offer": {"sdp": "secret"}}),
+    )
+    .await;
+    assert_eq!(alice.expect("webrtc-offer").await["offer"]["sdp"], "secret");
+    eve.emit("send-message", json!({"message": "hi"})).await;
+    eve.expect("new-message").await;
+    eve.expect_quiet().await;
+    alice.expect_quiet().await;
+}

@@ -8,7 +8,7 @@ use socketioxide::extract::{AckSender, Event, SocketRef, State};
 use super::client::admit;
 use super::order::Turn;
 use super::payload::Payload;
-use super::reply::{Done, internal, to_room};
+use super::reply::{Done, internal, to_socket};
 use crate::protocol::{RelayKind, decode_relay};
 use crate::ratelimit::Class;
 use crate::state::AppState;
@@ -69,7 +69,6 @@ pub async fn on_relay(
         body,
     };
     tracing::debug!(socket = %s.id, %room, target = %req.target, kind = kind.server_event(), "relay");
-    // Every socket is in the room named by its own id, so this reaches exactly the target.
-    to_room(&s, &req.target, kind.server_event(), &relayed).await;
+    to_socket(&s, &req.target, kind.server_event(), &relayed).await;
     reply.ok(&Done {});
 }

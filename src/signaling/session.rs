@@ -8,7 +8,7 @@ use socketioxide::socket::DisconnectReason;
 use super::client::admit;
 use super::order::Turn;
 use super::payload::Payload;
-use super::reply::{to_others, to_room};
+use super::reply::{channel, to_others, to_room};
 use crate::model::{ChatMessage, ParticipantView};
 use crate::protocol::{ProtocolError, decode_join, decode_room_only};
 use crate::ratelimit::Class;
@@ -92,7 +92,7 @@ pub async fn on_join(
                 tracing::info!(%room, "room created");
             }
             tracing::info!(socket = %s.id, %room, participants = joined.participants.len(), "joined");
-            s.join(room.to_owned());
+            s.join(channel(room));
             let answer = JoinedRoom::from(&joined);
             s.emit("joined-room", &answer).ok();
             let user_joined = UserJoined {
@@ -156,7 +156,7 @@ async fn announce_leave(s: &SocketRef, left: &Left, tell_leaver: bool) {
     if tell_leaver {
         s.emit("left-room", &RoomRef { room_id: room }).ok();
     }
-    s.leave(room.to_owned());
+    s.leave(channel(room));
     let user_left = UserLeft {
         participant_id: &left.participant.id,
         user_name: &left.participant.user_name,
