@@ -59,6 +59,10 @@ pub struct Config {
     /// Most rooms in existence at once; 0 = no cap.
     pub max_rooms: usize,
     pub rate_limits: RateLimits,
+    /// When set, `/metrics` needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
+    /// When set, enables the operator API under `/api/admin` for this bearer token.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +104,8 @@ impl Default for Config {
                 },
                 disconnect_after: 100,
             },
+            metrics_token: None,
+            admin_token: None,
         }
     }
 }
@@ -221,6 +227,8 @@ impl Config {
                     "expected a whole number (0 = never disconnect)",
                 )?,
             },
+            metrics_token: get("METRICS_TOKEN").map(|t| t.trim().to_owned()),
+            admin_token: get("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
         })
     }
 }

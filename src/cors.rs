@@ -14,17 +14,26 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::config::AllowedOrigins;
 use crate::http::error;
 
+/// Which origins the guard lets through.
+#[derive(Debug, Clone)]
+pub struct OriginPolicy {
+    pub origins: AllowedOrigins,
+    /// Also allow the server's own origin. Only when it hosts a frontend (`STATIC_DIR`):
+    /// otherwise PROTOCOL.md's list is exact, and trusting `Host` would invite DNS rebinding.
+    pub same_origin: bool,
+}
+
 /// Refuses any request whose `Origin` is not allowed, before anything else sees it
 /// (including the WebSocket upgrade, which browsers do not subject to CORS).
 pub async fn origin_guard(
-    State(origins): State<Arc<AllowedOrigins>>,
+    State(policy): State<Arc<OriginPolicy>>,
     request: Request,
     next: Next,
 ) -> Response {
     if let Some(origin) = request.headers().get(ORIGIN) {
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|o| origins.allows(o) || is_same_origin(o, &request));
+        let allowed = origin.to_str().is_ok_and(|o| {
+            policy.origins.allows(o) || (policy.same_origin && is_same_origin(o, &request))
+        });
         if !allowed {
             return error(StatusCode::FORBIDDEN, "Origin not allowed");
         }

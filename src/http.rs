@@ -3,12 +3,18 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use socketioxide::TransportType;
 
+use crate::App;
+use crate::admin;
+use crate::auth::has_bearer;
+use crate::metrics::Live;
 use crate::model::Timestamp;
 use crate::rooms::RoomInfo;
 use crate::state::AppState;
@@ -19,18 +25,20 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(app: App) -> Router {
     let router = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route("/api/room/{room_id}", get(room))
         .route("/api/create-room", post(create_room))
+        .nest("/api/admin", admin::router(app.clone()))
         .method_not_allowed_fallback(method_not_allowed);
-    let router = match state.config.static_dir.clone() {
+    let router = match app.state.config.static_dir.clone() {
         Some(dir) => router.fallback(move |request| static_files::serve(dir, request)),
         None => router.fallback(not_found),
     };
-    router.with_state(state)
+    router.with_state(app)
 }
 
 #[derive(Serialize)]
@@ -56,6 +64,37 @@ async fn health(State(app): State<AppState>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION"),
         connections: app.connections(),
     })
+}
+
+/// Prometheus scrape target; needs `Authorization: Bearer <METRICS_TOKEN>` when that is set.
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(token) = app.state.config.metrics_token.as_deref()
+        && !has_bearer(&headers, token)
+    {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let (rooms, participants) = app.state.registry.stats();
+    let (mut sockets_polling, mut sockets_websocket) = (0, 0);
+    for socket in app.io.sockets() {
+        match socket.transport_type() {
+            TransportType::Polling => sockets_polling += 1,
+            TransportType::Websocket => sockets_websocket += 1,
+        }
+    }
+    let text = app.state.metrics.render(&Live {
+        rooms,
+        participants,
+        sockets_polling,
+        sockets_websocket,
+    });
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// For load balancers: 200 while accepting, 503 once shutdown has begun.

@@ -4,16 +4,19 @@
 //! [`app`] builds everything from a [`Config`]; [`serve`] runs it until a shutdown signal.
 //! Tests start exactly these two.
 
+mod admin;
+mod auth;
 pub mod config;
 mod cors;
 pub mod http;
 mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod ratelimit;
 pub mod rooms;
-mod signaling;
+pub mod signaling;
 pub mod state;
 mod static_files;
 mod sweeper;
@@ -23,9 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::FromRef;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tower_http::LatencyUnit;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 pub use config::Config;
 use rooms::{Limits, Registry};
@@ -42,6 +49,12 @@ pub struct App {
     pub io: SocketIo,
 }
 
+impl FromRef<App> for AppState {
+    fn from_ref(app: &App) -> AppState {
+        app.state.clone()
+    }
+}
+
 /// Builds the router (REST + Socket.IO + CORS) and the state behind it.
 pub fn app(config: Config) -> (Router, App) {
     let config = Arc::new(config);
@@ -56,8 +69,15 @@ pub fn app(config: Config) -> (Router, App) {
     let (socket_layer, io) = SocketIo::builder().with_state(state.clone()).build_layer();
     signaling::register(&io);
 
-    let origins = Arc::new(config.allowed_origins.clone());
-    let router = http::router(state.clone())
+    let policy = Arc::new(cors::OriginPolicy {
+        origins: config.allowed_origins.clone(),
+        same_origin: config.static_dir.is_some(),
+    });
+    let app = App {
+        state: state.clone(),
+        io,
+    };
+    let router = http::router(app.clone())
         .layer(socket_layer)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -66,13 +86,22 @@ pub fn app(config: Config) -> (Router, App) {
         .layer(axum::extract::DefaultBodyLimit::max(
             config.max_payload_bytes,
         ))
-        .layer(cors::cors_layer(&origins))
+        .layer(cors::cors_layer(&policy.origins))
         .layer(axum::middleware::from_fn_with_state(
-            origins,
+            policy,
             cors::origin_guard,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
-    (router, App { state, io })
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_request(())
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Millis),
+                ),
+        );
+    (router, app)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then closes every socket and

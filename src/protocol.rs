@@ -121,6 +121,16 @@ impl RelayKind {
         .find(|kind| kind.client_event() == event)
     }
 
+    /// The `kind` label of the relay metric.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Self::Offer => "offer",
+            Self::Answer => "answer",
+            Self::IceCandidate => "ice",
+            Self::ConnectionRequest => "connection-request",
+        }
+    }
+
     /// The event the target receives.
     pub fn server_event(self) -> &'static str {
         match self {

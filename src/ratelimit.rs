@@ -32,6 +32,16 @@ pub enum Class {
     Join,
 }
 
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Signal => "signal",
+            Self::Join => "join",
+        }
+    }
+}
+
 /// The configured limits of every class.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimits {

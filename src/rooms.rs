@@ -85,6 +85,23 @@ pub struct RoomInfo {
     pub created_at: Timestamp,
 }
 
+/// A room as operators see it (`GET /api/admin/rooms`).
+#[derive(Debug, Clone)]
+pub struct RoomSummary {
+    pub room_id: Arc<str>,
+    pub created_at: Timestamp,
+    pub participant_count: usize,
+    pub host: Option<ParticipantView>,
+    pub message_count: usize,
+}
+
+/// One room in detail, without its chat text (`GET /api/admin/rooms/:roomId`).
+#[derive(Debug, Clone)]
+pub struct RoomDetail {
+    pub summary: RoomSummary,
+    pub participants: Vec<ParticipantView>,
+}
+
 /// A socket's arrival in a room.
 #[derive(Debug, Clone)]
 pub struct Joined {
@@ -437,6 +454,37 @@ impl Registry {
         })
     }
 
+    /// Every room, for operators.
+    pub fn summaries(&self) -> Vec<RoomSummary> {
+        let mut rooms: Vec<RoomSummary> = self
+            .rooms
+            .iter()
+            .map(|entry| summary(entry.key(), entry.value()))
+            .collect();
+        rooms.sort_by_key(|r| r.created_at);
+        rooms
+    }
+
+    pub fn detail(&self, room_id: &str) -> Option<RoomDetail> {
+        let entry = self.rooms.get(room_id)?;
+        Some(RoomDetail {
+            summary: summary(entry.key(), entry.value()),
+            participants: entry.views(),
+        })
+    }
+
+    /// Removes a room, its participants and its history at once (operator action).
+    /// Returns who was in it.
+    pub fn close_room(&self, room_id: &str) -> Option<Vec<Participant>> {
+        let (_, room) = self.rooms.remove(room_id)?;
+        self.release_rooms(1);
+        for p in &room.participants {
+            self.members
+                .remove_if(&p.id, |_, in_room| &**in_room == room_id);
+        }
+        Some(room.participants)
+    }
+
     /// Removes the rooms that stayed empty (or unused) past their TTL; returns their ids.
     pub fn sweep(&self, now: Instant) -> Vec<Arc<str>> {
         let mut removed = Vec::new();
@@ -449,6 +497,16 @@ impl Registry {
         });
         self.release_rooms(removed.len());
         removed
+    }
+}
+
+fn summary(id: &Arc<str>, room: &Room) -> RoomSummary {
+    RoomSummary {
+        room_id: id.clone(),
+        created_at: room.created_at,
+        participant_count: room.participants.len(),
+        host: room.participants.first().map(|p| p.view(true)),
+        message_count: room.messages.len(),
     }
 }
 
@@ -595,6 +653,28 @@ mod tests {
         assert_eq!(r.stats(), (1, 0));
         r.join("c", &req("R3", "Cat")).unwrap();
         assert_eq!(r.stats(), (2, 1));
+    }
+
+    #[test]
+    fn closing_a_room_removes_everyone_and_its_history() {
+        let r = registry(50, 300);
+        r.join("a", &req("R", "Ann")).unwrap();
+        r.join("b", &req("R", "Bob")).unwrap();
+        r.join("c", &req("S", "Cat")).unwrap();
+        r.chat("a", None, "hi").unwrap();
+        let summaries = r.summaries();
+        assert_eq!(summaries.len(), 2);
+        let detail = r.detail("R").unwrap();
+        assert_eq!(detail.summary.message_count, 1);
+        assert_eq!(detail.summary.host.unwrap().id.as_ref(), "a");
+        assert_eq!(detail.participants.len(), 2);
+        let gone = r.close_room("R").unwrap();
+        assert_eq!(gone.len(), 2);
+        assert_eq!(r.stats(), (1, 1));
+        assert!(r.current_room("a", None).is_err());
+        assert!(r.close_room("R").is_none());
+        let (_, j) = joined(r.join("a", &req("R", "Ann")).unwrap());
+        assert!(j.messages.is_empty() && j.created_room);
     }
 
     #[test]

@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::rooms::Registry;
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
     started: Instant,
     connections: Arc<AtomicUsize>,
     shutting_down: Arc<AtomicBool>,
@@ -22,6 +24,7 @@ impl AppState {
         Self {
             config,
             registry,
+            metrics: Arc::new(Metrics::new()),
             started: Instant::now(),
             connections: Arc::default(),
             shutting_down: Arc::default(),

@@ -218,8 +218,36 @@ async fn allowed_origins_get_cors_headers() {
 }
 
 #[tokio::test]
-async fn a_page_served_by_the_server_itself_is_same_origin() {
+async fn the_servers_own_origin_is_refused_unless_it_hosts_a_frontend() {
     let server = guarded().await;
+    let own = format!("http://{}", server.addr);
+    assert!(
+        websocket_upgrade_status(&server, Some(&own))
+            .await
+            .contains("403")
+    );
+}
+
+#[tokio::test]
+async fn a_page_served_by_the_server_itself_is_same_origin() {
+    let site = std::env::temp_dir().join(format!("plm-site-{}", std::process::id()));
+    std::fs::create_dir_all(&site).expect("mkdir");
+    std::fs::write(site.join("index.html"), "<h1>meet</h1>").expect("write");
+    let server = TestServer::with(|c| {
+        c.allowed_origins = prolitemeet_server::config::AllowedOrigins::List(vec![ALLOWED.into()]);
+        c.static_dir = Some(site.clone());
+    })
+    .await;
+    let page = server
+        .http
+        .get(server.url("/room/ABC"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(page.headers()["cache-control"], "no-cache");
+    assert_eq!(page.text().await.expect("body"), "<h1>meet</h1>");
+    assert_eq!(server.get("/api/nope").await.0, 404);
     let own = format!("http://{}", server.addr);
     let response = server
         .http

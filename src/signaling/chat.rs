@@ -30,6 +30,7 @@ pub async fn on_send_message(
         Ok(said) => {
             // Chat text is private: it never reaches logs above debug, and not even there.
             tracing::debug!(socket = %s.id, room = %said.room_id, chars = said.message.message.chars().count(), "chat message");
+            app.metrics.chat_message();
             to_room(&s, &said.room_id, "new-message", &said.message).await;
             reply.ok(&said.message);
         }

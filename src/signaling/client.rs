@@ -8,19 +8,22 @@ use socketioxide::extract::{AckSender, SocketRef};
 
 use super::order::{Queue, Turn, TurnGuard};
 use super::reply::Reply;
+use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, ProtocolError};
 use crate::ratelimit::{Class, Limiter, RateLimits, Verdict};
 
 pub struct Client {
     pub(super) queue: Queue,
     limiter: Mutex<Limiter>,
+    metrics: Arc<Metrics>,
 }
 
 impl Client {
-    pub fn new(limits: &RateLimits) -> Arc<Self> {
+    pub fn new(limits: &RateLimits, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             queue: Queue::default(),
             limiter: Mutex::new(Limiter::new(limits, Instant::now())),
+            metrics,
         })
     }
 
@@ -43,8 +46,14 @@ pub async fn admit(
     class: Class,
 ) -> Option<(TurnGuard, Reply)> {
     let turn = turn.wait().await;
-    let reply = Reply::new(s, ack, event);
-    match turn.client.check(class) {
+    let metrics = turn.client.metrics.clone();
+    metrics.event_received(&event);
+    let reply = Reply::new(s, ack, event, metrics.clone());
+    let verdict = turn.client.check(class);
+    if verdict != Verdict::Allowed {
+        metrics.rate_limited(class.as_str());
+    }
+    match verdict {
         Verdict::Allowed => Some((turn, reply)),
         Verdict::Refused => {
             reply.fail(rate_limited());

@@ -5,6 +5,7 @@
 mod chat;
 mod client;
 mod media;
+pub mod moderation;
 mod order;
 mod payload;
 mod relay;
@@ -30,7 +31,7 @@ pub fn register(io: &socketioxide::SocketIo) {
 async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), Infallible> {
     socket
         .extensions
-        .insert(Client::new(&app.config.rate_limits));
+        .insert(Client::new(&app.config.rate_limits, app.metrics.clone()));
     // Relays address a socket through the room named by its id.
     socket.join(socket.id);
     app.connection_opened();
@@ -70,6 +71,7 @@ async fn on_connected(socket: SocketRef) {
 }
 
 /// Unknown events are ignored: answering them would hand out free amplification.
-async fn on_unknown_event(socket: SocketRef, Event(event): Event) {
+async fn on_unknown_event(socket: SocketRef, State(app): State<AppState>, Event(event): Event) {
+    app.metrics.event_received("unknown");
     tracing::debug!(socket = %socket.id, %event, "unknown event ignored");
 }

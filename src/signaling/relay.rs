@@ -69,6 +69,7 @@ pub async fn on_relay(
         body,
     };
     tracing::debug!(socket = %s.id, %room, target = %req.target, kind = kind.server_event(), "relay");
+    app.metrics.relayed(kind.metric_label());
     to_socket(&s, &req.target, kind.server_event(), &relayed).await;
     reply.ok(&Done {});
 }

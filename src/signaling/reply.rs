@@ -1,9 +1,13 @@
 //! How a handler answers its sender: the `error` event and the optional acknowledgement,
 //! with the shapes PROTOCOL.md gives them, and the emits every handler shares.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use serde::Serialize;
 use socketioxide::extract::{AckSender, SocketRef};
 
+use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, ProtocolError};
 
 #[derive(Serialize)]
@@ -31,19 +35,23 @@ struct AckErr<'a> {
 #[derive(Serialize)]
 pub struct Done {}
 
-/// The answer to one client event.
+/// The answer to one client event; answering also records how long handling took.
 pub struct Reply {
     socket: SocketRef,
     ack: AckSender,
     event: String,
+    metrics: Arc<Metrics>,
+    started: Instant,
 }
 
 impl Reply {
-    pub fn new(socket: &SocketRef, ack: AckSender, event: String) -> Self {
+    pub fn new(socket: &SocketRef, ack: AckSender, event: String, metrics: Arc<Metrics>) -> Self {
         Self {
             socket: socket.clone(),
             ack,
             event,
+            metrics,
+            started: Instant::now(),
         }
     }
 
@@ -54,6 +62,7 @@ impl Reply {
     /// Acknowledges success with `{ok: true, ...result}` if the client asked for an ack.
     pub fn ok<T: Serialize>(self, result: &T) {
         self.ack.send(&AckOk { ok: true, result }).ok();
+        self.metrics.handled(&self.event, self.started.elapsed());
     }
 
     /// Sends the `error` event, and `{ok: false, error, code}` if the client asked for an ack.
@@ -65,6 +74,8 @@ impl Reply {
             event: &self.event,
         };
         self.socket.emit("error", &event).ok();
+        self.metrics.event_rejected(error.code.as_str());
+        self.metrics.handled(&self.event, self.started.elapsed());
         self.ack
             .send(&AckErr {
                 ok: false,

@@ -85,13 +85,14 @@ pub async fn on_join(
         }
         Ok(JoinOutcome::Joined { left, joined }) => {
             if let Some(left) = left {
-                announce_leave(&s, &left, true).await;
+                announce_leave(&s, &app, &left, true).await;
             }
             let room = &*joined.room_id;
             if joined.created_room {
                 tracing::info!(%room, "room created");
             }
             tracing::info!(socket = %s.id, %room, participants = joined.participants.len(), "joined");
+            app.metrics.joined();
             s.join(channel(room));
             let answer = JoinedRoom::from(&joined);
             s.emit("joined-room", &answer).ok();
@@ -127,7 +128,7 @@ pub async fn on_leave(
     }
     match app.registry.leave(&socket_id) {
         Some(left) => {
-            announce_leave(&s, &left, true).await;
+            announce_leave(&s, &app, &left, true).await;
             reply.ok(&RoomRef {
                 room_id: &left.room_id,
             });
@@ -144,14 +145,15 @@ pub async fn on_disconnect(
 ) {
     let _turn = turn.wait().await;
     if let Some(left) = app.registry.leave(&s.id.to_string()) {
-        announce_leave(&s, &left, false).await;
+        announce_leave(&s, &app, &left, false).await;
     }
     app.connection_closed();
     tracing::info!(socket = %s.id, %reason, "disconnected");
 }
 
 /// Tells the leaver (unless it is gone) and then the rest of the room.
-async fn announce_leave(s: &SocketRef, left: &Left, tell_leaver: bool) {
+async fn announce_leave(s: &SocketRef, app: &AppState, left: &Left, tell_leaver: bool) {
+    app.metrics.left();
     let room: &str = &left.room_id;
     if tell_leaver {
         s.emit("left-room", &RoomRef { room_id: room }).ok();

@@ -1,0 +1,119 @@
+//! The operator API under `/api/admin`, enabled by `ADMIN_TOKEN` (404 while unset, 401 for a
+//! wrong token): list and inspect rooms (never their chat text), close a room, remove a
+//! participant.
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::App;
+use crate::auth::has_bearer;
+use crate::http::error;
+use crate::model::{ParticipantView, Timestamp};
+use crate::rooms::RoomSummary;
+use crate::signaling::moderation;
+
+pub fn router(app: App) -> Router<App> {
+    Router::new()
+        .route("/rooms", get(rooms))
+        .route("/rooms/{room_id}", get(room).delete(close_room))
+        .route("/participants/{socket_id}", delete(kick))
+        .layer(axum::middleware::from_fn_with_state(app, require_token))
+}
+
+async fn require_token(State(app): State<App>, request: Request, next: Next) -> Response {
+    match app.state.config.admin_token.as_deref() {
+        None => error(StatusCode::NOT_FOUND, "Not found"),
+        Some(token) if has_bearer(request.headers(), token) => next.run(request).await,
+        Some(_) => error(StatusCode::UNAUTHORIZED, "Unauthorized"),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Host {
+    id: String,
+    user_name: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomRow {
+    room_id: String,
+    created_at: Timestamp,
+    participant_count: usize,
+    host: Option<Host>,
+    message_count: usize,
+}
+
+impl From<RoomSummary> for RoomRow {
+    fn from(s: RoomSummary) -> Self {
+        Self {
+            room_id: s.room_id.to_string(),
+            created_at: s.created_at,
+            participant_count: s.participant_count,
+            host: s.host.map(|h| Host {
+                id: h.id.to_string(),
+                user_name: h.user_name.to_string(),
+            }),
+            message_count: s.message_count,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Rooms {
+    rooms: Vec<RoomRow>,
+}
+
+async fn rooms(State(app): State<App>) -> Json<Rooms> {
+    let rooms = app
+        .state
+        .registry
+        .summaries()
+        .into_iter()
+        .map(RoomRow::from)
+        .collect();
+    Json(Rooms { rooms })
+}
+
+#[derive(Serialize)]
+struct RoomDetailBody {
+    #[serde(flatten)]
+    row: RoomRow,
+    participants: Vec<ParticipantView>,
+}
+
+async fn room(State(app): State<App>, Path(room_id): Path<String>) -> Response {
+    match app.state.registry.detail(&room_id) {
+        Some(detail) => Json(RoomDetailBody {
+            row: detail.summary.into(),
+            participants: detail.participants,
+        })
+        .into_response(),
+        None => error(StatusCode::NOT_FOUND, "Room not found"),
+    }
+}
+
+async fn close_room(State(app): State<App>, Path(room_id): Path<String>) -> Response {
+    match moderation::close_room(&app.io, &app.state, &room_id).await {
+        Some(removed) => Json(serde_json::json!({
+            "roomId": room_id,
+            "removedParticipants": removed.len(),
+        }))
+        .into_response(),
+        None => error(StatusCode::NOT_FOUND, "Room not found"),
+    }
+}
+
+async fn kick(State(app): State<App>, Path(socket_id): Path<String>) -> Response {
+    if moderation::kick(&app.io, &app.state, &socket_id).await {
+        Json(serde_json::json!({ "socketId": socket_id, "removed": true })).into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "Participant not found")
+    }
+}
