@@ -3,7 +3,7 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,7 +14,7 @@ use socketioxide::TransportType;
 use crate::App;
 use crate::admin;
 use crate::auth::has_bearer;
-use crate::metrics::Live;
+use crate::metrics::{Live, to_prometheus_text};
 use crate::model::Timestamp;
 use crate::rooms::RoomInfo;
 use crate::state::AppState;
@@ -68,6 +68,8 @@ async fn health(State(app): State<AppState>) -> Json<Health> {
 
 /// Prometheus scrape target; needs `Authorization: Bearer <METRICS_TOKEN>` when that is set.
 async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
     if let Some(token) = app.state.config.metrics_token.as_deref()
         && !has_bearer(&headers, token)
     {
@@ -87,14 +89,16 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
         sockets_polling,
         sockets_websocket,
     });
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    // Prometheus asks for OpenMetrics; everyone else gets the classic text format.
+    let wants_openmetrics = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        ([(CONTENT_TYPE, OPENMETRICS)], text).into_response()
+    } else {
+        ([(CONTENT_TYPE, PROMETHEUS_TEXT)], to_prometheus_text(&text)).into_response()
+    }
 }
 
 /// For load balancers: 200 while accepting, 503 once shutdown has begun.

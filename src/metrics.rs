@@ -233,6 +233,32 @@ impl Metrics {
     }
 }
 
+/// The same exposition in the classic Prometheus text format (0.0.4), for scrapers and
+/// parsers that do not ask for OpenMetrics: no `# EOF`/`# UNIT` lines, and a counter
+/// family is named like its samples (`…_total`).
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        text.push_str(renamed.as_deref().unwrap_or(line));
+        text.push('\n');
+    }
+    text
+}
+
 fn as_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -356,5 +382,13 @@ mod tests {
         assert!(text.contains("process_open_fds "));
         assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
         assert!(text.ends_with("# EOF\n"));
+        let classic = to_prometheus_text(&text);
+        assert!(
+            classic.contains("# TYPE prolitemeet_events_received_total counter\n"),
+            "{classic}"
+        );
+        assert!(classic.contains("# TYPE process_cpu_seconds_total counter\n"));
+        assert!(classic.contains("# TYPE prolitemeet_rooms gauge\n"));
+        assert!(!classic.contains("# EOF"));
     }
 }

@@ -1,10 +1,13 @@
 //! The binary as operators run it: configuration errors stop start-up with exit code 2 and a
 //! one-line message naming the variable; SIGTERM with clients connected exits 0 promptly.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Running;
 use rust_socketio::TransportType;
 use rust_socketio::asynchronous::ClientBuilder;
 
@@ -44,10 +47,13 @@ fn bad_configuration_exits_2_naming_the_variable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_clients_connected_exits_0_quickly() {
-    let mut child = server_command(&[("HOST", "127.0.0.1"), ("PORT", "0"), ("LOG_FORMAT", "json")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut running = Running(
+        server_command(&[("HOST", "127.0.0.1"), ("PORT", "0"), ("LOG_FORMAT", "json")])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let child = &mut running.0;
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let first = lines.next().expect("a log line").expect("utf-8");
     let log: serde_json::Value = serde_json::from_str(&first).expect("JSON log line");

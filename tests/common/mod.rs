@@ -56,6 +56,15 @@ impl TestServer {
         }
     }
 
+    /// A handle on a server started elsewhere (the binary), for its HTTP and clients.
+    pub fn attach(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            stop: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -316,4 +325,27 @@ pub fn ids(list: &Value) -> Vec<String> {
         .iter()
         .map(|p| p["id"].as_str().expect("id").to_owned())
         .collect()
+}
+
+impl TestClient {
+    /// Throws away the events received so far (for long runs that do not read them all);
+    /// returns how many there were.
+    pub fn drain_events(&mut self) -> usize {
+        let mut n = 0;
+        while self.events.try_recv().is_ok() {
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A spawned server binary, killed if the test ends early so no stray process keeps the
+/// test's output pipes open.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
 }
