@@ -1,0 +1,255 @@
+// Harness of the browser e2e test: a temporary STATIC_DIR with the test page, the server
+// started on it, Debian's Chromium through playwright-core, one browser context per
+// participant, named steps with their own timeouts, and artifacts on failure.
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const ARTIFACTS = path.join(here, 'artifacts');
+
+export const CHROMIUM_ARGS = [
+  // Headless, quiet, nothing fetched from the network.
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+  // A fake camera (moving test pattern) and microphone (beeps), granted without a prompt.
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+  // ICE over loopback: host candidates as plain IPs (not mDNS names), and loopback
+  // candidates at all (without this a loopback-only machine never connects).
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--allow-loopback-in-peer-connection',
+  // Remote <video> elements carry audio; let them autoplay without a user gesture.
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+// ---- server -----------------------------------------------------------------------------
+
+/** Copies the test page and socket.io-client's browser bundle into a fresh folder. */
+function assembleStaticDir() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prolitemeet-e2e-'));
+  const site = path.join(dir, 'site');
+  fs.mkdirSync(path.join(site, 'vendor'), { recursive: true });
+  for (const f of fs.readdirSync(path.join(here, 'page'))) {
+    fs.copyFileSync(path.join(here, 'page', f), path.join(site, f));
+  }
+  const bundle = path.join(here, 'node_modules', 'socket.io-client', 'dist', 'socket.io.min.js');
+  if (!fs.existsSync(bundle)) throw new Error(`${bundle} is missing: run \`npm ci\` in tests/e2e (or tests/e2e/run.sh)`);
+  fs.copyFileSync(bundle, path.join(site, 'vendor', 'socket.io.min.js'));
+  return { dir, site };
+}
+
+/**
+ * Starts the server on an ephemeral port with STATIC_DIR = the test page: a same-origin
+ * deployment, so FRONTEND_URL is left unset (the page's origin is not on the allow-list;
+ * the server must accept requests from its own origin). E2E_FRONTEND_URL, if set, is passed
+ * as FRONTEND_URL instead.
+ */
+export async function startServer() {
+  const bin = process.env.SERVER_BIN || path.resolve(here, '../../target/debug/prolitemeet-server');
+  if (!fs.existsSync(bin)) throw new Error(`server binary ${bin} not found: run \`cargo build\` (or tests/e2e/run.sh), or set SERVER_BIN`);
+  const { dir, site } = assembleStaticDir();
+  const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_FORMAT: 'json', STATIC_DIR: site };
+  delete env.FRONTEND_URL;
+  if (process.env.E2E_FRONTEND_URL) env.FRONTEND_URL = process.env.E2E_FRONTEND_URL;
+  try {
+    return await spawnServer(bin, env, dir);
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function spawnServer(bin, env, dir) {
+  // cwd = the temporary folder, so a developer's .env in the repo is not read.
+  const child = spawn(bin, [], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = [];
+  const keep = (stream, tag) => readline.createInterface({ input: stream }).on('line', (l) => {
+    lines.push(tag ? `${tag} ${l}` : l);
+    if (lines.length > 5000) lines.shift();
+  });
+  keep(child.stderr, '[stderr]');
+  const out = readline.createInterface({ input: child.stdout });
+  const address = await new Promise((resolve, reject) => {
+    child.once('error', reject); // e.g. not executable
+    const timer = setTimeout(() => reject(new Error(`server did not report its address within 15 s:\n${lines.join('\n')}`)), 15000);
+    out.on('line', (l) => {
+      lines.push(l);
+      if (lines.length > 5000) lines.shift();
+      try {
+        const rec = JSON.parse(l);
+        if (rec.address) {
+          clearTimeout(timer);
+          resolve(rec.address);
+        }
+      } catch {
+        // not JSON: keep reading
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code ?? signal}) before listening:\n${lines.join('\n')}`));
+    });
+  }).catch((e) => {
+    child.kill('SIGKILL');
+    throw e;
+  });
+  const port = Number(address.split(':').pop());
+  const origin = `http://127.0.0.1:${port}`;
+  return {
+    origin,
+    frontendUrl: env.FRONTEND_URL ?? '(unset)',
+    log: () => lines.join('\n'),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await once(child, 'exit').catch(() => {});
+        clearTimeout(timer);
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---- browser ----------------------------------------------------------------------------
+
+export async function launchBrowser() {
+  const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+  if (!fs.existsSync(executablePath)) throw new Error(`${executablePath} not found: apt-get install -y chromium (or tests/e2e/run.sh), or set CHROMIUM_PATH`);
+  // playwright-core gives the browser a fresh, empty --user-data-dir of its own.
+  return chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS, timeout: 60000 });
+}
+
+/** One participant: its own browser context (own cookies, storage, media permissions). */
+export async function openParticipant(browser, { url, name }) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  const page = await context.newPage();
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.stack || e}`));
+  page.on('requestfailed', (r) => consoleLines.push(`[requestfailed] ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) consoleLines.push(`[http ${r.status()}] ${r.request().method()} ${r.url()}`);
+  });
+  const participant = { name, context, page, consoleLines, id: null };
+  await page.goto(url, { waitUntil: 'load', timeout: 15000 });
+  return participant;
+}
+
+// ---- steps ------------------------------------------------------------------------------
+
+const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+
+/** What a page sees, for failure messages and artifacts. */
+export async function diagnose(p) {
+  try {
+    return await p.page.evaluate(() => {
+      const s = window.meet ? window.meet.state() : null;
+      const videos = [...document.querySelectorAll('video.remote')].map((v) => ({
+        id: v.dataset.participantId,
+        videoWidth: v.videoWidth,
+        readyState: v.readyState,
+        paused: v.paused,
+        currentTime: Number(v.currentTime.toFixed(2)),
+        frames: v.getVideoPlaybackQuality().totalVideoFrames,
+      }));
+      return { state: s, videos, count: document.getElementById('count')?.textContent };
+    });
+  } catch (e) {
+    return { unavailable: String(e) };
+  }
+}
+
+function summary(d) {
+  if (!d.state) return JSON.stringify(d);
+  const s = d.state;
+  const peers = Object.entries(s.peers).map(([id, p]) => `${id}:${p.connectionState}/${p.iceConnectionState}/${p.signalingState}` +
+    ` tracks=${p.tracks.join('+')} ${p.stats ? `audioPkts=${p.stats.audioPacketsReceived} frames=${p.stats.videoFramesDecoded} pair=${p.stats.pair}` : ''}`);
+  return [
+    `self=${s.selfId} joined=${s.joined} left=${s.left} socket=${s.socketConnected}/${s.transport} count=${d.count}`,
+    `participants=${JSON.stringify(s.participants.map((p) => `${p.name}#${p.id}${p.audioMuted ? ' muted' : ''}${p.isAdmin ? ' host' : ''}`))}`,
+    `peers=${JSON.stringify(peers)}`,
+    `videos=${JSON.stringify(d.videos)}`,
+    `messages=${JSON.stringify(s.messages.map((m) => `${m.userName}: ${m.message}`))}`,
+    `mediaEvents=${JSON.stringify(s.mediaEvents)} errors=${JSON.stringify(s.errors)}`,
+    `log tail=${JSON.stringify(s.log.slice(-8))}`,
+  ].join('\n      ');
+}
+
+export async function saveArtifacts(label, step, participants, server) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const base = `${slug(label)}--${slug(step)}`;
+  for (const p of participants) {
+    const prefix = path.join(ARTIFACTS, `${base}--${slug(p.name)}`);
+    await p.page.screenshot({ path: `${prefix}.png`, fullPage: true, timeout: 10000 }).catch(() => {});
+    const d = await diagnose(p);
+    fs.writeFileSync(`${prefix}.state.json`, JSON.stringify(d, null, 2));
+    fs.writeFileSync(`${prefix}.console.log`, p.consoleLines.join('\n'));
+  }
+  if (server) fs.writeFileSync(path.join(ARTIFACTS, `${base}--server.log`), server.log());
+  return ARTIFACTS;
+}
+
+/**
+ * Runs named steps, each with its own time budget. A failing or late step throws an error
+ * naming the call and the step, with what every page saw, after saving artifacts.
+ */
+export class Steps {
+  constructor(label, participants, server, diagnostic = () => {}) {
+    Object.assign(this, { label, participants, server, diagnostic, timings: [] });
+  }
+
+  async run(name, ms, fn) {
+    const started = Date.now();
+    // The step's waits share its budget (`remaining()`) and fail with their own message;
+    // the timer is only a safety net for anything else that hangs.
+    const ctx = { remaining: () => Math.max(100, ms - (Date.now() - started)) };
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms + 2000);
+    });
+    try {
+      await Promise.race([fn(ctx), late]);
+    } catch (e) {
+      const seen = [];
+      for (const p of this.participants) seen.push(`    ${p.name}: ${summary(await diagnose(p))}`);
+      const dir = await saveArtifacts(this.label, name, this.participants, this.server);
+      const err = new Error(`[${this.label}] step "${name}" failed: ${e.message}\n  what each page saw:\n${seen.join('\n')}\n  screenshots and logs: ${dir}`);
+      err.cause = e;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    const took = Date.now() - started;
+    this.timings.push(`${name} ${took} ms`);
+    this.diagnostic(`${this.label}: step "${name}" passed in ${took} ms`);
+  }
+}
+
+/** page.waitForFunction with a message saying what was awaited, on which page. */
+export async function waitOn(p, what, predicate, arg, timeout) {
+  try {
+    await p.page.waitForFunction(predicate, arg, { timeout, polling: 100 });
+  } catch (e) {
+    throw new Error(`${p.name}: ${what}: ${e.message.split('\n')[0]}`);
+  }
+}
+
+export async function getJson(url) {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
