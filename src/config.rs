@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::ice::{IceConfig, TurnConfig, check_url};
 use crate::ratelimit::{Rate, RateLimits};
 
 /// Which browser origins may call the server.
@@ -63,6 +64,10 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// When set, enables the operator API under `/api/admin` for this bearer token.
     pub admin_token: Option<String>,
+    /// STUN and TURN servers handed to browsers.
+    pub ice: IceConfig,
+    /// Per client address limit of `GET /api/ice-servers`.
+    pub ice_rate: Rate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +111,11 @@ impl Default for Config {
             },
             metrics_token: None,
             admin_token: None,
+            ice: IceConfig::default(),
+            ice_rate: Rate {
+                per_sec: 1.0,
+                burst: 10.0,
+            },
         }
     }
 }
@@ -229,6 +239,8 @@ impl Config {
             },
             metrics_token: get("METRICS_TOKEN").map(|t| t.trim().to_owned()),
             admin_token: get("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
+            ice: ice(&get, defaults.ice)?,
+            ice_rate: rate(&get, "ICE_RATE_PER_SEC", "ICE_BURST", defaults.ice_rate)?,
         })
     }
 }
@@ -272,6 +284,71 @@ fn rate(
         ));
     }
     Ok(Rate { per_sec, burst })
+}
+
+/// `STUN_URLS`, `TURN_URLS`, `TURN_SECRET`, `TURN_TTL_SECS`. TURN URLs need a secret; a
+/// secret without TURN URLs is pointless and refused too, as a likely typo.
+fn ice(
+    get: &impl Fn(&str) -> Option<String>,
+    default: IceConfig,
+) -> Result<IceConfig, ConfigError> {
+    let list = |var: &'static str, raw: String, turn: bool| -> Result<Vec<String>, ConfigError> {
+        let urls: Vec<String> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for url in &urls {
+            check_url(url, turn).map_err(|reason| invalid(var, url, reason))?;
+        }
+        Ok(urls)
+    };
+    let stun_urls = match get("STUN_URLS") {
+        None => default.stun_urls,
+        Some(raw) if raw.trim() == "none" => Vec::new(),
+        Some(raw) => list("STUN_URLS", raw, false)?,
+    };
+    let turn_urls = get("TURN_URLS")
+        .map(|raw| list("TURN_URLS", raw, true))
+        .transpose()?;
+    let secret = get("TURN_SECRET").map(|s| s.trim().to_owned());
+    let turn = match (turn_urls.filter(|urls| !urls.is_empty()), secret) {
+        (Some(urls), Some(secret)) => Some(TurnConfig { urls, secret }),
+        (Some(urls), None) => {
+            return Err(invalid(
+                "TURN_URLS",
+                &urls.join(","),
+                "TURN_SECRET (coturn's static-auth-secret) must be set too",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "TURN_SECRET",
+                "(hidden)",
+                "TURN_URLS must be set too",
+            ));
+        }
+        (None, None) => None,
+    };
+    let ttl = parse(
+        get,
+        "TURN_TTL_SECS",
+        default.ttl.as_secs(),
+        "expected a whole number of seconds, at least 60",
+    )?;
+    if ttl < 60 {
+        return Err(invalid(
+            "TURN_TTL_SECS",
+            &ttl.to_string(),
+            "must be at least 60",
+        ));
+    }
+    Ok(IceConfig {
+        stun_urls,
+        turn,
+        ttl: Duration::from_secs(ttl),
+    })
 }
 
 /// `STATIC_DIR` must be a folder with an `index.html` in it.
@@ -390,6 +467,10 @@ mod tests {
             ("CHAT_RATE_PER_SEC", "-1"),
             ("SIGNAL_BURST", "NaN"),
             ("JOIN_RATE_PER_SEC", "fast"),
+            ("TURN_URLS", "turn:turn.example.com:3478"),
+            ("TURN_SECRET", "secret-without-urls"),
+            ("STUN_URLS", "http://stun.example.com"),
+            ("TURN_TTL_SECS", "10"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

@@ -3,12 +3,17 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query};
+use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use socketioxide::TransportType;
 
 use crate::App;
@@ -32,6 +37,7 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/room/{room_id}", get(room))
         .route("/api/create-room", post(create_room))
+        .route("/api/ice-servers", get(ice_servers))
         .nest("/api/admin", admin::router(app.clone()))
         .method_not_allowed_fallback(method_not_allowed);
     let router = match app.state.config.static_dir.clone() {
@@ -160,6 +166,56 @@ async fn create_room(State(app): State<AppState>) -> Response {
         }
         Err(full) => error(StatusCode::SERVICE_UNAVAILABLE, &full.to_string()),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IceQuery {
+    participant_id: Option<String>,
+}
+
+/// STUN and TURN servers for a browser, with TURN credentials issued for the caller
+/// (`?participantId=<socket id>`, else a random id). Never cached; rate-limited per address.
+async fn ice_servers(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<IceQuery>, QueryRejection>,
+) -> Response {
+    if !app
+        .ice_limiter
+        .allow(client_address(&headers, peer), Instant::now())
+    {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests; slow down",
+        );
+    }
+    let id = query
+        .ok()
+        .and_then(|Query(q)| q.participant_id)
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let issued = app.config.ice.issue(&id);
+    ([(CACHE_CONTROL, "no-store")], Json(issued)).into_response()
+}
+
+/// The caller's address: the first `X-Forwarded-For` entry when a proxy (Render, Railway,
+/// Heroku) set one, else the peer. A client can forge the header when no proxy is in front,
+/// which only buys it its own separate bucket.
+fn client_address(headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|first| first.trim().parse().ok())
+        .unwrap_or(peer.ip())
 }
 
 async fn not_found() -> Response {

@@ -9,6 +9,7 @@ mod auth;
 pub mod config;
 mod cors;
 pub mod http;
+pub mod ice;
 mod limits;
 pub mod logging;
 pub mod metrics;
@@ -112,7 +113,10 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweeper::run(app.state.registry.clone()));
+    let sweeper = tokio::spawn(sweeper::run(
+        app.state.registry.clone(),
+        app.state.ice_limiter.clone(),
+    ));
     let closing = Arc::new(Notify::new());
     let graceful = {
         let closing = closing.clone();
@@ -124,7 +128,11 @@ pub async fn serve(
             app.io.close().await;
         }
     };
-    let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful);
     let result = tokio::select! {
         result = server => result,
         () = async {

@@ -1,7 +1,10 @@
 //! Per-socket rate limits: a token bucket per class of event, and a count of refusals in a
 //! row after which a client is treated as a flooder and disconnected.
 
+use std::net::IpAddr;
 use std::time::Instant;
+
+use dashmap::DashMap;
 
 /// A rate in events per second and a burst size; a rate of zero means "no limit".
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,14 +65,14 @@ impl RateLimits {
 }
 
 #[derive(Debug)]
-struct Bucket {
+pub struct Bucket {
     rate: Rate,
     tokens: f64,
     refilled: Instant,
 }
 
 impl Bucket {
-    fn new(rate: Rate, now: Instant) -> Self {
+    pub fn new(rate: Rate, now: Instant) -> Self {
         Self {
             rate,
             tokens: rate.burst.max(1.0),
@@ -77,7 +80,8 @@ impl Bucket {
         }
     }
 
-    fn take(&mut self, now: Instant) -> bool {
+    /// Takes a token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
         if self.rate.is_unlimited() {
             return true;
         }
@@ -90,6 +94,44 @@ impl Bucket {
         } else {
             false
         }
+    }
+}
+
+/// A token bucket per client address, for HTTP endpoints.
+#[derive(Debug)]
+pub struct AddressLimiter {
+    rate: Rate,
+    buckets: DashMap<IpAddr, Bucket>,
+}
+
+impl AddressLimiter {
+    pub fn new(rate: Rate) -> Self {
+        Self {
+            rate,
+            buckets: DashMap::new(),
+        }
+    }
+
+    pub fn allow(&self, address: IpAddr, now: Instant) -> bool {
+        self.buckets
+            .entry(address)
+            .or_insert_with(|| Bucket::new(self.rate, now))
+            .take(now)
+    }
+
+    /// Forgets addresses idle long enough for their bucket to be full again.
+    pub fn prune(&self, now: Instant) {
+        let refill = if self.rate.is_unlimited() {
+            0.0
+        } else {
+            self.rate.burst.max(1.0) / self.rate.per_sec
+        };
+        self.buckets
+            .retain(|_, b| now.saturating_duration_since(b.refilled).as_secs_f64() < refill);
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.buckets.len()
     }
 }
 
@@ -191,6 +233,24 @@ mod tests {
         for _ in 0..10_000 {
             assert_eq!(l.check(Class::Signal, now), Verdict::Allowed);
         }
+    }
+
+    #[test]
+    fn addresses_are_limited_separately_and_forgotten_when_idle() {
+        let now = Instant::now();
+        let l = AddressLimiter::new(Rate {
+            per_sec: 1.0,
+            burst: 2.0,
+        });
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let b = IpAddr::from([10, 0, 0, 2]);
+        assert!(l.allow(a, now) && l.allow(a, now));
+        assert!(!l.allow(a, now));
+        assert!(l.allow(b, now));
+        l.prune(now + Duration::from_secs(1));
+        assert_eq!(l.tracked(), 2);
+        l.prune(now + Duration::from_secs(3));
+        assert_eq!(l.tracked(), 0);
     }
 
     #[test]

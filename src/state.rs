@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::ratelimit::AddressLimiter;
 use crate::rooms::Registry;
 
 #[derive(Clone)]
@@ -14,6 +15,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// `GET /api/ice-servers` requests per client address.
+    pub ice_limiter: Arc<AddressLimiter>,
     started: Instant,
     connections: Arc<AtomicUsize>,
     shutting_down: Arc<AtomicBool>,
@@ -22,6 +25,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Arc<Config>, registry: Arc<Registry>) -> Self {
         Self {
+            ice_limiter: Arc::new(AddressLimiter::new(config.ice_rate)),
             config,
             registry,
             metrics: Arc::new(Metrics::new()),

@@ -1,21 +1,25 @@
 //! The background task that removes rooms left empty past `EMPTY_ROOM_TTL_SECS` and rooms
-//! made by `create-room` but never joined past `UNUSED_ROOM_TTL_SECS`.
+//! made by `create-room` but never joined past `UNUSED_ROOM_TTL_SECS`; it also forgets idle
+//! client addresses of the per-address rate limiter.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::ratelimit::AddressLimiter;
 use crate::rooms::Registry;
 
 /// PROTOCOL.md promises removal within 5 s of the TTL; once a second keeps well inside that.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-pub async fn run(registry: Arc<Registry>) {
+pub async fn run(registry: Arc<Registry>, ice_limiter: Arc<AddressLimiter>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for room in registry.sweep(Instant::now()) {
+        let now = Instant::now();
+        for room in registry.sweep(now) {
             tracing::info!(%room, "room removed (expired)");
         }
+        ice_limiter.prune(now);
     }
 }

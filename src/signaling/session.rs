@@ -9,6 +9,7 @@ use super::client::admit;
 use super::order::Turn;
 use super::payload::Payload;
 use super::reply::{channel, to_others, to_room};
+use crate::ice::IceServer;
 use crate::model::{ChatMessage, ParticipantView};
 use crate::protocol::{ProtocolError, decode_join, decode_room_only};
 use crate::ratelimit::Class;
@@ -23,16 +24,19 @@ struct JoinedRoom<'a> {
     participant: &'a ParticipantView,
     participants: &'a [ParticipantView],
     messages: &'a [ChatMessage],
+    /// STUN/TURN servers issued for this participant (frontends that ignore it are unaffected).
+    ice_servers: Vec<IceServer>,
 }
 
-impl<'a> From<&'a Joined> for JoinedRoom<'a> {
-    fn from(j: &'a Joined) -> Self {
+impl<'a> JoinedRoom<'a> {
+    fn new(j: &'a Joined, app: &AppState) -> Self {
         Self {
             room_id: &j.room_id,
             participant_id: &j.me.id,
             participant: &j.me,
             participants: &j.participants,
             messages: &j.messages,
+            ice_servers: app.config.ice.issue(&j.me.id).ice_servers,
         }
     }
 }
@@ -79,7 +83,7 @@ pub async fn on_join(
     match app.registry.join(&socket_id, &request) {
         Err(e) => reply.fail(e),
         Ok(JoinOutcome::AlreadyIn(joined)) => {
-            let answer = JoinedRoom::from(&joined);
+            let answer = JoinedRoom::new(&joined, &app);
             s.emit("joined-room", &answer).ok();
             reply.ok(&answer);
         }
@@ -94,7 +98,7 @@ pub async fn on_join(
             tracing::info!(socket = %s.id, %room, participants = joined.participants.len(), "joined");
             app.metrics.joined();
             s.join(channel(room));
-            let answer = JoinedRoom::from(&joined);
+            let answer = JoinedRoom::new(&joined, &app);
             s.emit("joined-room", &answer).ok();
             let user_joined = UserJoined {
                 flat: &joined.me,
