@@ -43,6 +43,9 @@ pub use state::AppState;
 /// anyway (PaaS platforms kill after ~10 s; we stay well inside that).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// How long a new Engine.IO session may take to connect to the Socket.IO namespace.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The assembled server: its shared state and the Socket.IO handle.
 #[derive(Clone)]
 pub struct App {
@@ -67,7 +70,15 @@ pub fn app(config: Config) -> (Router, App) {
         max_rooms: config.max_rooms,
     }));
     let state = AppState::new(config.clone(), registry);
-    let (socket_layer, io) = SocketIo::builder().with_state(state.clone()).build_layer();
+    let (socket_layer, io) = SocketIo::builder()
+        .max_payload(config.max_payload_bytes as u64)
+        .ws_max_message_size(config.max_payload_bytes)
+        .ws_max_frame_size(config.max_payload_bytes)
+        // An Engine.IO session that never joins the namespace is closed after this, so bare
+        // handshakes (not counted by MAX_CONNECTIONS until they connect) cannot pile up.
+        .connect_timeout(CONNECT_TIMEOUT)
+        .with_state(state.clone())
+        .build_layer();
     signaling::register(&io);
 
     let policy = Arc::new(cors::OriginPolicy {
