@@ -59,6 +59,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Most rooms in existence at once; 0 = no cap.
     pub max_rooms: usize,
+    /// Packets a socket's outgoing buffer holds; a socket found with a full buffer is evicted.
+    pub socket_buffer_packets: usize,
+    /// A connection whose writes make no progress for this long is closed.
+    pub write_stall_timeout: Duration,
     pub rate_limits: RateLimits,
     /// When set, `/metrics` needs `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
@@ -94,6 +98,8 @@ impl Default for Config {
             max_payload_bytes: 100_000,
             max_connections: 10_000,
             max_rooms: 10_000,
+            socket_buffer_packets: 1024,
+            write_stall_timeout: Duration::from_secs(10),
             rate_limits: RateLimits {
                 chat: Rate {
                     per_sec: 5.0,
@@ -211,6 +217,31 @@ impl Config {
                 defaults.max_rooms,
                 "expected a whole number (0 = no cap)",
             )?,
+            socket_buffer_packets: {
+                let packets = parse(
+                    &get,
+                    "SOCKET_BUFFER_PACKETS",
+                    defaults.socket_buffer_packets,
+                    "expected a number of packets, at least 16",
+                )?;
+                if packets < 16 {
+                    return Err(invalid(
+                        "SOCKET_BUFFER_PACKETS",
+                        &packets.to_string(),
+                        "must be at least 16",
+                    ));
+                }
+                packets
+            },
+            write_stall_timeout: Duration::from_secs(
+                at_least_one(parse(
+                    &get,
+                    "WRITE_STALL_TIMEOUT_SECS",
+                    defaults.write_stall_timeout.as_secs(),
+                    "expected a whole number of seconds, at least 1",
+                )?)
+                .map_err(|v| invalid("WRITE_STALL_TIMEOUT_SECS", &v, "must be at least 1"))?,
+            ),
             rate_limits: RateLimits {
                 chat: rate(
                     &get,

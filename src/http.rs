@@ -21,6 +21,7 @@ use crate::admin;
 use crate::auth::has_bearer;
 use crate::metrics::{Live, to_prometheus_text};
 use crate::model::Timestamp;
+use crate::net::PeerAddr;
 use crate::rooms::RoomInfo;
 use crate::state::AppState;
 use crate::static_files;
@@ -178,7 +179,7 @@ struct IceQuery {
 /// (`?participantId=<socket id>`, else a random id). Never cached; rate-limited per address.
 async fn ice_servers(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
     query: Result<Query<IceQuery>, QueryRejection>,
 ) -> Response {

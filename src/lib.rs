@@ -14,6 +14,7 @@ mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod protocol;
 pub mod ratelimit;
 pub mod rooms;
@@ -77,6 +78,7 @@ pub fn app(config: Config) -> (Router, App) {
         // An Engine.IO session that never joins the namespace is closed after this, so bare
         // handshakes (not counted by MAX_CONNECTIONS until they connect) cannot pile up.
         .connect_timeout(CONNECT_TIMEOUT)
+        .max_buffer_size(config.socket_buffer_packets)
         .with_state(state.clone())
         .build_layer();
     signaling::register(&io);
@@ -128,6 +130,7 @@ pub async fn serve(
         app.state.registry.clone(),
         app.state.ice_limiter.clone(),
     ));
+    let listener = net::GuardedListener::new(listener, app.state.config.write_stall_timeout);
     let closing = Arc::new(Notify::new());
     let graceful = {
         let closing = closing.clone();
@@ -141,7 +144,7 @@ pub async fn serve(
     };
     let server = axum::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router.into_make_service_with_connect_info::<net::PeerAddr>(),
     )
     .with_graceful_shutdown(graceful);
     let result = tokio::select! {

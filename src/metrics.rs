@@ -56,6 +56,7 @@ pub struct Metrics {
     joins: Counter,
     leaves: Counter,
     rate_limited: Family<ClassLabel, Counter>,
+    slow_consumers: Counter,
     handler_seconds: HandlerHistograms,
     sockets: Family<TransportLabel, Gauge>,
     rooms: Gauge,
@@ -89,6 +90,7 @@ impl Metrics {
             joins: Counter::default(),
             leaves: Counter::default(),
             rate_limited: Family::default(),
+            slow_consumers: Counter::default(),
             handler_seconds: Family::new_with_constructor(handler_histogram),
             sockets: Family::default(),
             rooms: Gauge::default(),
@@ -130,6 +132,11 @@ impl Metrics {
             "prolitemeet_rate_limit_hits",
             "Events refused by a per-socket rate limit, by class",
             metrics.rate_limited.clone(),
+        );
+        registry.register(
+            "prolitemeet_slow_consumers_evicted",
+            "Sockets disconnected because their outgoing buffer was full",
+            metrics.slow_consumers.clone(),
         );
         registry.register(
             "prolitemeet_handler_duration_seconds",
@@ -200,6 +207,10 @@ impl Metrics {
                 class: class.to_owned(),
             })
             .inc();
+    }
+
+    pub fn slow_consumer(&self) {
+        self.slow_consumers.inc();
     }
 
     pub fn handled(&self, event: &str, took: Duration) {

@@ -1,5 +1,5 @@
-//! Per-socket rate limits: a token bucket per class of event, and a count of refusals in a
-//! row after which a client is treated as a flooder and disconnected.
+//! Per-socket rate limits: a token bucket per class of event, and a count of net refusals
+//! after which a client is treated as a flooder and disconnected.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -51,7 +51,8 @@ pub struct RateLimits {
     pub chat: Rate,
     pub signal: Rate,
     pub join: Rate,
-    /// Refusals in a row that get a client disconnected; 0 never disconnects.
+    /// Net refusals (refusals minus allowed events) that get a client disconnected;
+    /// 0 never disconnects.
     pub disconnect_after: u32,
 }
 
@@ -140,7 +141,7 @@ impl AddressLimiter {
 pub enum Verdict {
     Allowed,
     Refused,
-    /// Refused, and the client has been refused too often in a row: disconnect it.
+    /// Refused, and the client has been refused far more often than allowed: disconnect it.
     Flooding,
 }
 
@@ -150,7 +151,9 @@ pub struct Limiter {
     chat: Bucket,
     signal: Bucket,
     join: Bucket,
-    refused_in_a_row: u32,
+    /// Refusals not yet paid back: each refusal adds one, each allowed event takes one
+    /// away, so a flooder cannot reset it by slipping in an occasional allowed event.
+    strikes: u32,
     disconnect_after: u32,
 }
 
@@ -160,7 +163,7 @@ impl Limiter {
             chat: Bucket::new(limits.chat, now),
             signal: Bucket::new(limits.signal, now),
             join: Bucket::new(limits.join, now),
-            refused_in_a_row: 0,
+            strikes: 0,
             disconnect_after: limits.disconnect_after,
         }
     }
@@ -172,11 +175,11 @@ impl Limiter {
             Class::Join => &mut self.join,
         };
         if bucket.take(now) {
-            self.refused_in_a_row = 0;
+            self.strikes = self.strikes.saturating_sub(1);
             return Verdict::Allowed;
         }
-        self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
-        if self.disconnect_after > 0 && self.refused_in_a_row >= self.disconnect_after {
+        self.strikes = self.strikes.saturating_add(1);
+        if self.disconnect_after > 0 && self.strikes >= self.disconnect_after {
             Verdict::Flooding
         } else {
             Verdict::Refused
@@ -254,18 +257,17 @@ mod tests {
     }
 
     #[test]
-    fn refusals_in_a_row_mean_flooding() {
+    fn net_refusals_mean_flooding_even_with_allowed_events_between() {
         let now = Instant::now();
         let mut l = Limiter::new(&limits(1.0, 1.0, 3), now);
         assert_eq!(l.check(Class::Chat, now), Verdict::Allowed);
         assert_eq!(l.check(Class::Chat, now), Verdict::Refused);
         assert_eq!(l.check(Class::Chat, now), Verdict::Refused);
         assert_eq!(
-            l.check(Class::Join, now),
+            l.check(Class::Signal, now),
             Verdict::Allowed,
-            "an allowed event resets the count"
+            "pays back one strike"
         );
-        assert_eq!(l.check(Class::Chat, now), Verdict::Refused);
         assert_eq!(l.check(Class::Chat, now), Verdict::Refused);
         assert_eq!(l.check(Class::Chat, now), Verdict::Flooding);
     }

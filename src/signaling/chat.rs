@@ -4,9 +4,9 @@
 use socketioxide::extract::{AckSender, Event, SocketRef, State};
 
 use super::client::admit;
+use super::deliver::to_room;
 use super::order::Turn;
 use super::payload::Payload;
-use super::reply::to_room;
 use crate::protocol::decode_chat;
 use crate::ratelimit::Class;
 use crate::state::AppState;
@@ -31,7 +31,7 @@ pub async fn on_send_message(
             // Chat text is private: it never reaches logs above debug, and not even there.
             tracing::debug!(socket = %s.id, room = %said.room_id, chars = said.message.message.chars().count(), "chat message");
             app.metrics.chat_message();
-            to_room(&s, &said.room_id, "new-message", &said.message).await;
+            to_room(&s, &app, &said.room_id, "new-message", &said.message);
             reply.ok(&said.message);
         }
         Err(e) => reply.fail(e),

@@ -1,6 +1,7 @@
 //! What the server keeps per connected socket, in the socket's extensions: its event queue
 //! (see [`super::order`]) and its rate limiter; and the admission every handler starts with.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -13,7 +14,11 @@ use crate::protocol::{ErrorCode, ProtocolError};
 use crate::ratelimit::{Class, Limiter, RateLimits, Verdict};
 
 pub struct Client {
-    pub(super) queue: Queue,
+    queue: Queue,
+    /// Disconnected by the server (flooding, slow consumer): its remaining events are ignored.
+    pub(super) evicted: AtomicBool,
+    /// Seen marked connected once; from then on there is no connect gap to wait out.
+    settled: AtomicBool,
     limiter: Mutex<Limiter>,
     metrics: Arc<Metrics>,
 }
@@ -22,9 +27,16 @@ impl Client {
     pub fn new(limits: &RateLimits, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             queue: Queue::default(),
+            evicted: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
             limiter: Mutex::new(Limiter::new(limits, Instant::now())),
             metrics,
         })
+    }
+
+    /// A place in this socket's queue of events.
+    pub(super) fn turn(self: &Arc<Self>) -> Turn {
+        self.queue.take_turn(self.clone())
     }
 
     fn check(&self, class: Class) -> Verdict {
@@ -37,7 +49,8 @@ impl Client {
 }
 
 /// Waits for the event's turn, then checks the sender's rate limit. A refused event is
-/// answered `rate_limited` and dropped; a client refused too often in a row is disconnected.
+/// answered `rate_limited` and dropped; a client refused far more often than allowed is
+/// disconnected.
 pub async fn admit(
     s: &SocketRef,
     turn: Turn,
@@ -46,6 +59,13 @@ pub async fn admit(
     class: Class,
 ) -> Option<(TurnGuard, Reply)> {
     let turn = turn.wait().await;
+    if turn.client.evicted.load(Ordering::Acquire) {
+        return None;
+    }
+    if !turn.client.settled.load(Ordering::Acquire) {
+        wait_until_connected(s).await;
+        turn.client.settled.store(true, Ordering::Release);
+    }
     let metrics = turn.client.metrics.clone();
     metrics.event_received(&event);
     let reply = Reply::new(s, ack, event, metrics.clone());
@@ -60,10 +80,27 @@ pub async fn admit(
             None
         }
         Verdict::Flooding => {
+            turn.client.evicted.store(true, Ordering::Release);
             tracing::warn!(socket = %s.id, event = %reply.event(), "flooding: disconnected");
             reply.fail(rate_limited());
             s.clone().disconnect().ok();
             None
+        }
+    }
+}
+
+/// socketioxide tells the client it is connected a moment before it marks the socket
+/// connected, and emits to a socket not yet marked are dropped; a fast client's first event
+/// can land in that gap. Waits (briefly) for the mark.
+async fn wait_until_connected(s: &SocketRef) {
+    for attempt in 0..100 {
+        if s.connected() {
+            return;
+        }
+        if attempt < 10 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
 }

@@ -7,9 +7,10 @@ use serde_json::Value as JsonValue;
 use socketioxide::extract::{AckSender, Event, SocketRef, State};
 
 use super::client::admit;
+use super::deliver::{to_others, to_room};
 use super::order::Turn;
 use super::payload::Payload;
-use super::reply::{Reply, internal, to_others, to_room};
+use super::reply::{Reply, internal};
 use crate::model::{MediaKind, ParticipantView};
 use crate::protocol::{
     Decoded, MediaRequest, decode_room_only, decode_toggle, decode_toggle_media,
@@ -98,7 +99,7 @@ pub async fn on_toggle(
                 is_audio_muted: me.is_audio_muted,
                 is_audio_enabled: me.is_audio_enabled,
             };
-            to_others(&s, room, "participant-audio-toggled", &toggled).await;
+            to_others(&s, &app, room, "participant-audio-toggled", &toggled);
         }
         MediaKind::Video => {
             let toggled = VideoToggled {
@@ -106,7 +107,7 @@ pub async fn on_toggle(
                 is_video_off: me.is_video_off,
                 is_video_enabled: me.is_video_enabled,
             };
-            to_others(&s, room, "participant-video-toggled", &toggled).await;
+            to_others(&s, &app, room, "participant-video-toggled", &toggled);
         }
     }
     let toggled = MediaToggled {
@@ -115,8 +116,8 @@ pub async fn on_toggle(
         kind: change.kind,
         enabled: change.enabled,
     };
-    to_others(&s, room, "media-toggled", &toggled).await;
-    finish(&s, reply, &updated).await;
+    to_others(&s, &app, room, "media-toggled", &toggled);
+    finish(&s, &app, reply, &updated);
 }
 
 /// `start-screen-share`, `stop-screen-share` and `toggle-screen-share`.
@@ -153,20 +154,20 @@ pub async fn on_screen_share(
     let started_or_stopped = ParticipantRef {
         participant_id: &updated.participant.id,
     };
-    to_others(&s, &updated.room_id, event, &started_or_stopped).await;
-    finish(&s, reply, &updated).await;
+    to_others(&s, &app, &updated.room_id, event, &started_or_stopped);
+    finish(&s, &app, reply, &updated);
 }
 
 /// The list refresh every media change ends with, and the acknowledgement.
-async fn finish(s: &SocketRef, reply: Reply, updated: &Updated) {
+fn finish(s: &SocketRef, app: &AppState, reply: Reply, updated: &Updated) {
     tracing::debug!(socket = %s.id, room = %updated.room_id, "media state changed");
     to_room(
         s,
+        app,
         &updated.room_id,
         "participants-updated",
         &updated.participants,
-    )
-    .await;
+    );
     reply.ok(&Changed {
         participant: &updated.participant,
     });

@@ -4,6 +4,7 @@
 
 mod chat;
 mod client;
+mod deliver;
 mod media;
 pub mod moderation;
 mod order;
@@ -11,8 +12,6 @@ mod payload;
 mod relay;
 mod reply;
 mod session;
-
-use std::convert::Infallible;
 
 use socketioxide::extract::{Event, SocketRef, State};
 use socketioxide::handler::ConnectHandler;
@@ -28,7 +27,14 @@ pub fn register(io: &socketioxide::SocketIo) {
 
 /// Runs before the client is told it is connected (connect handlers run only after), so no
 /// event the client sends once connected can arrive before its handler exists.
-async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), Infallible> {
+async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), AtCapacity> {
+    // The handshake is refused at capacity already (503); this catches sessions that
+    // handshook first and connect to the namespace later.
+    let cap = app.config.max_connections;
+    if cap > 0 && app.connections() >= cap {
+        tracing::warn!(cap, "namespace connect refused: MAX_CONNECTIONS reached");
+        return Err(AtCapacity);
+    }
     socket
         .extensions
         .insert(Client::new(&app.config.rate_limits, app.metrics.clone()));
@@ -65,6 +71,10 @@ async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), I
     socket.on_fallback(on_unknown_event);
     Ok(())
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("Server is at capacity; try again later")]
+struct AtCapacity;
 
 async fn on_connected(socket: SocketRef) {
     tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), "connected");

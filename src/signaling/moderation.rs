@@ -5,7 +5,7 @@ use serde::Serialize;
 use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 
-use super::reply::channel;
+use super::deliver::channel;
 use crate::model::Participant;
 use crate::state::AppState;
 

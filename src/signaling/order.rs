@@ -21,7 +21,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    fn take_turn(&self, client: Arc<Client>) -> Turn {
+    pub(super) fn take_turn(&self, client: Arc<Client>) -> Turn {
         let (done, next) = oneshot::channel();
         let previous = match self.tail.lock() {
             Ok(mut tail) => tail.replace(next),
@@ -69,7 +69,7 @@ pub struct NoSession;
 fn turn_of<A: Adapter>(s: &Arc<Socket<A>>) -> Result<Turn, NoSession> {
     s.extensions
         .get::<Arc<Client>>()
-        .map(|client| client.queue.take_turn(client.clone()))
+        .map(|client| client.turn())
         .ok_or(NoSession)
 }
 

@@ -6,9 +6,10 @@ use serde_json::Value as JsonValue;
 use socketioxide::extract::{AckSender, Event, SocketRef, State};
 
 use super::client::admit;
+use super::deliver::to_socket;
 use super::order::Turn;
 use super::payload::Payload;
-use super::reply::{Done, internal, to_socket};
+use super::reply::{Done, internal};
 use crate::protocol::{RelayKind, decode_relay};
 use crate::ratelimit::Class;
 use crate::state::AppState;
@@ -70,6 +71,6 @@ pub async fn on_relay(
     };
     tracing::debug!(socket = %s.id, %room, target = %req.target, kind = kind.server_event(), "relay");
     app.metrics.relayed(kind.metric_label());
-    to_socket(&s, &req.target, kind.server_event(), &relayed).await;
+    to_socket(&s, &app, &req.target, kind.server_event(), &relayed);
     reply.ok(&Done {});
 }

@@ -86,44 +86,6 @@ impl Reply {
     }
 }
 
-/// The Socket.IO room that carries a meeting room's broadcasts. Every socket is also in a
-/// Socket.IO room named by its own id (for relays); the prefix keeps a meeting room whose id
-/// happens to equal a socket id from ever receiving that socket's relays.
-pub fn channel(room: &str) -> String {
-    format!("room:{room}")
-}
-
-/// Emits to everyone in meeting room `room`, `socket` included if it is in it.
-pub async fn to_room<T: Serialize + ?Sized>(socket: &SocketRef, room: &str, event: &str, data: &T) {
-    if let Err(e) = socket.within(channel(room)).emit(event, data).await {
-        tracing::debug!(%room, %event, "broadcast failed: {e}");
-    }
-}
-
-/// Emits to everyone in meeting room `room` but `socket`.
-pub async fn to_others<T: Serialize + ?Sized>(
-    socket: &SocketRef,
-    room: &str,
-    event: &str,
-    data: &T,
-) {
-    if let Err(e) = socket.to(channel(room)).emit(event, data).await {
-        tracing::debug!(%room, %event, "broadcast failed: {e}");
-    }
-}
-
-/// Emits to the one socket whose id is `target` (wherever it is connected).
-pub async fn to_socket<T: Serialize + ?Sized>(
-    socket: &SocketRef,
-    target: &str,
-    event: &str,
-    data: &T,
-) {
-    if let Err(e) = socket.within(target.to_owned()).emit(event, data).await {
-        tracing::debug!(%target, %event, "relay failed: {e}");
-    }
-}
-
 /// The sender-visible failure when something that cannot fail does.
 pub fn internal() -> ProtocolError {
     ProtocolError::new(ErrorCode::Internal, "Internal server error")

@@ -6,9 +6,9 @@ use socketioxide::extract::{AckSender, Event, SocketRef, State};
 use socketioxide::socket::DisconnectReason;
 
 use super::client::admit;
+use super::deliver::{channel, to_others, to_room};
 use super::order::Turn;
 use super::payload::Payload;
-use super::reply::{channel, to_others, to_room};
 use crate::ice::IceServer;
 use crate::model::{ChatMessage, ParticipantView};
 use crate::protocol::{ProtocolError, decode_join, decode_room_only};
@@ -89,7 +89,7 @@ pub async fn on_join(
         }
         Ok(JoinOutcome::Joined { left, joined }) => {
             if let Some(left) = left {
-                announce_leave(&s, &app, &left, true).await;
+                announce_leave(&s, &app, &left, true);
             }
             let room = &*joined.room_id;
             if joined.created_room {
@@ -105,8 +105,8 @@ pub async fn on_join(
                 participant_id: &joined.me.id,
                 participant: &joined.me,
             };
-            to_others(&s, room, "user-joined", &user_joined).await;
-            to_room(&s, room, "participants-updated", &joined.participants).await;
+            to_others(&s, &app, room, "user-joined", &user_joined);
+            to_room(&s, &app, room, "participants-updated", &joined.participants);
             reply.ok(&answer);
         }
     }
@@ -132,7 +132,7 @@ pub async fn on_leave(
     }
     match app.registry.leave(&socket_id) {
         Some(left) => {
-            announce_leave(&s, &app, &left, true).await;
+            announce_leave(&s, &app, &left, true);
             reply.ok(&RoomRef {
                 room_id: &left.room_id,
             });
@@ -149,14 +149,14 @@ pub async fn on_disconnect(
 ) {
     let _turn = turn.wait().await;
     if let Some(left) = app.registry.leave(&s.id.to_string()) {
-        announce_leave(&s, &app, &left, false).await;
+        announce_leave(&s, &app, &left, false);
     }
     app.connection_closed();
     tracing::info!(socket = %s.id, %reason, "disconnected");
 }
 
 /// Tells the leaver (unless it is gone) and then the rest of the room.
-async fn announce_leave(s: &SocketRef, app: &AppState, left: &Left, tell_leaver: bool) {
+pub(super) fn announce_leave(s: &SocketRef, app: &AppState, left: &Left, tell_leaver: bool) {
     app.metrics.left();
     let room: &str = &left.room_id;
     if tell_leaver {
@@ -167,8 +167,8 @@ async fn announce_leave(s: &SocketRef, app: &AppState, left: &Left, tell_leaver:
         participant_id: &left.participant.id,
         user_name: &left.participant.user_name,
     };
-    to_others(s, room, "user-left", &user_left).await;
-    to_others(s, room, "participants-updated", &left.participants).await;
+    to_others(s, app, room, "user-left", &user_left);
+    to_others(s, app, room, "participants-updated", &left.participants);
     tracing::info!(socket = %s.id, %room, participants = left.participants.len(), "left");
     if left.room_removed {
         tracing::info!(%room, "room removed (empty)");
