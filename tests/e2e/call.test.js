@@ -1,5 +1,6 @@
 // End-to-end: headless Chromium pages hold real WebRTC calls whose signaling goes through
-// ProLiteMeet Server, in both client dialects, and as a mesh of three.
+// ProLiteMeet Server, in both client dialects, as a mesh of three, and once with media
+// forced through a real TURN server (coturn) using the TURN credentials the server issues.
 //
 // Each call runs the same five steps, each with its own time budget:
 //   1. join      — one page creates the room (POST /api/create-room, from the browser), then
@@ -9,15 +10,20 @@
 //   3. chat      — a message from one page reaches all pages with the sender's name;
 //   4. mute      — muting (then unmuting) audio on one page shows in the others' state;
 //   5. leave     — one page leaves; the others drop its video and their participant count.
+// The TURN call's pages use the server's iceServers with iceTransportPolicy 'relay'; its
+// step 2 also checks that the selected ICE pair is relay <-> relay on every page, and a last
+// step that coturn's log shows each participant's allocation and the media bytes it relayed.
 // On failure the error names the call and the step, and tests/e2e/artifacts/ gets a
-// screenshot, the state and the console of every page, and the server log.
+// screenshot, the state and the console of every page, the server log and coturn's log.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import { after, before, describe, test } from 'node:test';
 
-import { ARTIFACTS, Steps, getJson, launchBrowser, openParticipant, startServer, waitOn } from './harness.js';
+import {
+  ARTIFACTS, Steps, getJson, launchBrowser, openParticipant, startServer, startTurn, waitOn,
+} from './harness.js';
 
 const NAMES = ['Alice', 'Bob', 'Zoë'];
 // `loopback` (default): pages signal only their 127.0.0.1 candidates and the test checks the
@@ -26,28 +32,40 @@ const NAMES = ['Alice', 'Bob', 'Zoë'];
 const ICE = process.env.E2E_ICE || 'loopback';
 const LOOPBACK_ONLY_HOST = Object.values(os.networkInterfaces()).flat().every((a) => a.internal);
 
+let turn;
 let server;
 let browser;
 
 before(async () => {
   fs.rmSync(ARTIFACTS, { recursive: true, force: true });
-  server = await startServer();
+  // One coturn and one server for every call: the server hands out that TURN server only
+  // (STUN_URLS=none); pages without ?ice=relay ignore the iceServers of joined-room.
+  turn = await startTurn();
+  server = await startServer({ turn });
   browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close().catch(() => {});
   await server?.stop();
+  await turn?.stop();
 });
 
+/** Lines of coturn's log for `username` (sessions are logged with `username=<…>` or `user <…>`). */
+function coturnLines(username) {
+  return turn.log().split('\n').filter((l) => l.includes(`<${username}>`));
+}
+
 /**
- * One call. `pages` lists each participant's dialect (and transports); `chatter`, `muter`
- * and `leaver` are indexes into it.
+ * One call. `pages` lists each participant's dialect (and transports, and with `relay` where
+ * the page takes the server's iceServers from: `joined-room` or `api`); `chatter`, `muter`
+ * and `leaver` are indexes into it. `relay`: every page uses the server's iceServers with
+ * iceTransportPolicy 'relay', so media can only flow through coturn.
  */
-async function call(t, { label, pages: specs, chatter, muter, leaver }) {
+async function call(t, { label, pages: specs, chatter, muter, leaver, relay = false }) {
   const n = specs.length;
   const pages = [];
-  const steps = new Steps(label, pages, server, (m) => t.diagnostic(m));
+  const steps = new Steps(label, pages, [server, turn], (m) => t.diagnostic(m));
   const started = Date.now();
   try {
     let roomId;
@@ -56,7 +74,10 @@ async function call(t, { label, pages: specs, chatter, muter, leaver }) {
       const url = (i, room) => {
         const q = new URLSearchParams({ name: NAMES[i], dialect: specs[i].dialect });
         if (specs[i].transports) q.set('transports', specs[i].transports);
-        if (ICE === 'loopback') q.set('ice', 'loopback');
+        if (relay) {
+          q.set('ice', 'relay');
+          q.set('iceSource', specs[i].iceSource || 'joined-room');
+        } else if (ICE === 'loopback') q.set('ice', 'loopback');
         if (!room) return `${server.origin}/?${q}`;
         q.set('room', room);
         // A deep link: the server answers it with index.html (single-page-app fallback).
@@ -88,9 +109,34 @@ async function call(t, { label, pages: specs, chatter, muter, leaver }) {
       }
       const room = await getJson(`${server.origin}/api/room/${roomId}`);
       assert.equal(room.body?.participantCount, n, `GET /api/room/${roomId}: ${JSON.stringify(room)}`);
+      if (relay) {
+        // Every page got TURN credentials issued for its own socket id, from the source it
+        // was told to use; joined-room carries them either way.
+        const now = Math.floor(Date.now() / 1000);
+        for (const [i, p] of pages.entries()) {
+          const { ice } = await p.page.evaluate(() => window.meet.state());
+          const source = specs[i].iceSource || 'joined-room';
+          assert.equal(ice?.source, source, `${p.name}: ICE servers source: ${JSON.stringify(ice)}`);
+          assert.equal(ice.policy, 'relay');
+          for (const list of [ice.iceServers, ice.joinedRoomIceServers]) {
+            assert.equal(list?.length, 1, `${p.name}: STUN_URLS=none, so the TURN server only: ${JSON.stringify(list)}`);
+            assert.deepEqual(list[0].urls, [turn.url], `${p.name}: TURN URLs`);
+            const [expiry, id] = list[0].username.split(':');
+            assert.equal(id, p.id, `${p.name}: TURN username ${list[0].username} names the participant`);
+            assert.ok(Math.abs(Number(expiry) - (now + 600)) <= 30, `${p.name}: TURN username ${list[0].username} expires in TURN_TTL_SECS=600`);
+            assert.match(list[0].credential, /^[A-Za-z0-9+/]{27}=$/, `${p.name}: base64 HMAC-SHA1 credential`);
+          }
+          if (source === 'api') {
+            assert.deepEqual({ status: ice.api?.status, cacheControl: ice.api?.cacheControl, ttl: ice.api?.ttl },
+              { status: 200, cacheControl: 'no-store', ttl: 600 }, `${p.name}: GET /api/ice-servers`);
+          }
+          p.turnUsername = ice.iceServers[0].username;
+        }
+      }
     });
 
-    await steps.run('2. media plays peer to peer', 60000, async ({ remaining }) => {
+    // (30 s with relay: a refused TURN credential should not hold the whole run for a minute.)
+    await steps.run(relay ? '2. media plays through the TURN relay' : '2. media plays peer to peer', relay ? 30000 : 60000, async ({ remaining }) => {
       const othersOf = (p) => pages.filter((q) => q !== p).map((q) => q.id);
       // Frames arrive on every remote video of every page…
       await Promise.all(pages.map((p) => waitOn(p, `remote videos ${JSON.stringify(othersOf(p))} show frames`, (ids) => ids.every((id) => {
@@ -121,14 +167,28 @@ async function call(t, { label, pages: specs, chatter, muter, leaver }) {
         const s = await p.page.evaluate(() => window.meet.state());
         for (const [id, peer] of Object.entries(s.peers)) {
           assert.equal(peer.connectionState, 'connected', `${p.name} -> ${id}`);
-          if (ICE === 'loopback') {
+          if (relay) {
+            // Relay on both ends: this page sends from its TURN allocation on coturn, to the
+            // other page's TURN allocation. Only relay candidates were gathered at all.
+            const sel = peer.stats?.selected;
+            const seen = `${p.name} -> ${id}: selected pair ${JSON.stringify(sel)}; local candidates ${JSON.stringify(peer.localCandidates)}`;
+            assert.equal(sel?.state, 'succeeded', seen);
+            assert.equal(sel.local?.candidateType, 'relay', seen);
+            assert.equal(sel.remote?.candidateType, 'relay', seen);
+            assert.equal(sel.local.relayProtocol, 'udp', seen);
+            assert.equal(sel.local.url, turn.url, seen);
+            assert.ok(sel.bytesReceived > 50000 && sel.bytesSent > 50000, seen);
+            assert.ok(peer.localCandidates.length > 0 && peer.localCandidates.every((c) => c.startsWith('relay ')), seen);
+          } else if (ICE === 'loopback') {
             // Only 127.0.0.1 candidates were signalled, so one end of the pair is 127.0.0.1;
             // where loopback is the only network (CI sandbox, run.sh's network namespace),
             // both are.
             assert.match(String(peer.stats?.pair), LOOPBACK_ONLY_HOST ? /^127\.0\.0\.1:\d+ <-> 127\.0\.0\.1:\d+ / : /127\.0\.0\.1:\d+/,
               `${p.name} -> ${id}: selected ICE pair; local candidates ${JSON.stringify(peer.localCandidates)}`);
           }
-          pairs.push(`${p.name}->${pages.find((q) => q.id === id).name}: ${peer.stats?.pair}`);
+          const sel = peer.stats?.selected;
+          const types = sel ? ` ${sel.local?.candidateType}/${sel.remote?.candidateType}${sel.local?.url ? ` via ${sel.local.url}` : ''}` : '';
+          pairs.push(`${p.name}->${pages.find((q) => q.id === id).name}: ${peer.stats?.pair}${types}`);
         }
       }
       t.diagnostic(`${label}: ICE pairs ${pairs.join('; ')}`);
@@ -193,6 +253,37 @@ async function call(t, { label, pages: specs, chatter, muter, leaver }) {
       assert.equal(room.body?.participantCount, n - 1, `GET /api/room/${roomId}: ${JSON.stringify(room)}`);
     });
 
+    if (relay) {
+      await steps.run('6. coturn relayed the media', 10000, async ({ remaining }) => {
+        // coturn accepted each page's credentials (its ALLOCATE succeeded under the username
+        // the server issued), and once the pages closed their connections (leave) it logged
+        // what each allocation relayed to and from its peer ("peer usage", bytes).
+        const deadline = Date.now() + remaining();
+        // Bytes relayed between the allocation's relay address and its peer (the other
+        // page's relay address), both ways, over all of the username's sessions.
+        const relayed = (username) => coturnLines(username)
+          .map((l) => /peer usage: .*rb=(\d+), sp=\d+, sb=(\d+)/.exec(l))
+          .filter(Boolean)
+          .reduce((sum, m) => ({ received: sum.received + Number(m[1]), sent: sum.sent + Number(m[2]) }), { received: 0, sent: 0 });
+        for (;;) {
+          const status = pages.map((p) => ({
+            name: p.name,
+            username: p.turnUsername,
+            allocated: coturnLines(p.turnUsername).some((l) => l.includes('ALLOCATE processed, success')),
+            ...relayed(p.turnUsername),
+          }));
+          if (status.every((s) => s.allocated && s.received > 50000 && s.sent > 50000)) {
+            t.diagnostic(`${label}: coturn relayed ${status.map((s) => `${s.name} (${s.username}) sent ${s.sent} B, received ${s.received} B`).join('; ')}`);
+            break;
+          }
+          if (Date.now() > deadline) {
+            throw new Error(`coturn's log does not show, for every page, an allocation and > 50 kB relayed each way: ${JSON.stringify(status)}`);
+          }
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      });
+    }
+
     t.diagnostic(`${label}: passed in ${Date.now() - started} ms (${steps.timings.join(', ')})`);
   } finally {
     await Promise.all(pages.map((p) => p.context.close().catch(() => {})));
@@ -201,7 +292,7 @@ async function call(t, { label, pages: specs, chatter, muter, leaver }) {
 
 describe('real browser calls through the server', () => {
   test('server hosts the page and the browser bundle (STATIC_DIR)', async (t) => {
-    t.diagnostic(`server ${server.origin}, FRONTEND_URL=${server.frontendUrl}, ` +
+    t.diagnostic(`server ${server.origin}, FRONTEND_URL=${server.frontendUrl}, TURN ${turn.url}, ` +
       `E2E_ICE=${ICE}, ${LOOPBACK_ONLY_HOST ? 'loopback-only network' : 'network has non-loopback interfaces too'}`);
     const res = await fetch(`${server.origin}/`);
     assert.equal(res.status, 200);
@@ -228,5 +319,14 @@ describe('real browser calls through the server', () => {
     label: 'mesh of 3',
     pages: [{ dialect: 'original' }, { dialect: 'frontend' }, { dialect: 'original', transports: 'websocket' }],
     chatter: 1, muter: 2, leaver: 0,
+  }));
+
+  // The server's iceServers (TURN credentials for coturn) with iceTransportPolicy 'relay':
+  // the call only works if the credentials are good and the media goes through coturn. One
+  // page takes them from joined-room, the other from GET /api/ice-servers.
+  test('TURN relay: two pages, media only through coturn', (t) => call(t, {
+    label: 'turn relay 2 pages',
+    pages: [{ dialect: 'frontend', iceSource: 'joined-room' }, { dialect: 'original', iceSource: 'api' }],
+    chatter: 0, muter: 1, leaver: 1, relay: true,
   }));
 });

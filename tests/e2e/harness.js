@@ -1,10 +1,14 @@
-// Harness of the browser e2e test: a temporary STATIC_DIR with the test page, the server
-// started on it, Debian's Chromium through playwright-core, one browser context per
-// participant, named steps with their own timeouts, and artifacts on failure.
+// Harness of the browser e2e test: a temporary STATIC_DIR with the test page, a coturn TURN
+// server on a loopback port, the server started on both, Debian's Chromium through
+// playwright-core, one browser context per participant, named steps with their own timeouts,
+// and artifacts on failure.
 
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -56,14 +60,17 @@ function assembleStaticDir() {
  * Starts the server on an ephemeral port with STATIC_DIR = the test page: a same-origin
  * deployment, so FRONTEND_URL is left unset (the page's origin is not on the allow-list;
  * the server must accept requests from its own origin). E2E_FRONTEND_URL, if set, is passed
- * as FRONTEND_URL instead.
+ * as FRONTEND_URL instead. `turn` (from startTurn) configures its ICE servers: that TURN
+ * server only (TURN_URLS, TURN_SECRET), no STUN (STUN_URLS=none: nothing outside loopback).
  */
-export async function startServer() {
+export async function startServer({ turn } = {}) {
   const bin = process.env.SERVER_BIN || path.resolve(here, '../../target/debug/prolitemeet-server');
   if (!fs.existsSync(bin)) throw new Error(`server binary ${bin} not found: run \`cargo build\` (or tests/e2e/run.sh), or set SERVER_BIN`);
   const { dir, site } = assembleStaticDir();
   const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_FORMAT: 'json', STATIC_DIR: site };
   delete env.FRONTEND_URL;
+  for (const v of ['STUN_URLS', 'TURN_URLS', 'TURN_SECRET', 'TURN_TTL_SECS', 'ICE_RATE_PER_SEC', 'ICE_BURST']) delete env[v];
+  if (turn) Object.assign(env, { STUN_URLS: 'none', TURN_URLS: turn.url, TURN_SECRET: turn.secret, TURN_TTL_SECS: '600' });
   if (process.env.E2E_FRONTEND_URL) env.FRONTEND_URL = process.env.E2E_FRONTEND_URL;
   try {
     return await spawnServer(bin, env, dir);
@@ -110,6 +117,7 @@ async function spawnServer(bin, env, dir) {
   const port = Number(address.split(':').pop());
   const origin = `http://127.0.0.1:${port}`;
   return {
+    name: 'server',
     origin,
     frontendUrl: env.FRONTEND_URL ?? '(unset)',
     log: () => lines.join('\n'),
@@ -122,6 +130,119 @@ async function spawnServer(bin, env, dir) {
       }
       fs.rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+// ---- TURN server (coturn) ---------------------------------------------------------------
+
+export const TURN_REALM = 'prolitemeet.test';
+
+/** A port free for both UDP and TCP on 127.0.0.1 (coturn listens on both). */
+async function freeTurnPort() {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const udp = dgram.createSocket('udp4');
+    await new Promise((resolve, reject) => udp.once('error', reject).bind(0, '127.0.0.1', resolve));
+    const { port } = udp.address();
+    const tcp = net.createServer();
+    const ok = await new Promise((resolve) => {
+      tcp.once('error', () => resolve(false));
+      tcp.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (ok) await new Promise((resolve) => tcp.close(resolve));
+    udp.close();
+    if (ok) return port;
+  }
+  throw new Error('no port free for both UDP and TCP on 127.0.0.1');
+}
+
+/** One STUN Binding request to 127.0.0.1:port; resolves true on a Binding success response. */
+function stunBinding(port, ms) {
+  return new Promise((resolve) => {
+    const sock = dgram.createSocket('udp4');
+    const txid = crypto.randomBytes(12);
+    const req = Buffer.alloc(20);
+    req.writeUInt16BE(0x0001, 0); // Binding request, no attributes
+    req.writeUInt32BE(0x2112a442, 4); // magic cookie
+    txid.copy(req, 8);
+    const done = (ok) => {
+      clearTimeout(timer);
+      sock.close();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), ms);
+    sock.on('error', () => done(false));
+    sock.on('message', (m) => {
+      if (m.length >= 20 && m.readUInt16BE(0) === 0x0101 && m.subarray(8, 20).equals(txid)) done(true);
+    });
+    sock.send(req, port, '127.0.0.1');
+  });
+}
+
+/**
+ * Starts coturn (`turnserver`, Debian package coturn) in the foreground on a free loopback
+ * port, with TURN REST API credentials (`use-auth-secret` + a random `static-auth-secret`),
+ * plain UDP/TCP only, relaying on 127.0.0.1 to loopback peers. Started by this process, so
+ * inside run.sh's network namespace when there is one. Verbose log (`-v`): one line per
+ * allocation, and each session's relayed bytes when it closes ("peer usage").
+ * Resolves once it answers a STUN Binding request.
+ */
+export async function startTurn() {
+  const secret = `e2e-${crypto.randomBytes(12).toString('hex')}`;
+  const port = await freeTurnPort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prolitemeet-e2e-turn-'));
+  const args = [
+    '-n', // no configuration file: everything is on this command line
+    '-v',
+    '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+    '--use-auth-secret', `--static-auth-secret=${secret}`, `--realm=${TURN_REALM}`,
+    '--no-tls', '--no-dtls', '--no-cli', '--allow-loopback-peers',
+    '--log-file=stdout', '--simple-log',
+    // Keep its pid file and (unused) user database out of /var.
+    `--pidfile=${path.join(dir, 'turnserver.pid')}`, `--userdb=${path.join(dir, 'turndb')}`,
+  ];
+  const child = spawn('turnserver', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = [];
+  for (const stream of [child.stdout, child.stderr]) {
+    readline.createInterface({ input: stream }).on('line', (l) => {
+      lines.push(l);
+      if (lines.length > 20000) lines.shift();
+    });
+  }
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await once(child, 'exit').catch(() => {});
+      clearTimeout(timer);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await new Promise((resolve, reject) => {
+      child.once('error', (e) => reject(e.code === 'ENOENT'
+        ? new Error('turnserver not found: apt-get install -y coturn (or tests/e2e/run.sh)') : e));
+      child.once('exit', (code, signal) => reject(new Error(`turnserver exited (${code ?? signal}) before answering STUN:\n${lines.join('\n')}`)));
+      const deadline = Date.now() + 10000;
+      (async () => {
+        while (Date.now() < deadline) {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          if (await stunBinding(port, 200)) return resolve();
+        }
+        reject(new Error(`turnserver did not answer STUN on 127.0.0.1:${port} within 10 s:\n${lines.join('\n')}`));
+      })();
+    });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return {
+    name: 'coturn',
+    port,
+    secret,
+    realm: TURN_REALM,
+    url: `turn:127.0.0.1:${port}?transport=udp`,
+    log: () => lines.join('\n'),
+    stop,
   };
 }
 
@@ -178,7 +299,9 @@ function summary(d) {
   if (!d.state) return JSON.stringify(d);
   const s = d.state;
   const peers = Object.entries(s.peers).map(([id, p]) => `${id}:${p.connectionState}/${p.iceConnectionState}/${p.signalingState}` +
-    ` tracks=${p.tracks.join('+')} ${p.stats ? `audioPkts=${p.stats.audioPacketsReceived} frames=${p.stats.videoFramesDecoded} pair=${p.stats.pair}` : ''}`);
+    ` tracks=${p.tracks.join('+')} ${p.stats ? `audioPkts=${p.stats.audioPacketsReceived} frames=${p.stats.videoFramesDecoded} pair=${p.stats.pair}` : ''}` +
+    `${p.stats?.selected ? ` types=${p.stats.selected.local?.candidateType}/${p.stats.selected.remote?.candidateType}` : ''}` +
+    ` candidates=${p.localCandidates.length}${p.candidateErrors?.length ? ` candidateErrors=${JSON.stringify(p.candidateErrors)}` : ''}`);
   return [
     `self=${s.selfId} joined=${s.joined} left=${s.left} socket=${s.socketConnected}/${s.transport} count=${d.count}`,
     `participants=${JSON.stringify(s.participants.map((p) => `${p.name}#${p.id}${p.audioMuted ? ' muted' : ''}${p.isAdmin ? ' host' : ''}`))}`,
@@ -186,11 +309,13 @@ function summary(d) {
     `videos=${JSON.stringify(d.videos)}`,
     `messages=${JSON.stringify(s.messages.map((m) => `${m.userName}: ${m.message}`))}`,
     `mediaEvents=${JSON.stringify(s.mediaEvents)} errors=${JSON.stringify(s.errors)}`,
+    ...(s.ice ? [`ice=${JSON.stringify({ source: s.ice.source, policy: s.ice.policy, api: s.ice.api, urls: s.ice.iceServers?.map((x) => x.urls) })}`] : []),
     `log tail=${JSON.stringify(s.log.slice(-8))}`,
   ].join('\n      ');
 }
 
-export async function saveArtifacts(label, step, participants, server) {
+/** `services`: the server, or a list of {name, log()} (server, coturn), whose logs are saved. */
+export async function saveArtifacts(label, step, participants, services) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const base = `${slug(label)}--${slug(step)}`;
   for (const p of participants) {
@@ -200,7 +325,7 @@ export async function saveArtifacts(label, step, participants, server) {
     fs.writeFileSync(`${prefix}.state.json`, JSON.stringify(d, null, 2));
     fs.writeFileSync(`${prefix}.console.log`, p.consoleLines.join('\n'));
   }
-  if (server) fs.writeFileSync(path.join(ARTIFACTS, `${base}--server.log`), server.log());
+  for (const s of [].concat(services || [])) fs.writeFileSync(path.join(ARTIFACTS, `${base}--${slug(s.name || 'server')}.log`), s.log());
   return ARTIFACTS;
 }
 
@@ -209,8 +334,8 @@ export async function saveArtifacts(label, step, participants, server) {
  * naming the call and the step, with what every page saw, after saving artifacts.
  */
 export class Steps {
-  constructor(label, participants, server, diagnostic = () => {}) {
-    Object.assign(this, { label, participants, server, diagnostic, timings: [] });
+  constructor(label, participants, services, diagnostic = () => {}) {
+    Object.assign(this, { label, participants, services, diagnostic, timings: [] });
   }
 
   async run(name, ms, fn) {
@@ -227,7 +352,7 @@ export class Steps {
     } catch (e) {
       const seen = [];
       for (const p of this.participants) seen.push(`    ${p.name}: ${summary(await diagnose(p))}`);
-      const dir = await saveArtifacts(this.label, name, this.participants, this.server);
+      const dir = await saveArtifacts(this.label, name, this.participants, this.services);
       const err = new Error(`[${this.label}] step "${name}" failed: ${e.message}\n  what each page saw:\n${seen.join('\n')}\n  screenshots and logs: ${dir}`);
       err.cause = e;
       throw err;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Browser end-to-end test of ProLiteMeet Server: installs what is missing (Debian's
-# Chromium, the npm packages), builds the server unless SERVER_BIN is set, and runs the
-# calls in real headless Chromium pages.
+# Chromium and coturn, the npm packages), builds the server unless SERVER_BIN is set, and
+# runs the calls in real headless Chromium pages (one of them relayed through coturn).
 #
 #   tests/e2e/run.sh
 #
@@ -31,6 +31,13 @@ if [ ! -x "$chromium" ]; then
   echo "run.sh: installing Debian's chromium"
   as_root apt-get update
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+
+# coturn: the TURN server the relay call's media must go through (the harness starts it).
+if ! command -v turnserver >/dev/null; then
+  echo "run.sh: installing Debian's coturn"
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y coturn
 fi
 
 cd "$here"

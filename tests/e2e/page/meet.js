@@ -1,7 +1,8 @@
 // ProLiteMeet e2e test client: a small mesh-WebRTC client that speaks the signaling protocol
 // (/work/shared/PROTOCOL.md) in either dialect, chosen by the URL:
 //
-//   /?room=ROOM&name=NAME&dialect=original|frontend[&transports=websocket][&ice=loopback]
+//   /?room=ROOM&name=NAME&dialect=original|frontend[&transports=websocket]
+//     [&ice=loopback|relay[&iceSource=joined-room|api]]
 //
 //   original  — the original backend's frontend: targetId/senderId, toggle-audio {isAudioMuted},
 //               start-/stop-screen-share, leave-room {roomId}, reads userName/isAudioMuted.
@@ -13,8 +14,14 @@
 // page creates one RTCPeerConnection per participant already in the room and sends each an
 // offer; participants already in the room never offer, they answer the offers they receive.
 // ICE is trickled both ways with `webrtc-ice-candidate` (`candidate: null` at the end);
-// candidates that arrive before the remote description are buffered. No STUN/TURN servers:
-// the test runs on loopback only.
+// candidates that arrive before the remote description are buffered.
+//
+// ICE servers: by default none (host candidates only; the test runs on loopback). With
+// `ice=relay` the page uses the server's ICE servers with `iceTransportPolicy: 'relay'`, as a
+// frontend behind a hostile NAT would have to: the `iceServers` of `joined-room`
+// (`iceSource=joined-room`, the default), or `GET /api/ice-servers?participantId=<socket id>`
+// fetched before joining (`iceSource=api`). Then every candidate is a TURN relay candidate,
+// and media can only flow through the TURN server.
 //
 // The test drives the page through `window.meet` (join, sendChat, setAudio, leave, state, …).
 // Remote videos are <video class="remote" data-participant-id="SOCKET_ID">.
@@ -29,11 +36,14 @@
   const ORIGINAL = dialect === 'original';
   const TARGET = ORIGINAL ? 'targetId' : 'targetSocketId';
   const SENDER = ORIGINAL ? 'senderId' : 'senderSocketId';
-  // No STUN/TURN: host candidates only.
-  const RTC_CONFIG = { iceServers: [] };
   // ?ice=loopback: signal only 127.0.0.1 candidates, so the call runs over loopback even on a
   // machine that has other interfaces too (as a loopback-only CI sandbox would force it).
   const ICE_LOOPBACK_ONLY = params.get('ice') === 'loopback';
+  // ?ice=relay: the server's ICE servers, relay candidates only (see the top of this file).
+  const ICE_RELAY = params.get('ice') === 'relay';
+  const ICE_SOURCE = params.get('iceSource') === 'api' ? 'api' : 'joined-room';
+  // No STUN/TURN unless ?ice=relay: host candidates only. Set before the first peer exists.
+  let rtcConfig = ICE_RELAY ? null : { iceServers: [] };
 
   const $ = (id) => document.getElementById(id);
 
@@ -60,6 +70,9 @@
     errors: [],
     // id -> {initiator, connectionState, iceConnectionState, signalingState, tracks, stats}
     peers: {},
+    // ?ice=relay: {source, policy, iceServers, api: {status, cacheControl, ttl} | null,
+    // joinedRoomIceServers}; otherwise null.
+    ice: null,
     log: [],
   };
 
@@ -148,21 +161,27 @@
   function peerFor(id, initiator) {
     let peer = peers.get(id);
     if (peer) return peer;
-    const pc = new RTCPeerConnection(RTC_CONFIG);
+    if (!rtcConfig) throw new Error(`no ICE servers yet for ${id} (ice=relay)`);
+    const pc = new RTCPeerConnection(rtcConfig);
     peer = { pc, initiator, queue: Promise.resolve(), pendingCandidates: earlyCandidates.get(id) || [] };
     earlyCandidates.delete(id);
     peers.set(id, peer);
     st.peers[id] = { initiator, connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState,
-      signalingState: pc.signalingState, tracks: [], localCandidates: [], stats: null };
+      signalingState: pc.signalingState, tracks: [], localCandidates: [], candidateErrors: [], stats: null };
     for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
 
     pc.onicecandidate = ({ candidate }) => {
       if (candidate) {
         const loopback = candidate.address === '127.0.0.1';
-        st.peers[id].localCandidates.push(`${candidate.protocol} ${candidate.address}:${candidate.port}${ICE_LOOPBACK_ONLY && !loopback ? ' (withheld)' : ''}`);
+        st.peers[id].localCandidates.push(`${candidate.type} ${candidate.protocol} ${candidate.address}:${candidate.port}${ICE_LOOPBACK_ONLY && !loopback ? ' (withheld)' : ''}`);
         if (ICE_LOOPBACK_ONLY && !loopback) return;
       }
       emit('webrtc-ice-candidate', { [TARGET]: id, candidate: candidate ? candidate.toJSON() : null });
+    };
+    // E.g. a TURN server refusing the credentials (401) or unreachable (701).
+    pc.onicecandidateerror = (e) => {
+      st.peers[id]?.candidateErrors.push(`${e.url} ${e.errorCode} ${e.errorText}`);
+      log('ICE candidate error', id, e.url, e.errorCode, e.errorText);
     };
     pc.ontrack = (ev) => {
       st.peers[id].tracks.push(ev.track.kind);
@@ -238,7 +257,7 @@
     for (const [id, peer] of peers) {
       try {
         const report = await peer.pc.getStats();
-        const s = { audioPacketsReceived: 0, audioBytesReceived: 0, videoFramesDecoded: 0, videoBytesReceived: 0, pair: null };
+        const s = { audioPacketsReceived: 0, audioBytesReceived: 0, videoFramesDecoded: 0, videoBytesReceived: 0, pair: null, selected: null };
         let pairId = null;
         const byId = new Map();
         report.forEach((r) => {
@@ -258,6 +277,12 @@
           const l = byId.get(pair.localCandidateId);
           const r = byId.get(pair.remoteCandidateId);
           s.pair = `${l ? `${l.address}:${l.port}` : '?'} <-> ${r ? `${r.address}:${r.port}` : '?'} (${pair.state})`;
+          // The selected pair in detail: its state and both candidates' types (`relay` when
+          // the media goes through a TURN server), and the TURN server a relay candidate is on.
+          const cand = (c) => c && { candidateType: c.candidateType, address: c.address, port: c.port,
+            protocol: c.protocol, relayProtocol: c.relayProtocol ?? null, url: c.url ?? null };
+          s.selected = { state: pair.state, nominated: pair.nominated === true, bytesSent: pair.bytesSent || 0,
+            bytesReceived: pair.bytesReceived || 0, local: cand(l), remote: cand(r) };
         }
         if (st.peers[id]) st.peers[id].stats = s;
       } catch (e) {
@@ -334,6 +359,18 @@
       st.messages = (data.messages || []).map(chatEntry);
       renderChat();
       log('joined', data.roomId, 'as', data.participantId, 'with', data.participants.length, 'participants');
+      if (ICE_RELAY) {
+        st.ice.joinedRoomIceServers = data.iceServers ?? null;
+        if (ICE_SOURCE === 'joined-room') {
+          try {
+            useIceServers(data.iceServers, 'joined-room');
+          } catch (e) {
+            st.errors.push({ local: true, what: 'iceServers', message: String(e) });
+            settle('joined-room', e, true);
+            return;
+          }
+        }
+      }
       // The newcomer calls everyone already in the room.
       for (const p of data.participants) if (p.id !== st.selfId) callPeer(p.id);
       settle('joined-room', data);
@@ -438,6 +475,37 @@
     }));
   }
 
+  // ---- ICE servers from the server (?ice=relay) -----------------------------------------
+
+  // Takes the server's ICE servers as a frontend would: new RTCPeerConnection({iceServers}),
+  // here with iceTransportPolicy 'relay' so that only TURN relay candidates are used.
+  function useIceServers(iceServers, source) {
+    const turn = Array.isArray(iceServers) && iceServers.some((s) => s && s.username && s.credential
+      && [].concat(s.urls).some((u) => /^turns?:/.test(u)));
+    if (!turn) throw new Error(`ice=relay: no TURN server with credentials in the server's iceServers (${source}): ${JSON.stringify(iceServers)}`);
+    rtcConfig = { iceServers, iceTransportPolicy: 'relay' };
+    Object.assign(st.ice, { source, policy: 'relay', iceServers });
+    log('ICE servers from', source, iceServers.map((s) => [].concat(s.urls).join(' ')));
+  }
+
+  function connected(ms) {
+    if (socket.connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`socket not connected within ${ms} ms`)), ms);
+      socket.once('connect', () => { clearTimeout(timer); resolve(); });
+    });
+  }
+
+  // GET /api/ice-servers?participantId=<socket id>: the credentials are issued for this socket.
+  async function iceServersFromApi(timeoutMs) {
+    await connected(timeoutMs);
+    const res = await fetch(`/api/ice-servers?participantId=${encodeURIComponent(socket.id)}`);
+    const body = await res.json().catch(() => null);
+    st.ice.api = { status: res.status, cacheControl: res.headers.get('cache-control'), ttl: body && body.ttl };
+    if (!res.ok || !body) throw new Error(`GET /api/ice-servers: ${res.status} ${JSON.stringify(body)}`);
+    useIceServers(body.iceServers, 'api');
+  }
+
   // ---- the API the test drives ----------------------------------------------------------
 
   async function createRoom() {
@@ -452,6 +520,7 @@
     st.roomId = roomId;
     $('room').textContent = roomId;
     await ensureLocalMedia();
+    if (ICE_RELAY && ICE_SOURCE === 'api' && !rtcConfig) await iceServersFromApi(timeoutMs);
     const joined = waitFor('joined-room', timeoutMs);
     socket.emit('join-room', { roomId, userName });
     const data = await joined;
@@ -483,6 +552,7 @@
     return left;
   }
 
+  if (ICE_RELAY) st.ice = { source: null, policy: null, iceServers: null, api: null, joinedRoomIceServers: null };
   $('dialect').textContent = dialect;
   $('me').textContent = userName;
   $('room').textContent = st.roomId || '?';
