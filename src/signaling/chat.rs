@@ -1,27 +1,22 @@
 //! Room chat: `send-message` → `new-message` to everyone in the room, sender included.
 //! The sender's name and avatar come from the registry, never from the payload.
 
-use socketioxide::extract::{AckSender, Event, SocketRef, State};
-
-use super::client::admit;
 use super::deliver::to_room;
-use super::order::Turn;
-use super::payload::Payload;
+use super::incoming::{Admitted, Incoming};
 use crate::protocol::decode_chat;
 use crate::ratelimit::Class;
-use crate::state::AppState;
 
-pub async fn on_send_message(
-    s: SocketRef,
-    State(app): State<AppState>,
-    Event(event): Event,
-    Payload(data): Payload,
-    ack: AckSender,
-    turn: Turn,
-) {
-    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Chat).await else {
+pub async fn on_send_message(incoming: Incoming) {
+    let Some(admitted) = incoming.admit(Class::Chat).await else {
         return;
     };
+    let Admitted {
+        socket: s,
+        app,
+        payload: data,
+        reply,
+        turn: _turn,
+    } = admitted;
     let said = data.and_then(|p| decode_chat(&p)).and_then(|req| {
         app.registry
             .chat(&s.id.to_string(), req.room.as_deref(), &req.text)

@@ -4,12 +4,10 @@
 
 use serde::Serialize;
 use serde_json::Value as JsonValue;
-use socketioxide::extract::{AckSender, Event, SocketRef, State};
+use socketioxide::extract::SocketRef;
 
-use super::client::admit;
 use super::deliver::{to_others, to_room};
-use super::order::Turn;
-use super::payload::Payload;
+use super::incoming::{Admitted, Incoming};
 use super::reply::{Reply, internal};
 use crate::model::{MediaKind, ParticipantView};
 use crate::protocol::{
@@ -67,17 +65,17 @@ fn decode_media(event: &str, payload: &JsonValue) -> Option<Decoded<MediaRequest
 }
 
 /// `toggle-audio`, `toggle-video` and `toggle-media`.
-pub async fn on_toggle(
-    s: SocketRef,
-    State(app): State<AppState>,
-    Event(event): Event,
-    Payload(data): Payload,
-    ack: AckSender,
-    turn: Turn,
-) {
-    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Signal).await else {
+pub async fn on_toggle(incoming: Incoming) {
+    let Some(admitted) = incoming.admit(Class::Signal).await else {
         return;
     };
+    let Admitted {
+        socket: s,
+        app,
+        payload: data,
+        reply,
+        turn: _turn,
+    } = admitted;
     let changed = data
         .and_then(|p| decode_media(reply.event(), &p).unwrap_or_else(|| Err(internal())))
         .and_then(|req| {
@@ -121,17 +119,17 @@ pub async fn on_toggle(
 }
 
 /// `start-screen-share`, `stop-screen-share` and `toggle-screen-share`.
-pub async fn on_screen_share(
-    s: SocketRef,
-    State(app): State<AppState>,
-    Event(event): Event,
-    Payload(data): Payload,
-    ack: AckSender,
-    turn: Turn,
-) {
-    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Signal).await else {
+pub async fn on_screen_share(incoming: Incoming) {
+    let Some(admitted) = incoming.admit(Class::Signal).await else {
         return;
     };
+    let Admitted {
+        socket: s,
+        app,
+        payload: data,
+        reply,
+        turn: _turn,
+    } = admitted;
     let decoded = data.and_then(|p| match reply.event() {
         "start-screen-share" => decode_room_only(&p).map(|room| (room, true)),
         "stop-screen-share" => decode_room_only(&p).map(|room| (room, false)),

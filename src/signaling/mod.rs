@@ -5,6 +5,7 @@
 mod chat;
 mod client;
 mod deliver;
+mod incoming;
 mod media;
 pub mod moderation;
 mod order;
@@ -37,7 +38,7 @@ async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), A
     }
     socket
         .extensions
-        .insert(Client::new(&app.config.rate_limits, app.metrics.clone()));
+        .insert(Client::new(&app.config.rate_limits));
     // Relays address a socket through the room named by its id.
     socket.join(socket.id);
     app.connection_opened();

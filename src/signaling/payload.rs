@@ -1,32 +1,14 @@
-//! The [`Payload`] extractor: an event's first argument as JSON, read from the raw packet so
-//! that every case PROTOCOL.md allows is told apart — no argument at all reads as `null`
+//! An event's first argument as JSON, read from the raw packet so that every case
+//! PROTOCOL.md allows is told apart — no argument at all reads as `null`
 //! (`socket.emit('leave-room')`), and binary attachments are refused rather than decoded.
 
-use std::convert::Infallible;
-use std::sync::Arc;
-
 use serde_json::Value as JsonValue;
-use socketioxide::adapter::Adapter;
-use socketioxide::handler::{FromMessageParts, Value};
-use socketioxide::socket::Socket;
+use socketioxide::handler::Value;
 
 use crate::protocol::ProtocolError;
 
-/// The event's payload, or the error its sender gets.
-pub struct Payload(pub Result<JsonValue, ProtocolError>);
-
-impl<A: Adapter> FromMessageParts<A> for Payload {
-    type Error = Infallible;
-    fn from_message_parts(
-        _: &Arc<Socket<A>>,
-        value: &mut Value,
-        _: &Option<i64>,
-    ) -> Result<Self, Infallible> {
-        Ok(Payload(first_argument(value)))
-    }
-}
-
-fn first_argument(value: &Value) -> Result<JsonValue, ProtocolError> {
+/// An event's first argument as JSON, or the error its sender gets.
+pub(super) fn first_argument(value: &Value) -> Result<JsonValue, ProtocolError> {
     let binary = || ProtocolError::invalid("Binary attachments are not accepted");
     match value {
         Value::Str(_, Some(attachments)) if !attachments.is_empty() => Err(binary()),

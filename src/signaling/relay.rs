@@ -3,16 +3,12 @@
 
 use serde::Serialize;
 use serde_json::Value as JsonValue;
-use socketioxide::extract::{AckSender, Event, SocketRef, State};
 
-use super::client::admit;
 use super::deliver::to_socket;
-use super::order::Turn;
-use super::payload::Payload;
+use super::incoming::{Admitted, Incoming};
 use super::reply::{Done, internal};
 use crate::protocol::{RelayKind, decode_relay};
 use crate::ratelimit::Class;
-use crate::state::AppState;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,17 +29,17 @@ enum Body<'a> {
     RoomId(&'a str),
 }
 
-pub async fn on_relay(
-    s: SocketRef,
-    State(app): State<AppState>,
-    Event(event): Event,
-    Payload(data): Payload,
-    ack: AckSender,
-    turn: Turn,
-) {
-    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Signal).await else {
+pub async fn on_relay(incoming: Incoming) {
+    let Some(admitted) = incoming.admit(Class::Signal).await else {
         return;
     };
+    let Admitted {
+        socket: s,
+        app,
+        payload: data,
+        reply,
+        turn: _turn,
+    } = admitted;
     let Some(kind) = RelayKind::from_client_event(reply.event()) else {
         return reply.fail(internal());
     };

@@ -2,13 +2,12 @@
 //! announcements in the order PROTOCOL.md fixes.
 
 use serde::Serialize;
-use socketioxide::extract::{AckSender, Event, SocketRef, State};
+use socketioxide::extract::{SocketRef, State};
 use socketioxide::socket::DisconnectReason;
 
-use super::client::admit;
 use super::deliver::{channel, to_others, to_room};
+use super::incoming::{Admitted, Incoming};
 use super::order::Turn;
-use super::payload::Payload;
 use crate::ice::IceServer;
 use crate::model::{ChatMessage, ParticipantView};
 use crate::protocol::{ProtocolError, decode_join, decode_room_only};
@@ -64,17 +63,17 @@ struct RoomRef<'a> {
     room_id: &'a str,
 }
 
-pub async fn on_join(
-    s: SocketRef,
-    State(app): State<AppState>,
-    Event(event): Event,
-    Payload(data): Payload,
-    ack: AckSender,
-    turn: Turn,
-) {
-    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Join).await else {
+pub async fn on_join(incoming: Incoming) {
+    let Some(admitted) = incoming.admit(Class::Join).await else {
         return;
     };
+    let Admitted {
+        socket: s,
+        app,
+        payload: data,
+        reply,
+        turn: _turn,
+    } = admitted;
     let request = match data.and_then(|p| decode_join(&p)) {
         Ok(request) => request,
         Err(e) => return reply.fail(e),
@@ -112,17 +111,17 @@ pub async fn on_join(
     }
 }
 
-pub async fn on_leave(
-    s: SocketRef,
-    State(app): State<AppState>,
-    Event(event): Event,
-    Payload(data): Payload,
-    ack: AckSender,
-    turn: Turn,
-) {
-    let Some((_turn, reply)) = admit(&s, turn, ack, event, Class::Join).await else {
+pub async fn on_leave(incoming: Incoming) {
+    let Some(admitted) = incoming.admit(Class::Join).await else {
         return;
     };
+    let Admitted {
+        socket: s,
+        app,
+        payload: data,
+        reply,
+        turn: _turn,
+    } = admitted;
     let socket_id = s.id.to_string();
     let checked = data
         .and_then(|p| decode_room_only(&p))
