@@ -101,19 +101,23 @@ impl Default for Config {
             socket_buffer_packets: 1024,
             write_stall_timeout: Duration::from_secs(10),
             rate_limits: RateLimits {
+                // Generous enough for scripted clients and a full room; a flood is still
+                // refused and then disconnected.
                 chat: Rate {
-                    per_sec: 5.0,
-                    burst: 20.0,
+                    per_sec: 10.0,
+                    burst: 250.0,
                 },
+                // A newcomer in a full mesh of 50 offers to 49 peers and trickles ~30 ICE
+                // candidates to each within a second or two.
                 signal: Rate {
-                    per_sec: 100.0,
-                    burst: 300.0,
+                    per_sec: 500.0,
+                    burst: 3000.0,
                 },
                 join: Rate {
-                    per_sec: 2.0,
-                    burst: 10.0,
+                    per_sec: 5.0,
+                    burst: 50.0,
                 },
-                disconnect_after: 100,
+                disconnect_after: 200,
             },
             metrics_token: None,
             admin_token: None,

@@ -14,8 +14,8 @@ use prolitemeet_server::Config;
 use raw::{RawPolling, Recv, Sio, parse_sio};
 use serde_json::json;
 
-/// Twenty talkers, each sending its default chat burst (20) at once: 400 messages, every one
-/// of them allowed by the default rate limits.
+/// Twenty talkers, each sending 20 chat messages at once: 400 messages, every one of them
+/// allowed by the default rate limits (burst 250).
 const TALKERS: usize = 20;
 const EACH: usize = 20;
 /// The poller's network: 50 ms per round trip (a good mobile link).
