@@ -17,6 +17,7 @@ pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod ratelimit;
+mod request_buffers;
 pub mod rooms;
 pub mod signaling;
 pub mod state;
@@ -72,6 +73,9 @@ pub fn app(config: Config) -> (Router, App) {
     }));
     let state = AppState::new(config.clone(), registry);
     let (socket_layer, io) = SocketIo::builder()
+        // Each WebSocket eagerly allocates this read buffer (default 4 KiB); signaling
+        // frames are small and larger ones still fit (the buffer grows as needed).
+        .ws_read_buffer_size(1024)
         .max_payload(config.max_payload_bytes as u64)
         .ws_max_message_size(config.max_payload_bytes)
         .ws_max_frame_size(config.max_payload_bytes)
@@ -93,6 +97,7 @@ pub fn app(config: Config) -> (Router, App) {
     };
     let router = http::router(app.clone())
         .layer(socket_layer)
+        .layer(axum::middleware::from_fn(request_buffers::detach))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::connection_cap,
