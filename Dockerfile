@@ -9,18 +9,22 @@ WORKDIR /app
 
 # Dependencies first, against a placeholder crate, so that this slow layer is
 # rebuilt only when Cargo.toml or Cargo.lock change, not on every source edit.
+# The workspace's other member, the benchmark load generator (bench/loadgen), is not part of
+# the image: its manifest and a placeholder source are all Cargo needs to load the workspace.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY bench/loadgen/Cargo.toml bench/loadgen/
+RUN mkdir -p src bench/loadgen/src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked \
+    && echo 'fn main() {}' > bench/loadgen/src/main.rs \
+    && cargo build --release --locked -p prolitemeet-server \
     && rm -rf src
 
 # The real sources. `touch` makes them newer than the placeholder build, so
 # Cargo rebuilds the crate itself whatever timestamps the copy carried.
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked
+    && cargo build --release --locked -p prolitemeet-server
 
 # ---- run ------------------------------------------------------------------
 FROM debian:bookworm-slim

@@ -1,0 +1,484 @@
+#!/usr/bin/env bash
+# ProLiteMeet benchmark: the Rust server against the Node original, side by side.
+#
+#   bench/compare.sh [options] SCENARIO [loadgen options]    one scenario, both servers
+#   bench/compare.sh [options] find-max fanout|relay [loadgen options]
+#                                      raise the rate until p99 > 50 ms or loss > 0.1 %
+#   bench/compare.sh [options] suite   every measurement of the README's table + chart
+#   bench/compare.sh --smoke           a few seconds: the tools work (CI)
+#
+# SCENARIO is one of loadgen's: idle, fanout, relay, churn (see `target/release/loadgen -h`).
+# Each measured run gets a fresh server pinned to CPU $SERVER_CPU (0) while the load
+# generator runs on CPU $LOADGEN_CPU (1); both see `ulimit -n` raised as far as allowed. The
+# server's memory is read from /proc/PID/status. Results go to bench/results/ as JSON (plus a
+# PNG chart when python3 has matplotlib); the table comes last, then a one-line summary.
+#
+# Options:
+#   --servers "ours node"   which servers to run, in order        [ours node]
+#   --ours CMD              our server          [target/release/prolitemeet-server]
+#   --node CMD              the baseline        [node bench/baseline-node/server.js]
+#   --out DIR               where results go                       [bench/results]
+#   --no-build              use the binaries as they are
+#   --server-env "K=V ..."  extra environment for both servers (e.g. RUST_LOG=info)
+#   --start R, --factor F, --max-rate R, --steps N, --refine N   find-max search
+#   --p99-ms MS, --max-loss FRACTION                              find-max limits [50, 0.001]
+#   --smoke                 tiny runs of every scenario; exits non-zero if a tool fails
+# Environment: SERVER_CPU, LOADGEN_CPU, OURS_CMD, NODE_CMD, BENCH_PORT (3811), PYTHON.
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$BENCH_DIR/.." && pwd)"
+cd "$ROOT"
+
+PYTHON="${PYTHON:-python3}"
+SERVER_CPU="${SERVER_CPU:-0}"
+LOADGEN_CPU="${LOADGEN_CPU:-1}"
+PORT="${BENCH_PORT:-3811}"
+SERVERS="ours node"
+OURS_CMD="${OURS_CMD:-}"
+NODE_CMD="${NODE_CMD:-node bench/baseline-node/server.js}"
+OUT="$BENCH_DIR/results"
+BUILD=1
+SMOKE=0
+PROFILE=release
+START=""
+FACTOR=1.5
+MAX_RATE=400000
+STEPS=14
+REFINE=2
+P99_MS=50
+MAX_LOSS=0.001
+MAX_FOREIGN="${MAX_FOREIGN:-0.1}"
+RETRIES="${RETRIES:-2}"
+SOURCE_IPS="127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4"
+EXTRA_ENV=()
+
+usage() { sed -n '2,/^set -euo/p' "$BENCH_DIR/compare.sh" | grep '^#' | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --servers) SERVERS="$2"; shift 2 ;;
+        --ours) OURS_CMD="$2"; shift 2 ;;
+        --node) NODE_CMD="$2"; shift 2 ;;
+        --out) OUT="$2"; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --server-env) read -r -a EXTRA_ENV <<<"$2"; shift 2 ;;
+        --start) START="$2"; shift 2 ;;
+        --factor) FACTOR="$2"; shift 2 ;;
+        --max-rate) MAX_RATE="$2"; shift 2 ;;
+        --steps) STEPS="$2"; shift 2 ;;
+        --refine) REFINE="$2"; shift 2 ;;
+        --p99-ms) P99_MS="$2"; shift 2 ;;
+        --max-loss) MAX_LOSS="$2"; shift 2 ;;
+        --smoke) SMOKE=1; PROFILE=debug; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) break ;;
+    esac
+done
+if [[ $SMOKE -eq 0 && $# -eq 0 ]]; then
+    usage >&2
+    exit 2
+fi
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+OURS_CMD="${OURS_CMD:-$TARGET_DIR/$PROFILE/prolitemeet-server}"
+LOADGEN="$TARGET_DIR/$PROFILE/loadgen"
+
+log() { echo "[bench] $*" >&2; }
+die() { echo "[bench] error: $*" >&2; exit 1; }
+
+command -v "$PYTHON" >/dev/null || die "python3 is needed (JSON and the table)"
+command -v taskset >/dev/null || die "taskset is needed (util-linux)"
+command -v curl >/dev/null || die "curl is needed"
+
+# ---- build ------------------------------------------------------------------------------
+if [[ $BUILD -eq 1 ]]; then
+    if [[ $PROFILE == release ]]; then
+        log "cargo build --release -p prolitemeet-server -p loadgen"
+        cargo build --release --locked -p prolitemeet-server -p loadgen >&2
+    else
+        log "cargo build -p prolitemeet-server -p loadgen"
+        cargo build --locked -p prolitemeet-server -p loadgen >&2
+    fi
+    if [[ " $SERVERS " == *" node "* ]]; then
+        if [[ ! -d "$BENCH_DIR/baseline-node/node_modules" ]]; then
+            log "npm ci in bench/baseline-node"
+            (cd "$BENCH_DIR/baseline-node" && npm ci --no-audit --no-fund >&2)
+        fi
+    fi
+fi
+[[ -x "$LOADGEN" ]] || die "no load generator at $LOADGEN (build it, or drop --no-build)"
+
+# Raise the file-descriptor limit for everything started from here (servers, loadgen).
+HARD_NOFILE="$(ulimit -Hn)"
+if [[ "$HARD_NOFILE" == unlimited ]]; then HARD_NOFILE=1048576; fi
+ulimit -n "$HARD_NOFILE" 2>/dev/null || true
+NOFILE="$(ulimit -n)"
+
+mkdir -p "$OUT"
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/prolitemeet-bench.XXXXXX")"
+RUNS="$WORK/runs.jsonl"
+: > "$RUNS"
+SERVER_PID=""
+
+cleanup() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        sleep 0.5
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- one server -------------------------------------------------------------------------
+server_cmd() {
+    case "$1" in
+        ours) echo "$OURS_CMD" ;;
+        node) echo "$NODE_CMD" ;;
+        *) die "unknown server $1 (ours or node)" ;;
+    esac
+}
+
+# The environment both servers get: rate limits and caps off, per-event logs off.
+SERVER_ENV=(
+    HOST=127.0.0.1 "PORT=$PORT" NODE_ENV=production
+    CHAT_RATE_PER_SEC=0 SIGNAL_RATE_PER_SEC=0 JOIN_RATE_PER_SEC=0 RATE_LIMIT_DISCONNECT_AFTER=0
+    MAX_CONNECTIONS=0 MAX_ROOMS=0 MAX_PARTICIPANTS=1000 EMPTY_ROOM_TTL_SECS=0
+    LOG_FORMAT=text RUST_LOG=warn
+)
+SERVER_ENV+=("${EXTRA_ENV[@]}")
+
+start_server() {
+    local name="$1" cmd
+    cmd="$(server_cmd "$name")"
+    # Word splitting of $cmd is wanted: it is a command line.
+    # shellcheck disable=SC2086
+    (exec env "${SERVER_ENV[@]}" taskset -c "$SERVER_CPU" $cmd) >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    local i
+    for i in $(seq 1 100); do
+        if curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name exited at start"; }
+        sleep 0.1
+    done
+    cat "$WORK/$name.log" >&2
+    die "$name did not answer /health on port $PORT"
+}
+
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local i
+    for i in $(seq 1 50); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# "busy total" ticks of one CPU, from /proc/stat (to see load from other processes).
+# For one CPU, from /proc/stat: busy ticks (all but idle and iowait), ticks spent by processes
+# (user, nice, system) or stolen by the hypervisor, and all ticks.
+core_ticks() { awk -v c="cpu$1" '$1 == c { print $2+$3+$4+$7+$8+$9, $2+$3+$4+$9, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat; }
+CLK_TCK="$(getconf CLK_TCK)"
+
+loadgen() { taskset -c "$LOADGEN_CPU" "$LOADGEN" "$@"; }
+
+has_arg() { local want="$1"; shift; local a; for a in "$@"; do [[ "$a" == "$want" ]] && return 0; done; return 1; }
+
+# run_one SERVER PHASE SCENARIO [loadgen args]: fresh server, warm-up, one measured run;
+# appends a JSON record to $RUNS and prints the loadgen JSON on stdout.
+run_one() {
+    local name="$1" phase="$2" scenario="$3"
+    shift 3
+    local args=("$@")
+    has_arg --url "${args[@]}" || args+=(--url "127.0.0.1:$PORT")
+    has_arg --source-ips "${args[@]}" || args+=(--source-ips "$SOURCE_IPS")
+    start_server "$name"
+    local rss_start rss_loaded="" ready="$WORK/ready"
+    rss_start="$(status_kb "$SERVER_PID" VmRSS)"
+    # Warm-up on the fresh server (fanout and relay also warm up inside loadgen, --warmup).
+    case "$scenario" in
+        idle) loadgen idle --clients 200 --room-size 5 --hold 0 --url "127.0.0.1:$PORT" >/dev/null 2>&1 || true ;;
+        churn) loadgen churn --clients 10 --cycles 5 --url "127.0.0.1:$PORT" --source-ips "$SOURCE_IPS" >/dev/null 2>&1 || true ;;
+    esac
+    [[ $scenario == idle ]] && sleep 1
+    local rss_warm cpu0 t0 out status=0
+    rss_warm="$(status_kb "$SERVER_PID" VmRSS)"
+    cpu0="$(cpu_ticks "$SERVER_PID")"
+    local sc0 lc0
+    sc0="$(core_ticks "$SERVER_CPU")"
+    lc0="$(core_ticks "$LOADGEN_CPU")"
+    t0="$(date +%s.%N)"
+    rm -f "$ready"
+    if [[ $scenario == idle ]]; then
+        has_arg --hold "${args[@]}" || args+=(--hold 6)
+        loadgen idle "${args[@]}" --ready-file "$ready" >"$WORK/out.json" 2>"$WORK/loadgen.err" &
+        local lg=$!
+        while kill -0 "$lg" 2>/dev/null && [[ ! -s "$ready" ]]; do sleep 0.2; done
+        if [[ -s "$ready" ]]; then
+            sleep 3 # let the last joins' broadcasts and allocations settle
+            rss_loaded="$(status_kb "$SERVER_PID" VmRSS)"
+        fi
+        wait "$lg" || status=$?
+    else
+        loadgen "$scenario" "${args[@]}" >"$WORK/out.json" 2>"$WORK/loadgen.err" || status=$?
+    fi
+    local t1 cpu1 rss_end hwm
+    t1="$(date +%s.%N)"
+    cpu1="$(cpu_ticks "$SERVER_PID")"
+    local sc1 lc1
+    sc1="$(core_ticks "$SERVER_CPU")"
+    lc1="$(core_ticks "$LOADGEN_CPU")"
+    rss_end="$(status_kb "$SERVER_PID" VmRSS)"
+    hwm="$(status_kb "$SERVER_PID" VmHWM)"
+    local alive=true
+    kill -0 "$SERVER_PID" 2>/dev/null || alive=false
+    stop_server
+    out="$(cat "$WORK/out.json")"
+    if [[ $status -ne 0 || -z "$out" ]]; then
+        cat "$WORK/loadgen.err" >&2
+        out='{"error":"loadgen failed"}'
+    fi
+    "$PYTHON" - "$name" "$phase" "$scenario" "$(server_cmd "$name")" "$rss_start" "$rss_warm" \
+        "${rss_loaded:-0}" "$rss_end" "$hwm" "$cpu0" "$cpu1" "$CLK_TCK" "$t0" "$t1" "$alive" \
+        "$out" "${args[*]}" "$sc0" "$sc1" "$lc0" "$lc1" >>"$RUNS" <<'EOF'
+import json, sys
+(name, phase, scenario, cmd, rss_start, rss_warm, rss_loaded, rss_end, hwm, cpu0, cpu1, tck,
+ t0, t1, alive, out, args, sc0, sc1, lc0, lc1) = sys.argv[1:]
+wall = float(t1) - float(t0)
+def busy(a, b):
+    (b0, _, t0_), (b1, _, t1_) = map(int, a.split()), map(int, b.split())
+    return round((b1 - b0) / max(t1_ - t0_, 1), 3)
+# Share of the server's core used by other processes (or stolen): process time on that core
+# minus the server's own. Softirq (loopback TCP) is not counted; it is the server's traffic.
+(_, p0, t0_), (_, p1, t1_) = map(int, sc0.split()), map(int, sc1.split())
+foreign = max(0.0, ((p1 - p0) - (int(cpu1) - int(cpu0))) / max(t1_ - t0_, 1))
+rec = {
+    "server": name, "phase": phase, "scenario": scenario, "command": cmd, "args": args,
+    "rss_kb": {"start": int(rss_start), "warm": int(rss_warm), "loaded": int(rss_loaded),
+               "end": int(rss_end), "peak": int(hwm)},
+    "server_cpu": round((int(cpu1) - int(cpu0)) / int(tck) / max(wall, 1e-9), 3),
+    "wall_secs": round(wall, 3),
+    "server_alive": alive == "true",
+    # How busy each core was in all (server or loadgen, kernel, and any other process).
+    "core_busy": {"server_core": busy(sc0, sc1), "loadgen_core": busy(lc0, lc1)},
+    "foreign_load_server_core": round(foreign, 3),
+    "loadgen": json.loads(out),
+}
+print(json.dumps(rec))
+EOF
+    tail -n 1 "$RUNS"
+}
+
+# Is a paced run (fanout or open-loop relay) within the limits?
+held() {
+    "$PYTHON" - "$1" "$P99_MS" "$MAX_LOSS" <<'EOF'
+import json, sys
+rec = json.loads(sys.argv[1]); lg = rec["loadgen"]
+lat = lg.get("latency_ms") or {}
+ok = ("error" not in lg and lg.get("errors", 1) == 0 and lat.get("p99") is not None
+      and lat["p99"] <= float(sys.argv[2]) and lg.get("loss", 1) <= float(sys.argv[3]))
+sys.exit(0 if ok else 1)
+EOF
+}
+
+describe() {
+    "$PYTHON" - "$1" <<'EOF'
+import json, sys
+rec = json.loads(sys.argv[1]); lg = rec["loadgen"]; lat = lg.get("latency_ms") or {}
+rate = lg.get("deliveries_per_sec", lg.get("relays_per_sec", 0))
+print(f"{rec['server']:>5} rate {lg.get('rate')}: {rate:,.0f}/s delivered, loss {lg.get('loss')}, "
+      f"p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, server cpu {rec['server_cpu']}, "
+      f"loadgen cpu {lg.get('loadgen_cpu')}, foreign load {rec.get('foreign_load_server_core')}")
+EOF
+}
+
+# Other processes on the server's core (this machine may be shared) spoil a step: a step that
+# missed the limits while more than $MAX_FOREIGN of that core went to other processes is run
+# again, up to $RETRIES times; the record says how much foreign load each run saw.
+disturbed() {
+    "$PYTHON" -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1]).get("foreign_load_server_core",0) > float(sys.argv[2]) else 1)' "$1" "$MAX_FOREIGN"
+}
+
+measure_step() {
+    local name="$1" scenario="$2" rate="$3" rec try
+    shift 3
+    for ((try = 0; try <= RETRIES; try++)); do
+        rec="$(run_one "$name" findmax "$scenario" "$@" --rate "$rate")"
+        describe "$rec" >&2
+        if held "$rec" || ! disturbed "$rec"; then break; fi
+        log "other processes used the server's core during that step; running it again"
+        # Drop the disturbed record so that only the retry counts.
+        sed -i '$d' "$RUNS"
+    done
+    echo "$rec"
+}
+
+# find_max SERVER SCENARIO [loadgen args without --rate]: geometric steps up from --start,
+# then bisection between the last rate that held and the first that did not.
+find_max() {
+    local name="$1" scenario="$2"
+    shift 2
+    local rate="${START:-}" good=0 bad=0 rec i
+    if [[ -z "$rate" ]]; then
+        if [[ $scenario == fanout ]]; then rate=1000; else rate=2000; fi
+    fi
+    for ((i = 0; i < STEPS; i++)); do
+        rec="$(measure_step "$name" "$scenario" "$rate" "$@")"
+        if held "$rec"; then
+            good="$rate"
+        else
+            bad="$rate"
+            break
+        fi
+        rate="$("$PYTHON" -c "print(int(round($rate * $FACTOR)))")"
+        if (( rate > MAX_RATE )); then break; fi
+    done
+    local r
+    for ((r = 0; r < REFINE; r++)); do
+        [[ $bad != 0 && $good != 0 ]] || break
+        rate="$("$PYTHON" -c "print(int(round(($good * $bad) ** 0.5)))")"
+        [[ $rate != "$good" && $rate != "$bad" ]] || break
+        rec="$(measure_step "$name" "$scenario" "$rate" "$@")"
+        if held "$rec"; then good="$rate"; else bad="$rate"; fi
+    done
+    log "$name $scenario: highest rate that held: $good (first that did not: $bad)"
+}
+
+machine_json() {
+    "$PYTHON" - "$NOFILE" "$SERVER_CPU" "$LOADGEN_CPU" "$OURS_CMD" "$NODE_CMD" <<'EOF'
+import json, os, platform, subprocess, sys
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+model = ""
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip(); break
+except OSError:
+    pass
+mem_kb = 0
+try:
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemTotal"):
+            mem_kb = int(line.split()[1]); break
+except OSError:
+    pass
+os_name = ""
+try:
+    for line in open("/etc/os-release"):
+        if line.startswith("PRETTY_NAME="):
+            os_name = line.split("=", 1)[1].strip().strip('"')
+except OSError:
+    pass
+print(json.dumps({
+    "cpu": model, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1048576, 1),
+    "kernel": platform.release(), "os": os_name, "nofile": sys.argv[1],
+    "server_cpu": sys.argv[2], "loadgen_cpu": sys.argv[3],
+    "node": sh("node --version"), "rustc": sh("rustc --version"),
+    "commit": sh("git rev-parse --short HEAD") + ("-dirty" if sh("git status --porcelain -- src Cargo.toml Cargo.lock") else ""),
+    "ours": sys.argv[4], "baseline": sys.argv[5],
+}))
+EOF
+}
+
+# report KIND: assembles $RUNS into results JSON, prints the table and the summary line,
+# draws the chart.
+report() {
+    local kind="$1" file="$OUT/$1-$STAMP.json"
+    "$PYTHON" "$BENCH_DIR/report.py" --kind "$kind" --runs "$RUNS" --machine "$(machine_json)" \
+        --p99-ms "$P99_MS" --max-loss "$MAX_LOSS" --out "$file"
+    if [[ $kind == suite ]]; then
+        cp "$file" "$OUT/latest.json"
+    fi
+    if "$PYTHON" -c "import matplotlib" 2>/dev/null; then
+        "$PYTHON" "$BENCH_DIR/plot.py" "$file" >&2 || log "chart failed"
+        if [[ $kind == suite && -f "${file%.json}.png" ]]; then cp "${file%.json}.png" "$OUT/latest.png"; fi
+    else
+        log "no chart: python3 has no matplotlib (pip install matplotlib)"
+    fi
+    log "results: $file"
+}
+
+# ---- modes --------------------------------------------------------------------------------
+if [[ $SMOKE -eq 1 ]]; then
+    SERVERS_SMOKE="$SERVERS"
+    if [[ " $SERVERS " == *" node "* ]] && ! { command -v node >/dev/null && [[ -d "$BENCH_DIR/baseline-node/node_modules" ]]; }; then
+        log "smoke: node or bench/baseline-node/node_modules missing; running ours only"
+        SERVERS_SMOKE="ours"
+    fi
+    for s in $SERVERS_SMOKE; do
+        run_one "$s" smoke idle --clients 20 --room-size 5 --hold 0.2 >/dev/null
+        run_one "$s" smoke fanout --rooms 2 --size 3 --rate 100 --duration 1 --warmup 0.3 --drain 1 >/dev/null
+        run_one "$s" smoke relay --pairs 5 --rate 100 --duration 1 --warmup 0.3 --drain 1 >/dev/null
+        run_one "$s" smoke relay --pairs 5 --closed-loop --duration 1 --warmup 0.3 >/dev/null
+        run_one "$s" smoke churn --clients 4 --cycles 3 >/dev/null
+    done
+    "$PYTHON" "$BENCH_DIR/report.py" --kind smoke --runs "$RUNS" --machine "$(machine_json)" \
+        --p99-ms "$P99_MS" --max-loss "$MAX_LOSS" --check
+    exit $?
+fi
+
+MODE="$1"
+shift
+case "$MODE" in
+    idle|fanout|relay|churn)
+        for s in $SERVERS; do
+            rec="$(run_one "$s" measure "$MODE" "$@")"
+        done
+        report "$MODE"
+        ;;
+    find-max)
+        [[ $# -ge 1 ]] || die "find-max needs a scenario: fanout or relay"
+        scenario="$1"
+        shift
+        [[ $scenario == fanout || $scenario == relay ]] || die "find-max works on fanout and relay"
+        for s in $SERVERS; do
+            find_max "$s" "$scenario" "$@"
+        done
+        report "findmax-$scenario"
+        ;;
+    suite)
+        # The README's table: every target of issue 5, ours against Node, same parameters.
+        CLIENTS="${IDLE_CLIENTS:-19000}"
+        for s in $SERVERS; do
+            log "== $s: idle $CLIENTS clients"
+            run_one "$s" measure idle --clients "$CLIENTS" --room-size 5 --hold 6 --concurrency 256 >/dev/null
+        done
+        for s in $SERVERS; do
+            log "== $s: fanout find-max (100 rooms x 5)"
+            find_max "$s" fanout --rooms 100 --size 5 --duration 5
+        done
+        for s in $SERVERS; do
+            log "== $s: relay find-max (500 pairs)"
+            find_max "$s" relay --pairs 500 --duration 5
+        done
+        for s in $SERVERS; do
+            log "== $s: relay closed loop (500 pairs)"
+            run_one "$s" measure relay --pairs 500 --closed-loop --duration 5 >/dev/null
+            log "== $s: relay at 10k/s (500 pairs)"
+            run_one "$s" fixed10k relay --pairs 500 --rate 10000 --duration 10 >/dev/null
+        done
+        for s in $SERVERS; do
+            log "== $s: churn"
+            run_one "$s" measure churn --clients 50 --cycles 100 --room-size 5 >/dev/null
+        done
+        report suite
+        ;;
+    *)
+        die "unknown mode $MODE (idle, fanout, relay, churn, find-max, suite, --smoke)"
+        ;;
+esac

@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""Turns compare.sh's run records (JSON lines) into the results JSON, the table and the
+one-line summary of ratios. Standard library only.
+
+    report.py --kind suite|findmax-fanout|fanout|... --runs runs.jsonl --machine '{...}' --out file.json
+    report.py --kind smoke --runs runs.jsonl --check      (exit 1 unless every tool worked)
+"""
+
+import argparse
+import datetime
+import json
+import sys
+
+# Issue 5's targets.
+TARGET_KB_PER_CLIENT = 7.5
+TARGET_IDLE_CLIENTS = 19000
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def lat(rec, key="latency_ms"):
+    return (rec["loadgen"].get(key) or {}) if "loadgen" in rec else {}
+
+
+def held(rec, p99_ms, max_loss):
+    lg = rec["loadgen"]
+    p99 = lat(rec).get("p99")
+    return ("error" not in lg and lg.get("errors", 1) == 0 and p99 is not None
+            and p99 <= p99_ms and lg.get("loss", 1) <= max_loss)
+
+
+def delivered_rate(rec):
+    lg = rec["loadgen"]
+    return lg.get("deliveries_per_sec", lg.get("relays_per_sec", 0.0))
+
+
+def offered_rate(rec):
+    lg = rec["loadgen"]
+    if lg.get("scenario") == "fanout":
+        return lg.get("offered_deliveries_per_sec", 0.0)
+    return lg.get("rate", 0.0)
+
+
+def kb_per_client(rec):
+    lg = rec["loadgen"]
+    joined = lg.get("joined", 0)
+    if not joined or not rec["rss_kb"]["loaded"]:
+        return None
+    return (rec["rss_kb"]["loaded"] - rec["rss_kb"]["start"]) / joined
+
+
+def findmax_summary(runs, server, scenario, p99_ms, max_loss):
+    steps = [r for r in runs if r["server"] == server and r["phase"] == "findmax"
+             and r["scenario"] == scenario]
+    steps.sort(key=offered_rate)
+    good = [r for r in steps if held(r, p99_ms, max_loss)]
+    best = max(good, key=delivered_rate) if good else None
+    return {
+        "max_per_sec": delivered_rate(best) if best else 0.0,
+        "max_rate": best["loadgen"].get("rate") if best else 0,
+        "p99_at_max_ms": lat(best).get("p99") if best else None,
+        "server_cpu_at_max": best["server_cpu"] if best else None,
+        "loadgen_cpu_at_max": best["loadgen"].get("loadgen_cpu") if best else None,
+        "steps": [{
+            "rate": r["loadgen"].get("rate"),
+            "offered_per_sec": offered_rate(r),
+            "delivered_per_sec": delivered_rate(r),
+            "loss": r["loadgen"].get("loss"),
+            "p50_ms": lat(r).get("p50"),
+            "p99_ms": lat(r).get("p99"),
+            "max_ms": lat(r).get("max"),
+            "server_cpu": r["server_cpu"],
+            "loadgen_cpu": r["loadgen"].get("loadgen_cpu"),
+            "rss_peak_kb": r["rss_kb"]["peak"],
+            "held": held(r, p99_ms, max_loss),
+        } for r in steps],
+    }
+
+
+def one(runs, server, phase, scenario, mode=None):
+    for r in runs:
+        if (r["server"] == server and r["phase"] == phase and r["scenario"] == scenario
+                and (mode is None or r["loadgen"].get("mode") == mode)):
+            return r
+    return None
+
+
+def ratio(a, b):
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def suite(runs, servers, p99_ms, max_loss):
+    """The measures of issue 5, each with ours, node, the ratio and the target."""
+    rows = []
+    ours, node = "ours", "node"
+
+    def get(server, fn):
+        return fn(server) if server in servers else None
+
+    # memory
+    def idle_rec(s):
+        return one(runs, s, "measure", "idle")
+    kb = {s: kb_per_client(idle_rec(s)) if idle_rec(s) else None for s in servers}
+    r = ratio(kb.get(node), kb.get(ours))
+    rows.append({
+        "measure": f"RSS per idle client, KB ({idle_rec(ours)['loadgen']['clients'] if idle_rec(ours) else '?'} clients)",
+        "ours": kb.get(ours), "node": kb.get(node), "ratio": r, "ratio_label": "node/ours",
+        "target": f"<= {TARGET_KB_PER_CLIENT} KB", "met": kb.get(ours) is not None and kb[ours] <= TARGET_KB_PER_CLIENT,
+    })
+    held_clients = {s: (idle_rec(s)["loadgen"].get("held") if idle_rec(s) else None) for s in servers}
+    errors = {s: (idle_rec(s)["loadgen"].get("errors") if idle_rec(s) else None) for s in servers}
+    rows.append({
+        "measure": "idle clients held (errors)",
+        "ours": f"{held_clients.get(ours)} ({errors.get(ours)})" if ours in servers else None,
+        "node": f"{held_clients.get(node)} ({errors.get(node)})" if node in servers else None,
+        "ratio": None, "ratio_label": "",
+        "target": f"{TARGET_IDLE_CLIENTS}, no error",
+        "met": held_clients.get(ours) is not None and held_clients[ours] >= TARGET_IDLE_CLIENTS and errors.get(ours) == 0,
+    })
+    fm = {s: findmax_summary(runs, s, "fanout", p99_ms, max_loss) for s in servers}
+    v = {s: fm[s]["max_per_sec"] for s in servers}
+    r = ratio(v.get(ours), v.get(node))
+    rows.append({"measure": "fan-out: max chat deliveries/s (100 rooms x 5, p99 <= 50 ms)",
+                 "ours": v.get(ours), "node": v.get(node), "ratio": r, "ratio_label": "ours/node",
+                 "target": ">= 5x", "met": r is not None and r >= 5})
+    rm = {s: findmax_summary(runs, s, "relay", p99_ms, max_loss) for s in servers}
+    v = {s: rm[s]["max_per_sec"] for s in servers}
+    r = ratio(v.get(ours), v.get(node))
+    rows.append({"measure": "relay: max offers relayed/s (500 pairs, p99 <= 50 ms)",
+                 "ours": v.get(ours), "node": v.get(node), "ratio": r, "ratio_label": "ours/node",
+                 "target": ">= 3x", "met": r is not None and r >= 3})
+    cl = {s: one(runs, s, "measure", "relay", "closed-loop") for s in servers}
+    v = {s: (cl[s]["loadgen"].get("round_trips_per_sec") if cl[s] else None) for s in servers}
+    r = ratio(v.get(ours), v.get(node))
+    rows.append({"measure": "relay: closed-loop round trips/s (500 pairs)",
+                 "ours": v.get(ours), "node": v.get(node), "ratio": r, "ratio_label": "ours/node",
+                 "target": ">= 3x", "met": r is not None and r >= 3})
+    fx = {s: one(runs, s, "fixed10k", "relay") for s in servers}
+    v = {s: (lat(fx[s]).get("p99") if fx[s] else None) for s in servers}
+    rows.append({"measure": "relay p99 at 10k offers/s, ms",
+                 "ours": v.get(ours), "node": v.get(node), "ratio": None, "ratio_label": "",
+                 "target": "<= 5 ms", "met": v.get(ours) is not None and v[ours] <= 5})
+    ch = {s: one(runs, s, "measure", "churn") for s in servers}
+    v = {s: (ch[s]["loadgen"].get("cycles_per_sec") if ch[s] else None) for s in servers}
+    r = ratio(v.get(ours), v.get(node))
+    rows.append({"measure": "churn: connect/join/chat/leave cycles/s",
+                 "ours": v.get(ours), "node": v.get(node), "ratio": r, "ratio_label": "ours/node",
+                 "target": ">= 10x", "met": r is not None and r >= 10})
+    return rows, {"fanout": fm, "relay": rm}
+
+
+def print_table(rows):
+    head = ["measure", "ours", "node", "ratio", "target", "met"]
+    lines = []
+    for row in rows:
+        ratio_s = f"{row['ratio']:.2f}x {row['ratio_label']}" if row.get("ratio") else "–"
+        met = row.get("met")
+        lines.append([row["measure"], fmt(row.get("ours"), 2 if isinstance(row.get("ours"), float) and row["ours"] < 100 else 1),
+                      fmt(row.get("node"), 2 if isinstance(row.get("node"), float) and row["node"] < 100 else 1),
+                      ratio_s, row.get("target", ""), "" if met is None else ("yes" if met else "NO")])
+    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for l in lines:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(l, widths)) + " |")
+
+
+def summary_line(rows):
+    parts = []
+    short = {
+        "RSS per idle client": "memory",
+        "fan-out": "fan-out",
+        "relay: max": "relay",
+        "relay: closed-loop": "closed-loop",
+        "churn": "churn",
+    }
+    for row in rows:
+        if not row.get("ratio"):
+            continue
+        name = next((n for prefix, n in short.items() if row["measure"].startswith(prefix)), None)
+        if name:
+            parts.append(f"{name} {row['ratio']:.2f}x")
+        else:
+            parts.append(f"{row['measure']} {row['ratio']:.2f}x {row['ratio_label']}")
+    return "summary (ours vs node): " + (", ".join(parts) if parts else "no ratio (one server only)")
+
+
+def scenario_rows(runs):
+    """Single-scenario mode: the headline numbers of each server, and ours/node."""
+    metrics = {
+        "idle": [("kb_per_client", lambda r: kb_per_client(r), "RSS per client, KB", "node/ours"),
+                 ("held", lambda r: r["loadgen"].get("held"), "clients held", None)],
+        "fanout": [("deliveries_per_sec", lambda r: r["loadgen"].get("deliveries_per_sec"), "deliveries/s", "ours/node"),
+                   ("p99", lambda r: lat(r).get("p99"), "p99 ms", "node/ours")],
+        "relay": [("relays_per_sec", lambda r: r["loadgen"].get("relays_per_sec"), "relays/s", "ours/node"),
+                  ("p99", lambda r: lat(r).get("p99") or lat(r, "rtt_ms").get("p99"), "p99 ms", "node/ours")],
+        "churn": [("cycles_per_sec", lambda r: r["loadgen"].get("cycles_per_sec"), "cycles/s", "ours/node"),
+                  ("p99", lambda r: lat(r, "cycle_ms").get("p99"), "cycle p99 ms", "node/ours")],
+    }
+    rows = []
+    if not runs:
+        return rows
+    scenario = runs[0]["scenario"]
+    by = {r["server"]: r for r in runs if r["phase"] == "measure"}
+    for _, fn, label, direction in metrics.get(scenario, []):
+        o = fn(by["ours"]) if "ours" in by else None
+        n = fn(by["node"]) if "node" in by else None
+        if direction == "node/ours":
+            r = ratio(n, o)
+        elif direction == "ours/node":
+            r = ratio(o, n)
+        else:
+            r = None
+        rows.append({"measure": f"{scenario}: {label}", "ours": o, "node": n, "ratio": r,
+                     "ratio_label": direction or "", "target": "", "met": None})
+    for s, r in by.items():
+        rows.append({"measure": f"{s}: server cpu, rss peak MB", "ours": None, "node": None,
+                     "ratio": None, "ratio_label": "",
+                     "target": f"{r['server_cpu']:.2f}, {r['rss_kb']['peak'] / 1024:.1f}", "met": None})
+    return rows
+
+
+def findmax_rows(runs, scenario, p99_ms, max_loss):
+    servers = sorted({r["server"] for r in runs}, key=lambda s: s != "ours")
+    fm = {s: findmax_summary(runs, s, scenario, p99_ms, max_loss) for s in servers}
+    for s in servers:
+        print(f"{s}: " + "; ".join(
+            f"{st['offered_per_sec']:,.0f}/s offered -> p99 {st['p99_ms']} ms, loss {st['loss']}"
+            + ("" if st["held"] else " (over)") for st in fm[s]["steps"]), file=sys.stderr)
+    o = fm.get("ours", {}).get("max_per_sec")
+    n = fm.get("node", {}).get("max_per_sec")
+    label = "deliveries/s" if scenario == "fanout" else "relays/s"
+    return [{"measure": f"{scenario}: max {label} (p99 <= {p99_ms} ms, loss <= {max_loss})",
+             "ours": o, "node": n, "ratio": ratio(o, n), "ratio_label": "ours/node",
+             "target": ">= 5x" if scenario == "fanout" else ">= 3x", "met": None}], fm
+
+
+def check_smoke(runs):
+    """Prints one line per run; returns (passed, failed)."""
+    passed = failed = 0
+    for r in runs:
+        lg = r["loadgen"]
+        what = f"{r['server']} {r['scenario']} {lg.get('mode', '')}".strip()
+        problems = []
+        if "error" in lg:
+            problems.append("loadgen failed")
+        else:
+            if lg.get("errors", 0) or lg.get("connect_errors", 0):
+                problems.append(f"{lg.get('errors')} errors {lg.get('first_errors')}")
+            got = {
+                "idle": lg.get("held"),
+                "fanout": lg.get("deliveries"),
+                "relay": lg.get("relayed", lg.get("round_trips")),
+                "churn": lg.get("completed"),
+            }.get(r["scenario"])
+            if not got:
+                problems.append("nothing measured")
+        if not r["server_alive"]:
+            problems.append("the server died")
+        if problems:
+            failed += 1
+            print(f"smoke: {what}: FAILED: {'; '.join(problems)}")
+        else:
+            passed += 1
+            print(f"smoke: {what}: ok")
+    return passed, failed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kind", required=True)
+    ap.add_argument("--runs", required=True)
+    ap.add_argument("--machine", default="{}")
+    ap.add_argument("--p99-ms", type=float, default=50.0)
+    ap.add_argument("--max-loss", type=float, default=0.001)
+    ap.add_argument("--out")
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    runs = load(a.runs)
+    machine = json.loads(a.machine)
+    if a.kind == "smoke":
+        passed, failed = check_smoke(runs)
+        print(f"{passed} passed, {failed} failed")
+        sys.exit(1 if failed or not passed else 0)
+
+    servers = [s for s in ("ours", "node") if any(r["server"] == s for r in runs)]
+    extra = {}
+    if a.kind == "suite":
+        rows, extra = suite(runs, servers, a.p99_ms, a.max_loss)
+    elif a.kind.startswith("findmax-"):
+        rows, fm = findmax_rows(runs, a.kind.split("-", 1)[1], a.p99_ms, a.max_loss)
+        extra = {a.kind.split("-", 1)[1]: fm}
+    else:
+        rows = scenario_rows(runs)
+    disturbed = [f"{r['server']} {r['phase']} {r['scenario']} rate={r['loadgen'].get('rate', '-')}: "
+                 f"{r.get('foreign_load_server_core', 0):.2f}"
+                 for r in runs if r.get("foreign_load_server_core", 0) > 0.1]
+    if disturbed:
+        print("note: other processes used more than 10% of the server's core during "
+              f"{len(disturbed)} run(s): " + "; ".join(disturbed), file=sys.stderr)
+    result = {
+        "kind": a.kind,
+        "disturbed_runs": disturbed,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "limits": {"p99_ms": a.p99_ms, "max_loss": a.max_loss},
+        "table": rows,
+        "findmax": extra,
+        "summary": summary_line(rows),
+        "runs": runs,
+    }
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=1)
+    m = machine
+    if m:
+        print(f"machine: {m.get('cpu')} x{m.get('cores')}, {m.get('memory_gb')} GB, {m.get('os')}, "
+              f"kernel {m.get('kernel')}, node {m.get('node')}, {m.get('rustc')}, commit {m.get('commit')}; "
+              f"server on CPU {m.get('server_cpu')}, loadgen on CPU {m.get('loadgen_cpu')}")
+    print_table(rows)
+    print(result["summary"])
+
+
+if __name__ == "__main__":
+    main()
