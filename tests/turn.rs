@@ -139,6 +139,10 @@ async fn coturn_accepts_issued_credentials_and_refuses_bad_ones() {
         return;
     }
     let turn_port = free_udp_port();
+    // Keep coturn's pid file and user database out of the host's /var.
+    let scratch =
+        std::env::temp_dir().join(format!("plm-coturn-{}-{turn_port}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
     let _coturn = Running(
         Command::new("turnserver")
             .args([
@@ -157,6 +161,11 @@ async fn coturn_accepts_issued_credentials_and_refuses_bad_ones() {
                 "--allow-loopback-peers",
             ])
             .args(["--log-file=stdout", "--simple-log"])
+            .arg(format!(
+                "--pidfile={}",
+                scratch.join("turnserver.pid").display()
+            ))
+            .arg(format!("--userdb={}", scratch.join("turndb").display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
