@@ -7,16 +7,9 @@ use crate::protocol::decode_chat;
 use crate::ratelimit::Class;
 
 pub async fn on_send_message(incoming: Incoming) {
-    let Some(admitted) = incoming.admit(Class::Chat).await else {
+    let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Chat).await else {
         return;
     };
-    let Admitted {
-        socket: s,
-        app,
-        payload: data,
-        reply,
-        turn: _turn,
-    } = admitted;
     let said = data.and_then(|p| decode_chat(&p)).and_then(|req| {
         app.registry
             .chat(&s.id.to_string(), req.room.as_deref(), &req.text)

@@ -27,15 +27,16 @@ pub struct Incoming<A: Adapter = LocalAdapter> {
     turn: Turn,
 }
 
-/// An event allowed through: what the handler works with. The turn is held until it drops.
-pub struct Admitted<A: Adapter = LocalAdapter> {
-    pub socket: SocketRef<A>,
-    pub app: AppState,
-    pub payload: Result<JsonValue, ProtocolError>,
-    pub reply: Reply<A>,
-    /// Bind it (`turn: _turn`) for the whole handler: the socket's next event waits for it.
-    pub turn: TurnGuard,
-}
+/// An event allowed through: the socket, the shared state, the payload, the reply, and the
+/// event's turn. Bind the turn (`_turn`, not `_`) for the whole handler: the socket's next
+/// event waits for it to drop.
+pub struct Admitted<A: Adapter = LocalAdapter>(
+    pub SocketRef<A>,
+    pub AppState,
+    pub Result<JsonValue, ProtocolError>,
+    pub Reply<A>,
+    pub TurnGuard,
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IncomingError {
@@ -94,13 +95,7 @@ impl<A: Adapter> Incoming<A> {
         app.metrics.event_received(&event);
         let reply = Reply::new(&socket, ack, event, app.metrics.clone());
         match client.check(class) {
-            Verdict::Allowed => Some(Admitted {
-                socket,
-                app,
-                payload,
-                reply,
-                turn,
-            }),
+            Verdict::Allowed => Some(Admitted(socket, app, payload, reply, turn)),
             Verdict::Refused => {
                 app.metrics.rate_limited(class.as_str());
                 reply.fail(rate_limited());

@@ -66,16 +66,9 @@ fn decode_media(event: &str, payload: &JsonValue) -> Option<Decoded<MediaRequest
 
 /// `toggle-audio`, `toggle-video` and `toggle-media`.
 pub async fn on_toggle(incoming: Incoming) {
-    let Some(admitted) = incoming.admit(Class::Signal).await else {
+    let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Signal).await else {
         return;
     };
-    let Admitted {
-        socket: s,
-        app,
-        payload: data,
-        reply,
-        turn: _turn,
-    } = admitted;
     let changed = data
         .and_then(|p| decode_media(reply.event(), &p).unwrap_or_else(|| Err(internal())))
         .and_then(|req| {
@@ -120,16 +113,9 @@ pub async fn on_toggle(incoming: Incoming) {
 
 /// `start-screen-share`, `stop-screen-share` and `toggle-screen-share`.
 pub async fn on_screen_share(incoming: Incoming) {
-    let Some(admitted) = incoming.admit(Class::Signal).await else {
+    let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Signal).await else {
         return;
     };
-    let Admitted {
-        socket: s,
-        app,
-        payload: data,
-        reply,
-        turn: _turn,
-    } = admitted;
     let decoded = data.and_then(|p| match reply.event() {
         "start-screen-share" => decode_room_only(&p).map(|room| (room, true)),
         "stop-screen-share" => decode_room_only(&p).map(|room| (room, false)),

@@ -30,16 +30,9 @@ enum Body<'a> {
 }
 
 pub async fn on_relay(incoming: Incoming) {
-    let Some(admitted) = incoming.admit(Class::Signal).await else {
+    let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Signal).await else {
         return;
     };
-    let Admitted {
-        socket: s,
-        app,
-        payload: data,
-        reply,
-        turn: _turn,
-    } = admitted;
     let Some(kind) = RelayKind::from_client_event(reply.event()) else {
         return reply.fail(internal());
     };

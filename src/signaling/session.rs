@@ -64,16 +64,9 @@ struct RoomRef<'a> {
 }
 
 pub async fn on_join(incoming: Incoming) {
-    let Some(admitted) = incoming.admit(Class::Join).await else {
+    let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Join).await else {
         return;
     };
-    let Admitted {
-        socket: s,
-        app,
-        payload: data,
-        reply,
-        turn: _turn,
-    } = admitted;
     let request = match data.and_then(|p| decode_join(&p)) {
         Ok(request) => request,
         Err(e) => return reply.fail(e),
@@ -112,16 +105,9 @@ pub async fn on_join(incoming: Incoming) {
 }
 
 pub async fn on_leave(incoming: Incoming) {
-    let Some(admitted) = incoming.admit(Class::Join).await else {
+    let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Join).await else {
         return;
     };
-    let Admitted {
-        socket: s,
-        app,
-        payload: data,
-        reply,
-        turn: _turn,
-    } = admitted;
     let socket_id = s.id.to_string();
     let checked = data
         .and_then(|p| decode_room_only(&p))
