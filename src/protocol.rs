@@ -294,8 +294,10 @@ pub fn decode_chat(payload: &Value) -> Decoded<ChatRequest> {
     Ok(ChatRequest { room, text })
 }
 
-pub fn decode_relay(kind: RelayKind, payload: &Value) -> Decoded<RelayRequest> {
-    let map = object(payload)?;
+/// Takes the payload by value: the `offer`/`answer`/`candidate` (an SDP of several KB) is
+/// moved into the request, not copied.
+pub fn decode_relay(kind: RelayKind, mut payload: Value) -> Decoded<RelayRequest> {
+    let map = object(&payload)?;
     let room = room_hint(Some(map))?;
     let target = match present(map, "targetId").or_else(|| present(map, "targetSocketId")) {
         Some(Value::String(t)) if !t.is_empty() && t.len() <= TARGET_ID_MAX => t.clone(),
@@ -307,8 +309,8 @@ pub fn decode_relay(kind: RelayKind, payload: &Value) -> Decoded<RelayRequest> {
     };
     let body = match kind.body_field() {
         None => Value::Null,
-        Some(field) => match (kind, map.get(field)) {
-            (_, Some(v @ Value::Object(_))) => v.clone(),
+        Some(field) => match (kind, payload.as_object_mut().and_then(|m| m.remove(field))) {
+            (_, Some(v @ Value::Object(_))) => v,
             (RelayKind::IceCandidate, Some(Value::Null)) => Value::Null,
             (RelayKind::IceCandidate, _) => {
                 return Err(ProtocolError::invalid(
@@ -482,18 +484,18 @@ mod tests {
         let offer = json!({"type": "offer", "sdp": "v=0"});
         let r = decode_relay(
             RelayKind::Offer,
-            &json!({"targetSocketId": "abc", "offer": offer}),
+            json!({"targetSocketId": "abc", "offer": offer}),
         )
         .unwrap();
         assert_eq!(r.target, "abc");
         assert_eq!(r.body, offer);
         let r = decode_relay(
             RelayKind::IceCandidate,
-            &json!({"targetId": "t", "candidate": null}),
+            json!({"targetId": "t", "candidate": null}),
         )
         .unwrap();
         assert_eq!(r.body, Value::Null);
-        let r = decode_relay(RelayKind::ConnectionRequest, &json!({"targetId": "t"})).unwrap();
+        let r = decode_relay(RelayKind::ConnectionRequest, json!({"targetId": "t"})).unwrap();
         assert_eq!(r.kind.server_event(), "connection-request");
         for (kind, bad) in [
             (RelayKind::IceCandidate, json!({"targetId": "t"})),
@@ -510,7 +512,7 @@ mod tests {
             (RelayKind::Offer, json!(true)),
         ] {
             assert_eq!(
-                code(decode_relay(kind, &bad)),
+                code(decode_relay(kind, bad.clone())),
                 ErrorCode::InvalidPayload,
                 "{bad}"
             );

@@ -309,7 +309,7 @@ fn check_decoders(p: &Value) -> Result<(), TestCaseError> {
         RelayKind::IceCandidate,
         RelayKind::ConnectionRequest,
     ] {
-        let r = decode_relay(kind, p);
+        let r = decode_relay(kind, p.clone());
         invalid(kind.client_event(), p, &r)?;
         let target = map.and_then(|m| {
             if !absent(m, "targetId") {

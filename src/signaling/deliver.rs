@@ -16,9 +16,9 @@ use super::client::Client;
 use super::session::announce_leave;
 use crate::state::AppState;
 
-/// The Socket.IO room that carries a meeting room's broadcasts. Every socket is also in a
-/// Socket.IO room named by its own id (for relays); the prefix keeps a meeting room whose id
-/// happens to equal a socket id from ever receiving that socket's relays.
+/// The Socket.IO room that carries a meeting room's broadcasts. The prefix keeps meeting
+/// rooms apart from any other use of Socket.IO rooms (socketioxide and its adapters name
+/// rooms freely, socket ids included).
 pub fn channel(room: &str) -> String {
     format!("room:{room}")
 }
@@ -45,15 +45,9 @@ pub fn to_others<T: Serialize + ?Sized>(
     deliver(app, socket.to(channel(room)).sockets(), event, data);
 }
 
-/// Emits to the one socket whose id is `target`.
-pub fn to_socket<T: Serialize + ?Sized>(
-    socket: &SocketRef,
-    app: &AppState,
-    target: &str,
-    event: &str,
-    data: &T,
-) {
-    deliver(app, socket.within(target.to_owned()).sockets(), event, data);
+/// Emits to `target`, a socket of this instance.
+pub fn to_socket<T: Serialize + ?Sized>(app: &AppState, target: SocketRef, event: &str, data: &T) {
+    deliver(app, vec![target], event, data);
 }
 
 fn deliver<T: Serialize + ?Sized>(app: &AppState, targets: Vec<SocketRef>, event: &str, data: &T) {

@@ -39,8 +39,6 @@ async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), A
     socket
         .extensions
         .insert(Client::new(&app.config.rate_limits));
-    // Relays address a socket through the room named by its id.
-    socket.join(socket.id);
     app.connection_opened();
 
     socket.on("join-room", session::on_join);

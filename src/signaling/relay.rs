@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 use serde_json::Value as JsonValue;
+use socketioxide::SocketIo;
+use socketioxide::socket::Sid;
 
 use super::deliver::to_socket;
 use super::incoming::{Admitted, Incoming};
@@ -29,7 +31,8 @@ enum Body<'a> {
     RoomId(&'a str),
 }
 
-pub async fn on_relay(incoming: Incoming) {
+/// `io` is extracted after `incoming` (and infallibly), so the event's turn is never lost.
+pub async fn on_relay(incoming: Incoming, io: SocketIo) {
     let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Signal).await else {
         return;
     };
@@ -37,7 +40,7 @@ pub async fn on_relay(incoming: Incoming) {
         return reply.fail(internal());
     };
     let sender = s.id.to_string();
-    let checked = data.and_then(|p| decode_relay(kind, &p)).and_then(|req| {
+    let checked = data.and_then(|p| decode_relay(kind, p)).and_then(|req| {
         let room = app
             .registry
             .relay_room(&sender, req.room.as_deref(), &req.target)?;
@@ -60,6 +63,15 @@ pub async fn on_relay(incoming: Incoming) {
     };
     tracing::debug!(socket = %s.id, %room, target = %req.target, kind = kind.server_event(), "relay");
     app.metrics.relayed(kind.metric_label());
-    to_socket(&s, &app, &req.target, kind.server_event(), &relayed);
+    // The registry vouched that the target is in the sender's room, so it is connected here.
+    match req
+        .target
+        .parse::<Sid>()
+        .ok()
+        .and_then(|sid| io.get_socket(sid))
+    {
+        Some(target) => to_socket(&app, target, kind.server_event(), &relayed),
+        None => tracing::debug!(target = %req.target, "relay target already gone"),
+    }
     reply.ok(&Done {});
 }
