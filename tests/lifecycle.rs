@@ -7,21 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Running;
+use common::{Running, server_command};
 use rust_socketio::TransportType;
 use rust_socketio::asynchronous::ClientBuilder;
-
-const BIN: &str = env!("CARGO_BIN_EXE_prolitemeet-server");
-
-/// The binary with a clean environment of our own (no `.env` from the repository).
-fn server_command(vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BIN);
-    command.current_dir(std::env::temp_dir()).env_clear();
-    for (key, value) in vars {
-        command.env(key, value);
-    }
-    command
-}
 
 #[test]
 fn bad_configuration_exits_2_naming_the_variable() {

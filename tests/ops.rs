@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{Running, TestServer};
+use common::{Running, TestServer, server_command};
 use prolitemeet_server::ratelimit::{Rate, RateLimits};
 use serde_json::{Value, json};
 
@@ -357,10 +357,7 @@ async fn operators_can_list_inspect_close_and_kick() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_socket_room_and_request_fields() {
     let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_prolitemeet-server"))
-            .current_dir(std::env::temp_dir())
-            .env_clear()
-            .envs([("HOST", "127.0.0.1"), ("PORT", "0"), ("LOG_FORMAT", "json")])
+        server_command(&[("HOST", "127.0.0.1"), ("PORT", "0"), ("LOG_FORMAT", "json")])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

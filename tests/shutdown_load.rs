@@ -12,23 +12,12 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::server_command;
 use futures_util::FutureExt;
 use raw::{RawPolling, RawWs, Sio};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_prolitemeet-server");
-
-/// The binary with a clean environment of our own (no `.env` from the repository).
-fn server_command(vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BIN);
-    command.current_dir(std::env::temp_dir()).env_clear();
-    for (key, value) in vars {
-        command.env(key, value);
-    }
-    command
-}
 
 /// A Socket.IO client of the kind browsers run; joins `room` (awaiting the ack) if given.
 async fn client(address: &str, transport: TransportType, room: Option<String>) -> Client {

@@ -349,3 +349,13 @@ impl Drop for Running {
         self.0.wait().ok();
     }
 }
+
+/// The server binary with a clean environment of our own (no `.env` from the repository).
+pub fn server_command(vars: &[(&str, &str)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_prolitemeet-server"));
+    command.current_dir(std::env::temp_dir()).env_clear();
+    for (key, value) in vars {
+        command.env(key, value);
+    }
+    command
+}
