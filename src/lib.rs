@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+pub mod cluster;
 pub mod config;
 mod cors;
 pub mod http;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod ratelimit;
+pub mod registry;
 mod request_buffers;
 pub mod rooms;
 pub mod signaling;
@@ -38,7 +40,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use config::Config;
-use rooms::{Limits, Registry};
+use rooms::{Limits, MemoryRegistry as Registry};
 pub use state::AppState;
 
 /// How long open connections get to close after a shutdown signal before the server exits

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The server holds `MAX_ROOMS` rooms and cannot make another.
     TooManyRooms,
+    /// The shared room store (Redis, in cluster mode) cannot be reached; try again shortly.
+    Unavailable,
     Internal,
 }
 
@@ -42,6 +44,7 @@ impl ErrorCode {
             Self::RoomFull => "room_full",
             Self::RateLimited => "rate_limited",
             Self::TooManyRooms => "too_many_rooms",
+            Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
     }

@@ -1,6 +1,7 @@
-//! The room registry: the only code that changes room state. Every operation is synchronous,
-//! takes its locks briefly and returns *what happened*, so handlers decide what to emit after
-//! every lock is released, and all of it can be tested without sockets.
+//! The in-memory room registry (one instance, the default) and the outcome types both
+//! registry backends return. Every operation is synchronous, takes its locks briefly and
+//! returns *what happened*, so handlers decide what to emit after every lock is released, and
+//! all of it can be tested without sockets.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -150,7 +151,7 @@ pub struct Updated {
 }
 
 #[derive(Debug)]
-pub struct Registry {
+pub struct MemoryRegistry {
     rooms: DashMap<Arc<str>, Room>,
     /// Socket id → the room it is in. A socket is in at most one room.
     members: DashMap<Arc<str>, Arc<str>>,
@@ -170,7 +171,7 @@ impl From<RoomLimitReached> for ProtocolError {
     }
 }
 
-impl Registry {
+impl MemoryRegistry {
     pub fn new(limits: Limits) -> Self {
         Self {
             rooms: DashMap::new(),
@@ -514,8 +515,8 @@ fn summary(id: &Arc<str>, room: &Room) -> RoomSummary {
 mod tests {
     use super::*;
 
-    fn registry(max_participants: usize, empty_secs: u64) -> Registry {
-        Registry::new(Limits {
+    fn registry(max_participants: usize, empty_secs: u64) -> MemoryRegistry {
+        MemoryRegistry::new(Limits {
             max_participants,
             chat_history_limit: 3,
             empty_room_ttl: Duration::from_secs(empty_secs),
@@ -638,7 +639,7 @@ mod tests {
 
     #[test]
     fn the_room_cap_counts_created_and_joined_rooms() {
-        let r = Registry::new(Limits {
+        let r = MemoryRegistry::new(Limits {
             max_rooms: 2,
             ..registry(50, 0).limits
         });

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ratelimit::AddressLimiter;
-use crate::rooms::Registry;
+use crate::rooms::MemoryRegistry as Registry;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ratelimit::AddressLimiter;
-use crate::rooms::Registry;
+use crate::rooms::MemoryRegistry as Registry;
 
 /// PROTOCOL.md promises removal within 5 s of the TTL; once a second keeps well inside that.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
