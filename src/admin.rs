@@ -9,23 +9,31 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Serialize;
+use socketioxide::adapter::Adapter;
 
 use crate::App;
 use crate::auth::has_bearer;
-use crate::http::error;
+use crate::http::{error, unavailable};
 use crate::model::{ParticipantView, Timestamp};
 use crate::rooms::RoomSummary;
 use crate::signaling::moderation;
 
-pub fn router(app: App) -> Router<App> {
+pub fn router<A: Adapter>(app: App<A>) -> Router<App<A>> {
     Router::new()
-        .route("/rooms", get(rooms))
-        .route("/rooms/{room_id}", get(room).delete(close_room))
-        .route("/participants/{socket_id}", delete(kick))
-        .layer(axum::middleware::from_fn_with_state(app, require_token))
+        .route("/rooms", get(rooms::<A>))
+        .route("/rooms/{room_id}", get(room::<A>).delete(close_room::<A>))
+        .route("/participants/{socket_id}", delete(kick::<A>))
+        .layer(axum::middleware::from_fn_with_state(
+            app,
+            require_token::<A>,
+        ))
 }
 
-async fn require_token(State(app): State<App>, request: Request, next: Next) -> Response {
+async fn require_token<A: Adapter>(
+    State(app): State<App<A>>,
+    request: Request,
+    next: Next,
+) -> Response {
     match app.state.config.admin_token.as_deref() {
         None => error(StatusCode::NOT_FOUND, "Not found"),
         Some(token) if has_bearer(request.headers(), token) => next.run(request).await,
@@ -70,15 +78,14 @@ struct Rooms {
     rooms: Vec<RoomRow>,
 }
 
-async fn rooms(State(app): State<App>) -> Json<Rooms> {
-    let rooms = app
-        .state
-        .registry
-        .summaries()
-        .into_iter()
-        .map(RoomRow::from)
-        .collect();
-    Json(Rooms { rooms })
+async fn rooms<A: Adapter>(State(app): State<App<A>>) -> Response {
+    match app.state.registry.summaries().await {
+        Ok(summaries) => Json(Rooms {
+            rooms: summaries.into_iter().map(RoomRow::from).collect(),
+        })
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
 }
 
 #[derive(Serialize)]
@@ -88,32 +95,39 @@ struct RoomDetailBody {
     participants: Vec<ParticipantView>,
 }
 
-async fn room(State(app): State<App>, Path(room_id): Path<String>) -> Response {
-    match app.state.registry.detail(&room_id) {
-        Some(detail) => Json(RoomDetailBody {
+async fn room<A: Adapter>(State(app): State<App<A>>, Path(room_id): Path<String>) -> Response {
+    match app.state.registry.detail(&room_id).await {
+        Ok(Some(detail)) => Json(RoomDetailBody {
             row: detail.summary.into(),
             participants: detail.participants,
         })
         .into_response(),
-        None => error(StatusCode::NOT_FOUND, "Room not found"),
+        Ok(None) => error(StatusCode::NOT_FOUND, "Room not found"),
+        Err(e) => unavailable(e),
     }
 }
 
-async fn close_room(State(app): State<App>, Path(room_id): Path<String>) -> Response {
+async fn close_room<A: Adapter>(
+    State(app): State<App<A>>,
+    Path(room_id): Path<String>,
+) -> Response {
     match moderation::close_room(&app.io, &app.state, &room_id).await {
-        Some(removed) => Json(serde_json::json!({
+        Ok(Some(removed)) => Json(serde_json::json!({
             "roomId": room_id,
             "removedParticipants": removed.len(),
         }))
         .into_response(),
-        None => error(StatusCode::NOT_FOUND, "Room not found"),
+        Ok(None) => error(StatusCode::NOT_FOUND, "Room not found"),
+        Err(e) => unavailable(e),
     }
 }
 
-async fn kick(State(app): State<App>, Path(socket_id): Path<String>) -> Response {
-    if moderation::kick(&app.io, &app.state, &socket_id).await {
-        Json(serde_json::json!({ "socketId": socket_id, "removed": true })).into_response()
-    } else {
-        error(StatusCode::NOT_FOUND, "Participant not found")
+async fn kick<A: Adapter>(State(app): State<App<A>>, Path(socket_id): Path<String>) -> Response {
+    match moderation::kick(&app.io, &app.state, &socket_id).await {
+        Ok(true) => {
+            Json(serde_json::json!({ "socketId": socket_id, "removed": true })).into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "Participant not found"),
+        Err(e) => unavailable(e),
     }
 }

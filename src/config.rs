@@ -72,6 +72,10 @@ pub struct Config {
     pub ice: IceConfig,
     /// Per client address limit of `GET /api/ice-servers`.
     pub ice_rate: Rate,
+    /// Cluster mode: the Redis every instance shares. `None` = one instance, rooms in memory.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and pub/sub channel, so several deployments can share a Redis.
+    pub redis_prefix: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +130,8 @@ impl Default for Config {
                 per_sec: 1.0,
                 burst: 10.0,
             },
+            redis_url: None,
+            redis_prefix: "prolitemeet".into(),
         }
     }
 }
@@ -276,6 +282,11 @@ impl Config {
             admin_token: get("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
             ice: ice(&get, defaults.ice)?,
             ice_rate: rate(&get, "ICE_RATE_PER_SEC", "ICE_BURST", defaults.ice_rate)?,
+            redis_url: get("REDIS_URL").map(|url| redis_url(&url)).transpose()?,
+            redis_prefix: match get("REDIS_PREFIX") {
+                None => defaults.redis_prefix,
+                Some(raw) => redis_prefix(&raw)?,
+            },
         })
     }
 }
@@ -387,6 +398,37 @@ fn ice(
 }
 
 /// `STATIC_DIR` must be a folder with an `index.html` in it.
+/// A `redis://` URL that the Redis client can parse (TLS is not built in).
+fn redis_url(raw: &str) -> Result<String, ConfigError> {
+    let url = raw.trim();
+    if !url.starts_with("redis://") || redis::Client::open(url).is_err() {
+        return Err(invalid(
+            "REDIS_URL",
+            raw,
+            "expected a URL like redis://host:6379 or redis://:password@host:6379/0",
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// Key prefixes stay printable and free of the characters Redis and the adapter give meaning.
+fn redis_prefix(raw: &str) -> Result<String, ConfigError> {
+    let prefix = raw.trim();
+    let ok = prefix.len() <= 64
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok {
+        Ok(prefix.to_owned())
+    } else {
+        Err(invalid(
+            "REDIS_PREFIX",
+            raw,
+            "expected at most 64 letters, digits, '-', '_', '.' or ':'",
+        ))
+    }
+}
+
 fn static_dir(raw: &str) -> Result<PathBuf, ConfigError> {
     let dir = PathBuf::from(raw.trim());
     if dir.join("index.html").is_file() {

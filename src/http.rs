@@ -16,12 +16,17 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use socketioxide::TransportType;
 
+use std::sync::Arc;
+
+use socketioxide::adapter::Adapter;
+
 use crate::App;
 use crate::admin;
 use crate::auth::has_bearer;
 use crate::metrics::{Live, to_prometheus_text};
 use crate::model::Timestamp;
 use crate::net::PeerAddr;
+use crate::registry::StoreUnavailable;
 use crate::rooms::RoomInfo;
 use crate::state::AppState;
 use crate::static_files;
@@ -31,11 +36,20 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-pub fn router(app: App) -> Router {
+/// 503 for a request the room store (Redis) could not answer.
+pub fn unavailable(e: StoreUnavailable) -> Response {
+    tracing::warn!("{e}");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Room store unavailable; try again shortly",
+    )
+}
+
+pub fn router<A: Adapter>(app: App<A>) -> Router {
     let router = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::<A>))
         .route("/api/room/{room_id}", get(room))
         .route("/api/create-room", post(create_room))
         .route("/api/ice-servers", get(ice_servers))
@@ -53,28 +67,41 @@ pub fn router(app: App) -> Router {
 struct Health {
     status: &'static str,
     timestamp: Timestamp,
-    active_rooms: usize,
-    total_participants: usize,
+    /// Cluster-wide in cluster mode; `null` while Redis is unreachable.
+    active_rooms: Option<usize>,
+    total_participants: Option<usize>,
     uptime_secs: u64,
     version: &'static str,
+    /// Socket.IO connections open on this instance.
     connections: usize,
+    instance_id: Arc<str>,
+    /// `memory` (one instance) or `redis` (cluster).
+    mode: &'static str,
 }
 
+/// Liveness: 200 while the process serves requests, even when Redis is away (`/ready` is
+/// the one that says whether to send traffic here).
 async fn health(State(app): State<AppState>) -> Json<Health> {
-    let (active_rooms, total_participants) = app.registry.stats();
+    let counts = app.registry.stats().await.ok();
     Json(Health {
         status: "OK",
         timestamp: Timestamp::now(),
-        active_rooms,
-        total_participants,
+        active_rooms: counts.map(|(rooms, _)| rooms),
+        total_participants: counts.map(|(_, participants)| participants),
         uptime_secs: app.uptime_secs(),
         version: env!("CARGO_PKG_VERSION"),
         connections: app.connections(),
+        instance_id: app.instance_id.clone(),
+        mode: if app.registry.is_shared() {
+            "redis"
+        } else {
+            "memory"
+        },
     })
 }
 
 /// Prometheus scrape target; needs `Authorization: Bearer <METRICS_TOKEN>` when that is set.
-async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+async fn metrics<A: Adapter>(State(app): State<App<A>>, headers: HeaderMap) -> Response {
     const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
     if let Some(token) = app.state.config.metrics_token.as_deref()
@@ -82,7 +109,7 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
     {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let (rooms, participants) = app.state.registry.stats();
+    let (rooms, participants) = app.state.registry.stats().await.unwrap_or_default();
     let (mut sockets_polling, mut sockets_websocket) = (0, 0);
     for socket in app.io.sockets() {
         match socket.transport_type() {
@@ -108,10 +135,13 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
     }
 }
 
-/// For load balancers: 200 while accepting, 503 once shutdown has begun.
+/// For load balancers: 200 while accepting, 503 once shutdown has begun or while the
+/// cluster's Redis is unreachable.
 async fn ready(State(app): State<AppState>) -> Response {
     if app.is_shutting_down() {
         error(StatusCode::SERVICE_UNAVAILABLE, "Shutting down")
+    } else if !app.store_reachable() {
+        error(StatusCode::SERVICE_UNAVAILABLE, "Redis unreachable")
     } else {
         Json(serde_json::json!({ "status": "ready" })).into_response()
     }
@@ -139,12 +169,13 @@ async fn room(
     State(app): State<AppState>,
     room_id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    match room_id
-        .ok()
-        .and_then(|Path(id)| app.registry.room_info(&id))
-    {
-        Some(info) => Json(RoomBody::from(info)).into_response(),
-        None => error(StatusCode::NOT_FOUND, "Room not found"),
+    let Ok(Path(room_id)) = room_id else {
+        return error(StatusCode::NOT_FOUND, "Room not found");
+    };
+    match app.registry.room_info(&room_id).await {
+        Ok(Some(info)) => Json(RoomBody::from(info)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "Room not found"),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -156,7 +187,7 @@ struct Created {
 }
 
 async fn create_room(State(app): State<AppState>) -> Response {
-    match app.registry.create_room() {
+    match app.registry.create_room().await {
         Ok(info) => {
             tracing::info!(room = %info.room_id, "room created (create-room)");
             Json(Created {
@@ -165,7 +196,7 @@ async fn create_room(State(app): State<AppState>) -> Response {
             })
             .into_response()
         }
-        Err(full) => error(StatusCode::SERVICE_UNAVAILABLE, &full.to_string()),
+        Err(refused) => error(StatusCode::SERVICE_UNAVAILABLE, &refused.message),
     }
 }
 

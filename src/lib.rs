@@ -32,15 +32,20 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::FromRef;
-use socketioxide::SocketIo;
+use socketioxide::adapter::{Adapter, LocalAdapter};
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::{SocketIo, SocketIoBuilder};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower_http::LatencyUnit;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use cluster::ClusterAdapter;
+use cluster::driver::ReconnectingDriver;
 pub use config::Config;
-use rooms::{Limits, MemoryRegistry as Registry};
+use registry::Registry;
+use rooms::{Limits, MemoryRegistry};
 pub use state::AppState;
 
 /// How long open connections get to close after a shutdown signal before the server exits
@@ -50,31 +55,93 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How long a new Engine.IO session may take to connect to the Socket.IO namespace.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The assembled server: its shared state and the Socket.IO handle.
-#[derive(Clone)]
-pub struct App {
+/// The assembled server: its shared state and the Socket.IO handle (over the in-memory
+/// adapter on one instance, over the Redis adapter in a cluster).
+pub struct App<A: Adapter = LocalAdapter> {
     pub state: AppState,
-    pub io: SocketIo,
+    pub io: SocketIo<A>,
+    /// The cluster's pub/sub connection, watched by the liveness task.
+    cluster_driver: Option<ReconnectingDriver>,
 }
 
-impl FromRef<App> for AppState {
-    fn from_ref(app: &App) -> AppState {
+impl<A: Adapter> Clone for App<A> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            io: self.io.clone(),
+            cluster_driver: self.cluster_driver.clone(),
+        }
+    }
+}
+
+impl<A: Adapter> FromRef<App<A>> for AppState {
+    fn from_ref(app: &App<A>) -> AppState {
         app.state.clone()
     }
 }
 
-/// Builds the router (REST + Socket.IO + CORS) and the state behind it.
+/// Builds the single-instance server (rooms in memory): the router (REST + Socket.IO +
+/// CORS) and the state behind it.
 pub fn app(config: Config) -> (Router, App) {
     let config = Arc::new(config);
-    let registry = Arc::new(Registry::new(Limits {
+    let registry = Registry::Memory(MemoryRegistry::new(limits(&config)));
+    let state = AppState::new(config.clone(), Arc::new(registry), new_instance_id());
+    let (socket_layer, io) = socket_io(&config).with_state(state.clone()).build_layer();
+    signaling::register(&io);
+    let app = App {
+        state,
+        io,
+        cluster_driver: None,
+    };
+    (router(&app, socket_layer), app)
+}
+
+/// Builds one instance of a cluster (`REDIS_URL`): rooms in Redis, emits through the Redis
+/// adapter. Fails if Redis does not answer.
+pub async fn cluster_app(
+    config: Config,
+) -> Result<(Router, App<ClusterAdapter>), cluster::StartError> {
+    let config = Arc::new(config);
+    let url = config
+        .redis_url
+        .clone()
+        .ok_or_else(|| cluster::StartError::Adapter("REDIS_URL is not set".into()))?;
+    let instance = new_instance_id();
+    let cluster = cluster::connect(&config, &url, limits(&config), instance.clone()).await?;
+    let registry = Registry::Redis(cluster.registry);
+    let state = AppState::new(config.clone(), Arc::new(registry), instance);
+    let (socket_layer, io) = socket_io(&config)
+        .with_state(state.clone())
+        .with_adapter::<ClusterAdapter>(cluster.adapter)
+        .build_layer();
+    signaling::register_cluster(&io)
+        .await
+        .map_err(|e| cluster::StartError::Adapter(e.to_string()))?;
+    let app = App {
+        state,
+        io,
+        cluster_driver: Some(cluster.driver),
+    };
+    Ok((router(&app, socket_layer), app))
+}
+
+fn limits(config: &Config) -> Limits {
+    Limits {
         max_participants: config.max_participants,
         chat_history_limit: config.chat_history_limit,
         empty_room_ttl: config.empty_room_ttl,
         unused_room_ttl: config.unused_room_ttl,
         max_rooms: config.max_rooms,
-    }));
-    let state = AppState::new(config.clone(), registry);
-    let (socket_layer, io) = SocketIo::builder()
+    }
+}
+
+/// A short random id naming this instance in logs, `/health` and the cluster's heartbeats.
+fn new_instance_id() -> Arc<str> {
+    uuid::Uuid::new_v4().simple().to_string()[..12].into()
+}
+
+fn socket_io(config: &Config) -> SocketIoBuilder {
+    SocketIo::builder()
         // Each WebSocket eagerly allocates this read buffer (default 4 KiB); signaling
         // frames are small and larger ones still fit (the buffer grows as needed).
         .ws_read_buffer_size(1024)
@@ -85,19 +152,16 @@ pub fn app(config: Config) -> (Router, App) {
         // handshakes (not counted by MAX_CONNECTIONS until they connect) cannot pile up.
         .connect_timeout(CONNECT_TIMEOUT)
         .max_buffer_size(config.socket_buffer_packets)
-        .with_state(state.clone())
-        .build_layer();
-    signaling::register(&io);
+}
 
+fn router<A: Adapter>(app: &App<A>, socket_layer: SocketIoLayer<A>) -> Router {
+    let state = &app.state;
+    let config = &state.config;
     let policy = Arc::new(cors::OriginPolicy {
         origins: config.allowed_origins.clone(),
         same_origin: config.static_dir.is_some(),
     });
-    let app = App {
-        state: state.clone(),
-        io,
-    };
-    let router = http::router(app.clone())
+    http::router(app.clone())
         .layer(socket_layer)
         .layer(axum::middleware::from_fn(request_buffers::detach))
         .layer(axum::middleware::from_fn_with_state(
@@ -121,22 +185,28 @@ pub fn app(config: Config) -> (Router, App) {
                         .level(Level::INFO)
                         .latency_unit(LatencyUnit::Millis),
                 ),
-        );
-    (router, app)
+        )
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then closes every socket and
 /// returns once connections are done (or after a short grace period).
-pub async fn serve(
+pub async fn serve<A: Adapter>(
     listener: TcpListener,
     router: Router,
-    app: App,
+    app: App<A>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweeper::run(
         app.state.registry.clone(),
         app.state.ice_limiter.clone(),
     ));
+    let liveness = app.cluster_driver.clone().map(|driver| {
+        tokio::spawn(cluster::liveness::run(
+            app.state.clone(),
+            app.io.clone(),
+            driver,
+        ))
+    });
     let listener = net::GuardedListener::new(listener, app.state.config.write_stall_timeout);
     let closing = Arc::new(Notify::new());
     let graceful = {
@@ -165,5 +235,8 @@ pub async fn serve(
         }
     };
     sweeper.abort();
+    if let Some(liveness) = liveness {
+        liveness.abort();
+    }
     result
 }

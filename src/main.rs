@@ -2,10 +2,12 @@
 
 use std::process::ExitCode;
 
-use prolitemeet_server::{Config, app, logging, serve};
+use axum::Router;
+use prolitemeet_server::{App, Config, app, cluster_app, logging, serve};
+use socketioxide::adapter::Adapter;
 use tokio::net::TcpListener;
 
-/// Exit code for a bad configuration value.
+/// Exit code for a bad configuration value, or a Redis that does not answer at start.
 const EXIT_CONFIG: u8 = 2;
 
 #[tokio::main]
@@ -27,6 +29,23 @@ async fn main() -> ExitCode {
         eprintln!("prolitemeet-server: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    if config.redis_url.is_some() {
+        let mode = format!("cluster (redis, prefix {})", config.redis_prefix);
+        match cluster_app(config.clone()).await {
+            Ok((router, app)) => run(&config, &mode, router, app).await,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("prolitemeet-server: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        }
+    } else {
+        let (router, app) = app(config.clone());
+        run(&config, "single instance (rooms in memory)", router, app).await
+    }
+}
+
+async fn run<A: Adapter>(config: &Config, mode: &str, router: Router, app: App<A>) -> ExitCode {
     let listener = match TcpListener::bind((config.host, config.port)).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -42,9 +61,10 @@ async fn main() -> ExitCode {
         %address,
         allowed_origins = %config.allowed_origins,
         node_env = %config.node_env,
+        instance = %app.state.instance_id,
+        %mode,
         "ProLiteMeet server listening"
     );
-    let (router, app) = app(config);
     match serve(listener, router, app, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

@@ -80,7 +80,11 @@ impl Registry {
         }
     }
 
-    pub async fn join(&self, socket: &str, req: &JoinRequest) -> Result<JoinOutcome, ProtocolError> {
+    pub async fn join(
+        &self,
+        socket: &str,
+        req: &JoinRequest,
+    ) -> Result<JoinOutcome, ProtocolError> {
         match self {
             Self::Memory(r) => r.join(socket, req),
             Self::Redis(r) => r.join(socket, req).await,

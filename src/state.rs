@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ratelimit::AddressLimiter;
-use crate::rooms::MemoryRegistry as Registry;
+use crate::registry::Registry;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,15 +17,21 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `GET /api/ice-servers` requests per client address.
     pub ice_limiter: Arc<AddressLimiter>,
+    /// This instance among its cluster (reported by `/health`).
+    pub instance_id: Arc<str>,
+    /// The room store answers (always, in memory; in cluster mode, while Redis does).
+    store_reachable: Arc<AtomicBool>,
     started: Instant,
     connections: Arc<AtomicUsize>,
     shutting_down: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, registry: Arc<Registry>) -> Self {
+    pub fn new(config: Arc<Config>, registry: Arc<Registry>, instance_id: Arc<str>) -> Self {
         Self {
             ice_limiter: Arc::new(AddressLimiter::new(config.ice_rate)),
+            instance_id,
+            store_reachable: Arc::new(AtomicBool::new(true)),
             config,
             registry,
             metrics: Arc::new(Metrics::new()),
@@ -50,6 +56,14 @@ impl AppState {
 
     pub fn connection_closed(&self) {
         self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn store_reachable(&self) -> bool {
+        self.store_reachable.load(Ordering::Relaxed)
+    }
+
+    pub fn set_store_reachable(&self, reachable: bool) {
+        self.store_reachable.store(reachable, Ordering::Relaxed);
     }
 
     pub fn begin_shutdown(&self) {

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use serde_json::Value as JsonValue;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
 use super::deliver::{to_others, to_room};
@@ -65,20 +66,23 @@ fn decode_media(event: &str, payload: &JsonValue) -> Option<Decoded<MediaRequest
 }
 
 /// `toggle-audio`, `toggle-video` and `toggle-media`.
-pub async fn on_toggle(incoming: Incoming) {
+pub async fn on_toggle<A: Adapter>(incoming: Incoming<A>) {
     let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Signal).await else {
         return;
     };
-    let changed = data
+    let req = match data
         .and_then(|p| decode_media(reply.event(), &p).unwrap_or_else(|| Err(internal())))
-        .and_then(|req| {
-            let updated =
-                app.registry
-                    .set_media(&s.id.to_string(), req.room.as_deref(), req.change)?;
-            Ok((req.change, updated))
-        });
-    let (change, updated) = match changed {
-        Ok(ok) => ok,
+    {
+        Ok(req) => req,
+        Err(e) => return reply.fail(e),
+    };
+    let change = req.change;
+    let updated = match app
+        .registry
+        .set_media(&s.id.to_string(), req.room.as_deref(), change)
+        .await
+    {
+        Ok(updated) => updated,
         Err(e) => return reply.fail(e),
     };
     let room = &*updated.room_id;
@@ -90,7 +94,7 @@ pub async fn on_toggle(incoming: Incoming) {
                 is_audio_muted: me.is_audio_muted,
                 is_audio_enabled: me.is_audio_enabled,
             };
-            to_others(&s, &app, room, "participant-audio-toggled", &toggled);
+            to_others(&s, &app, room, "participant-audio-toggled", &toggled).await;
         }
         MediaKind::Video => {
             let toggled = VideoToggled {
@@ -98,7 +102,7 @@ pub async fn on_toggle(incoming: Incoming) {
                 is_video_off: me.is_video_off,
                 is_video_enabled: me.is_video_enabled,
             };
-            to_others(&s, &app, room, "participant-video-toggled", &toggled);
+            to_others(&s, &app, room, "participant-video-toggled", &toggled).await;
         }
     }
     let toggled = MediaToggled {
@@ -107,12 +111,12 @@ pub async fn on_toggle(incoming: Incoming) {
         kind: change.kind,
         enabled: change.enabled,
     };
-    to_others(&s, &app, room, "media-toggled", &toggled);
-    finish(&s, &app, reply, &updated);
+    to_others(&s, &app, room, "media-toggled", &toggled).await;
+    finish(&s, &app, reply, &updated).await;
 }
 
 /// `start-screen-share`, `stop-screen-share` and `toggle-screen-share`.
-pub async fn on_screen_share(incoming: Incoming) {
+pub async fn on_screen_share<A: Adapter>(incoming: Incoming<A>) {
     let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Signal).await else {
         return;
     };
@@ -122,10 +126,14 @@ pub async fn on_screen_share(incoming: Incoming) {
         "toggle-screen-share" => decode_toggle_screen_share(&p).map(|r| (r.room, r.sharing)),
         _ => Err(internal()),
     });
-    let updated = decoded.and_then(|(room, sharing)| {
-        app.registry
-            .set_screen_sharing(&s.id.to_string(), room.as_deref(), sharing)
-    });
+    let updated = match decoded {
+        Ok((room, sharing)) => {
+            app.registry
+                .set_screen_sharing(&s.id.to_string(), room.as_deref(), sharing)
+                .await
+        }
+        Err(e) => Err(e),
+    };
     let updated = match updated {
         Ok(updated) => updated,
         Err(e) => return reply.fail(e),
@@ -138,12 +146,12 @@ pub async fn on_screen_share(incoming: Incoming) {
     let started_or_stopped = ParticipantRef {
         participant_id: &updated.participant.id,
     };
-    to_others(&s, &app, &updated.room_id, event, &started_or_stopped);
-    finish(&s, &app, reply, &updated);
+    to_others(&s, &app, &updated.room_id, event, &started_or_stopped).await;
+    finish(&s, &app, reply, &updated).await;
 }
 
 /// The list refresh every media change ends with, and the acknowledgement.
-fn finish(s: &SocketRef, app: &AppState, reply: Reply, updated: &Updated) {
+async fn finish<A: Adapter>(s: &SocketRef<A>, app: &AppState, reply: Reply<A>, updated: &Updated) {
     tracing::debug!(socket = %s.id, room = %updated.room_id, "media state changed");
     to_room(
         s,
@@ -151,7 +159,8 @@ fn finish(s: &SocketRef, app: &AppState, reply: Reply, updated: &Updated) {
         &updated.room_id,
         "participants-updated",
         &updated.participants,
-    );
+    )
+    .await;
     reply.ok(&Changed {
         participant: &updated.participant,
     });

@@ -4,9 +4,9 @@
 use serde::Serialize;
 use serde_json::Value as JsonValue;
 use socketioxide::SocketIo;
-use socketioxide::socket::Sid;
+use socketioxide::adapter::Adapter;
 
-use super::deliver::to_socket;
+use super::deliver::to_participant;
 use super::incoming::{Admitted, Incoming};
 use super::reply::{Done, internal};
 use crate::protocol::{RelayKind, decode_relay};
@@ -32,7 +32,7 @@ enum Body<'a> {
 }
 
 /// `io` is extracted after `incoming` (and infallibly), so the event's turn is never lost.
-pub async fn on_relay(incoming: Incoming, io: SocketIo) {
+pub async fn on_relay<A: Adapter>(incoming: Incoming<A>, io: SocketIo<A>) {
     let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Signal).await else {
         return;
     };
@@ -40,14 +40,16 @@ pub async fn on_relay(incoming: Incoming, io: SocketIo) {
         return reply.fail(internal());
     };
     let sender = s.id.to_string();
-    let checked = data.and_then(|p| decode_relay(kind, p)).and_then(|req| {
-        let room = app
-            .registry
-            .relay_room(&sender, req.room.as_deref(), &req.target)?;
-        Ok((req, room))
-    });
-    let (req, room) = match checked {
-        Ok(ok) => ok,
+    let req = match data.and_then(|p| decode_relay(kind, p)) {
+        Ok(req) => req,
+        Err(e) => return reply.fail(e),
+    };
+    let room = match app
+        .registry
+        .relay_room(&sender, req.room.as_deref(), &req.target)
+        .await
+    {
+        Ok(room) => room,
         Err(e) => return reply.fail(e),
     };
     let body = match kind {
@@ -63,15 +65,6 @@ pub async fn on_relay(incoming: Incoming, io: SocketIo) {
     };
     tracing::debug!(socket = %s.id, %room, target = %req.target, kind = kind.server_event(), "relay");
     app.metrics.relayed(kind.metric_label());
-    // The registry vouched that the target is in the sender's room, so it is connected here.
-    match req
-        .target
-        .parse::<Sid>()
-        .ok()
-        .and_then(|sid| io.get_socket(sid))
-    {
-        Some(target) => to_socket(&app, target, kind.server_event(), &relayed),
-        None => tracing::debug!(target = %req.target, "relay target already gone"),
-    }
+    to_participant(&io, &app, &req.target, kind.server_event(), &relayed).await;
     reply.ok(&Done {});
 }

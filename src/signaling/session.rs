@@ -2,10 +2,12 @@
 //! announcements in the order PROTOCOL.md fixes.
 
 use serde::Serialize;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, State};
 use socketioxide::socket::DisconnectReason;
 
-use super::deliver::{channel, to_others, to_room};
+use super::deliver::{channel, to_others, to_room, to_room_from_server};
 use super::incoming::{Admitted, Incoming};
 use super::order::Turn;
 use crate::ice::IceServer;
@@ -63,7 +65,7 @@ struct RoomRef<'a> {
     room_id: &'a str,
 }
 
-pub async fn on_join(incoming: Incoming) {
+pub async fn on_join<A: Adapter>(incoming: Incoming<A>) {
     let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Join).await else {
         return;
     };
@@ -72,7 +74,7 @@ pub async fn on_join(incoming: Incoming) {
         Err(e) => return reply.fail(e),
     };
     let socket_id = s.id.to_string();
-    match app.registry.join(&socket_id, &request) {
+    match app.registry.join(&socket_id, &request).await {
         Err(e) => reply.fail(e),
         Ok(JoinOutcome::AlreadyIn(joined)) => {
             let answer = JoinedRoom::new(&joined, &app);
@@ -81,7 +83,7 @@ pub async fn on_join(incoming: Incoming) {
         }
         Ok(JoinOutcome::Joined { left, joined }) => {
             if let Some(left) = left {
-                announce_leave(&s, &app, &left, true);
+                announce_leave(&s, &app, &left, true).await;
             }
             let room = &*joined.room_id;
             if joined.created_room {
@@ -97,65 +99,111 @@ pub async fn on_join(incoming: Incoming) {
                 participant_id: &joined.me.id,
                 participant: &joined.me,
             };
-            to_others(&s, &app, room, "user-joined", &user_joined);
-            to_room(&s, &app, room, "participants-updated", &joined.participants);
+            to_others(&s, &app, room, "user-joined", &user_joined).await;
+            to_room(&s, &app, room, "participants-updated", &joined.participants).await;
             reply.ok(&answer);
         }
     }
 }
 
-pub async fn on_leave(incoming: Incoming) {
+pub async fn on_leave<A: Adapter>(incoming: Incoming<A>) {
     let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Join).await else {
         return;
     };
     let socket_id = s.id.to_string();
-    let checked = data
-        .and_then(|p| decode_room_only(&p))
-        .and_then(|named| app.registry.current_room(&socket_id, named.as_deref()));
-    if let Err(e) = checked {
+    let named = match data.and_then(|p| decode_room_only(&p)) {
+        Ok(named) => named,
+        Err(e) => return reply.fail(e),
+    };
+    if let Err(e) = app
+        .registry
+        .current_room(&socket_id, named.as_deref())
+        .await
+    {
         return reply.fail(e);
     }
-    match app.registry.leave(&socket_id) {
-        Some(left) => {
-            announce_leave(&s, &app, &left, true);
+    match app.registry.leave(&socket_id).await {
+        Ok(Some(left)) => {
+            announce_leave(&s, &app, &left, true).await;
             reply.ok(&RoomRef {
                 room_id: &left.room_id,
             });
         }
-        None => reply.fail(ProtocolError::not_in_room()),
+        Ok(None) => reply.fail(ProtocolError::not_in_room()),
+        Err(e) => reply.fail(e.into()),
     }
 }
 
-pub async fn on_disconnect(
-    s: SocketRef,
+pub async fn on_disconnect<A: Adapter>(
+    s: SocketRef<A>,
     State(app): State<AppState>,
     reason: DisconnectReason,
     turn: Turn,
 ) {
     let _turn = turn.wait().await;
-    if let Some(left) = app.registry.leave(&s.id.to_string()) {
-        announce_leave(&s, &app, &left, false);
+    match app.registry.leave(&s.id.to_string()).await {
+        Ok(Some(left)) => announce_leave(&s, &app, &left, false).await,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(socket = %s.id, "disconnected socket not removed yet: {e}");
+            tokio::spawn(remove_when_store_returns(s.clone(), app.clone()));
+        }
     }
     app.connection_closed();
     tracing::info!(socket = %s.id, %reason, "disconnected");
 }
 
+/// In a cluster, a socket that disconnects while Redis is away is removed once Redis is back,
+/// so it does not stay listed as a ghost.
+async fn remove_when_store_returns<A: Adapter>(s: SocketRef<A>, app: AppState) {
+    const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+    const GIVE_UP_AFTER: u32 = 600;
+    for _ in 0..GIVE_UP_AFTER {
+        tokio::time::sleep(RETRY_EVERY).await;
+        match app.registry.leave(&s.id.to_string()).await {
+            Ok(Some(left)) => return announce_leave(&s, &app, &left, false).await,
+            Ok(None) => return,
+            Err(_) => {}
+        }
+    }
+    tracing::warn!(socket = %s.id, "gave up removing a disconnected socket");
+}
+
 /// Tells the leaver (unless it is gone) and then the rest of the room.
-pub(super) fn announce_leave(s: &SocketRef, app: &AppState, left: &Left, tell_leaver: bool) {
+pub(super) async fn announce_leave<A: Adapter>(
+    s: &SocketRef<A>,
+    app: &AppState,
+    left: &Left,
+    tell_leaver: bool,
+) {
     app.metrics.left();
     let room: &str = &left.room_id;
     if tell_leaver {
         s.emit("left-room", &RoomRef { room_id: room }).ok();
     }
     s.leave(channel(room));
-    let user_left = UserLeft {
-        participant_id: &left.participant.id,
-        user_name: &left.participant.user_name,
-    };
-    to_others(s, app, room, "user-left", &user_left);
-    to_others(s, app, room, "participants-updated", &left.participants);
+    let user_left = user_left(left);
+    to_others(s, app, room, "user-left", &user_left).await;
+    to_others(s, app, room, "participants-updated", &left.participants).await;
     tracing::info!(socket = %s.id, %room, participants = left.participants.len(), "left");
     if left.room_removed {
         tracing::info!(%room, "room removed (empty)");
+    }
+}
+
+/// Tells the rest of the room that a participant whose socket is not here is gone (removed
+/// by an operator, or its instance died).
+pub async fn announce_departure<A: Adapter>(io: &SocketIo<A>, app: &AppState, left: &Left) {
+    app.metrics.left();
+    let room: &str = &left.room_id;
+    to_room_from_server(io, app, room, "user-left", &user_left(left)).await;
+    to_room_from_server(io, app, room, "participants-updated", &left.participants).await;
+    tracing::info!(socket = %left.participant.id, %room, participants = left.participants.len(), "removed");
+}
+
+fn user_left(left: &Left) -> UserLeft<'_> {
+    UserLeft {
+        participant_id: &left.participant.id,
+        user_name: &left.participant.user_name,
     }
 }

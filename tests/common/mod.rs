@@ -4,12 +4,15 @@
 #![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+pub mod redis;
+
 use prolitemeet_server::ratelimit::RateLimits;
-use prolitemeet_server::{Config, app, serve};
+use prolitemeet_server::{Config, app, cluster_app, serve};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{Value, json};
@@ -21,10 +24,24 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a test listens to show that an event does *not* come.
 pub const QUIET: Duration = Duration::from_millis(300);
 
+/// One server, or (when `TEST_CLUSTER_REDIS` names a Redis) two instances of a cluster on
+/// that Redis: then clients and HTTP requests alternate between the instances, so the same
+/// tests check that every event crosses instances exactly as on one.
 pub struct TestServer {
+    /// The first instance.
     pub addr: SocketAddr,
+    /// Every instance; clients and HTTP requests take turns over them.
+    pub addrs: Vec<SocketAddr>,
+    next: AtomicUsize,
     pub http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
+    stops: Vec<oneshot::Sender<()>>,
+}
+
+/// The Redis the test suites run against as a cluster, if any.
+pub fn cluster_redis() -> Option<String> {
+    std::env::var("TEST_CLUSTER_REDIS")
+        .ok()
+        .filter(|url| !url.is_empty())
 }
 
 impl TestServer {
@@ -32,7 +49,8 @@ impl TestServer {
         Self::with(|_| {}).await
     }
 
-    /// Starts a server whose configuration `adjust` may change (limits, TTLs, origins).
+    /// Starts a server whose configuration `adjust` may change (limits, TTLs, origins);
+    /// a two-instance cluster when `TEST_CLUSTER_REDIS` is set.
     pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
         // Protocol tests send faster than people do: rate limits are off unless a test sets them.
         let mut config = Config {
@@ -42,31 +60,59 @@ impl TestServer {
             ..Config::default()
         };
         adjust(&mut config);
-        let listener = TcpListener::bind((config.host, 0)).await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let (router, app) = app(config);
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve(listener, router, app, async {
-            stopped.await.ok();
-        }));
-        Self {
-            addr,
-            http: reqwest::Client::new(),
-            stop: Some(stop),
+        match cluster_redis() {
+            Some(url) => {
+                config.redis_url = Some(url);
+                config.redis_prefix = unique_prefix();
+                Self::cluster(config, 2).await
+            }
+            None => {
+                let (addr, stop) = start_one(config).await;
+                Self::of(vec![addr], vec![stop])
+            }
         }
+    }
+
+    /// `instances` instances of one cluster, all with `config` (which names the Redis).
+    pub async fn cluster(config: Config, instances: usize) -> Self {
+        let mut addrs = Vec::new();
+        let mut stops = Vec::new();
+        for _ in 0..instances {
+            let (addr, stop) = start_one(config.clone()).await;
+            addrs.push(addr);
+            stops.push(stop);
+        }
+        Self::of(addrs, stops)
+    }
+
+    fn of(addrs: Vec<SocketAddr>, stops: Vec<oneshot::Sender<()>>) -> Self {
+        Self {
+            addr: addrs[0],
+            addrs,
+            next: AtomicUsize::new(0),
+            http: reqwest::Client::new(),
+            stops,
+        }
+    }
+
+    /// The instance whose turn it is.
+    fn next_addr(&self) -> SocketAddr {
+        self.addrs[self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len()]
+    }
+
+    /// A client of instance `index`.
+    pub async fn client_of(&self, index: usize) -> TestClient {
+        TestClient::connect_to(self.addrs[index], TransportType::Websocket).await
     }
 
     /// A handle on a server started elsewhere (the binary), for its HTTP and clients.
     pub fn attach(addr: SocketAddr) -> Self {
-        Self {
-            addr,
-            http: reqwest::Client::new(),
-            stop: None,
-        }
+        Self::of(vec![addr], Vec::new())
     }
 
+    /// `path` on the instance whose turn it is.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("http://{}{}", self.next_addr(), path)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -109,11 +155,11 @@ impl TestServer {
     }
 
     pub async fn client(&self) -> TestClient {
-        TestClient::connect(self, TransportType::Websocket).await
+        TestClient::connect_to(self.next_addr(), TransportType::Websocket).await
     }
 
     pub async fn client_over(&self, transport: TransportType) -> TestClient {
-        TestClient::connect(self, transport).await
+        TestClient::connect_to(self.next_addr(), transport).await
     }
 
     /// A client joined to `room` as `name`, with the join's own events consumed.
@@ -126,10 +172,33 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
+        for stop in self.stops.drain(..) {
             stop.send(()).ok();
         }
     }
+}
+
+/// Starts one server (in memory, or an instance of the cluster `config.redis_url` names).
+async fn start_one(config: Config) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind((config.host, 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let stopped = async {
+        stopped.await.ok();
+    };
+    if config.redis_url.is_some() {
+        let (router, app) = cluster_app(config).await.expect("cluster instance starts");
+        tokio::spawn(serve(listener, router, app, stopped));
+    } else {
+        let (router, app) = app(config);
+        tokio::spawn(serve(listener, router, app, stopped));
+    }
+    (addr, stop)
+}
+
+/// A key prefix of its own for each test, so tests can share one Redis.
+pub fn unique_prefix() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A connected Socket.IO client and the events it has received, in order.
@@ -155,12 +224,16 @@ fn first_arg(payload: Payload) -> Value {
 
 impl TestClient {
     pub async fn connect(server: &TestServer, transport: TransportType) -> Self {
+        Self::connect_to(server.next_addr(), transport).await
+    }
+
+    pub async fn connect_to(addr: SocketAddr, transport: TransportType) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let (connected_tx, connected) = oneshot::channel::<()>();
         let connected_tx = Arc::new(Mutex::new(Some(connected_tx)));
         let on_any = tx.clone();
         let on_error = tx;
-        let socket = ClientBuilder::new(server.url("/"))
+        let socket = ClientBuilder::new(format!("http://{addr}/"))
             .transport_type(transport)
             .reconnect(false)
             .on(Event::Connect, move |_, _| {
@@ -258,6 +331,21 @@ impl TestClient {
                 return payload;
             }
         }
+    }
+
+    /// Skips other events until `event` arrives; `None` if it does not within `limit`.
+    pub async fn wait_for_within(&mut self, event: &str, limit: Duration) -> Option<Value> {
+        tokio::time::timeout(limit, async {
+            while let Some((name, payload)) = self.events.recv().await {
+                if name == event {
+                    return Some(payload);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Asserts nothing arrives for a short while.

@@ -1,0 +1,69 @@
+//! Instance liveness in a cluster. Every instance refreshes its heartbeat in Redis once a
+//! second; an instance silent for [`DEAD_AFTER`] is dead (killed, crashed, cut off), and the
+//! first survivor to notice removes its participants, with the usual `user-left` and
+//! `participants-updated` to the rest of each room. The same beat watches Redis itself:
+//! `/ready` answers 503 while it is away, and the connections come back by themselves.
+
+use std::time::{Duration, Instant};
+
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+
+use super::driver::ReconnectingDriver;
+use crate::registry::Registry;
+use crate::signaling::session::announce_departure;
+use crate::state::AppState;
+
+const BEAT_EVERY: Duration = Duration::from_secs(1);
+/// An instance whose heartbeat is this old is dead. Participants of a killed instance are
+/// gone within `DEAD_AFTER` + one beat (≤ 7 s; the promise is 15 s).
+pub const DEAD_AFTER: Duration = Duration::from_secs(5);
+
+pub async fn run<A: Adapter>(app: AppState, io: SocketIo<A>, driver: ReconnectingDriver) {
+    let Registry::Redis(store) = &*app.registry else {
+        return;
+    };
+    let mut tick = tokio::time::interval(BEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Since when Redis has answered without a break. After an outage every instance's
+    // heartbeat is stale, so nobody is judged dead until the others had time to beat again.
+    let mut reachable_since: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        let beat = store.heartbeat().await;
+        let pubsub = driver.ping().await;
+        let reachable = beat.is_ok() && pubsub.is_ok();
+        if reachable != app.store_reachable() {
+            if reachable {
+                tracing::info!("redis reachable again: instance resumed");
+            } else if let Err(e) = &beat {
+                tracing::error!("redis unreachable: {e}; not ready until it is back");
+            } else if let Err(e) = &pubsub {
+                tracing::error!("redis pub/sub unreachable: {e}; not ready until it is back");
+            }
+            app.set_store_reachable(reachable);
+        }
+        if !reachable {
+            reachable_since = None;
+            continue;
+        }
+        let since = *reachable_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < DEAD_AFTER {
+            continue;
+        }
+        match store.reap_dead(DEAD_AFTER).await {
+            Ok(removed) => {
+                if !removed.is_empty() {
+                    tracing::warn!(
+                        participants = removed.len(),
+                        "removed the participants of a dead instance"
+                    );
+                }
+                for left in &removed {
+                    announce_departure(&io, &app, left).await;
+                }
+            }
+            Err(e) => tracing::warn!("liveness check failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+-- chat-message: records a message under the sender's registered name and avatar, keeping the
+-- last CHAT_HISTORY_LIMIT (0 = none kept, the message is still delivered).
+-- ARGV: 2 socket id, 3 named? ('1'/'0'), 4 named room, 5 text, 6 message id, 7 timestamp
+--       (ISO), 8 history limit
+local sid, text, message_id, timestamp = ARGV[2], ARGV[5], ARGV[6], ARGV[7]
+local limit = tonumber(ARGV[8])
+
+local id = current_room(sid, ARGV[3], ARGV[4])
+if not id then return status('not_in_room') end
+local stored = redis.call('HGET', people_key(id), sid)
+if not stored then return status('not_in_room') end
+local ok, sender = pcall(cjson.decode, stored)
+if not ok or type(sender) ~= 'table' then
+  return redis.error_reply('malformed participant ' .. sid .. ' in room ' .. id)
+end
+
+local message = cjson.encode({
+  id = message_id,
+  senderId = sid,
+  userName = sender.userName,
+  message = text,
+  timestamp = timestamp,
+  userAvatar = sender.avatar,
+})
+if limit > 0 then
+  redis.call('RPUSH', chat_key(id), message)
+  redis.call('LTRIM', chat_key(id), -limit, -1)
+end
+return '{"status":"said","roomId":' .. cjson.encode(id) .. ',"message":' .. message .. '}'

@@ -1,0 +1,113 @@
+-- Prepended (in Rust) to every script of the Redis registry: key names and the room
+-- operations several scripts share, so a leave, a room switch and a reap hand the host over
+-- and apply the empty-room TTL the same way.
+--
+-- Every script gets KEYS[1] = '{p}:rooms' (only so Redis routes it; every key shares the
+-- '{p}' hash tag, hence one slot) and ARGV[1] = '{p}', the prefix the keys are built from.
+-- Replies are JSON strings; arrays are built by concatenation because cjson encodes an empty
+-- table as '{}'.
+
+local P = ARGV[1]
+local ROOMS = P .. ':rooms'          -- ZSET room id -> deadline ms ('+inf' while occupied)
+local MEMBER = P .. ':member'        -- HASH socket id -> room id
+local INSTANCES = P .. ':instances'  -- ZSET instance id -> last heartbeat ms
+
+local function room_key(id) return P .. ':room:' .. id end      -- HASH created
+local function order_key(id) return P .. ':order:' .. id end    -- LIST socket ids, join order
+local function people_key(id) return P .. ':people:' .. id end  -- HASH socket id -> JSON
+local function chat_key(id) return P .. ':chat:' .. id end      -- LIST message JSON, oldest first
+local function on_key(instance) return P .. ':on:' .. instance end -- SET socket ids it holds
+
+-- Redis' own clock, so instances with skewed clocks agree on heartbeats and deadlines.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A score as an integer string: Lua would print a large number as '1.7e+12'.
+local function ms(n)
+  return string.format('%.0f', n)
+end
+
+local function json_array(items)
+  return '[' .. table.concat(items, ',') .. ']'
+end
+
+local function status(name)
+  return '{"status":' .. cjson.encode(name) .. '}'
+end
+
+-- The stored participants of a room (JSON strings), in join order: the host first.
+local function people(id)
+  local out = {}
+  for _, sid in ipairs(redis.call('LRANGE', order_key(id), 0, -1)) do
+    local stored = redis.call('HGET', people_key(id), sid)
+    if stored then out[#out + 1] = stored end
+  end
+  return out
+end
+
+-- The instance holding a participant's socket, or nil if its JSON is unreadable.
+local function holder(stored)
+  local ok, p = pcall(cjson.decode, stored)
+  if ok and type(p) == 'table' and type(p.instance) == 'string' then return p.instance end
+  return nil
+end
+
+local function delete_room(id)
+  redis.call('DEL', room_key(id), order_key(id), people_key(id), chat_key(id))
+  redis.call('ZREM', ROOMS, id)
+end
+
+-- Takes a socket out of a room as a leave does (its MEMBER entry is the caller's business):
+-- the next in join order becomes host by position; an emptied room goes at once with a zero
+-- TTL, else gets its deadline. Returns the Left as JSON, or nil if it was not there.
+local function remove_participant(id, sid, empty_ttl_ms)
+  local stored = redis.call('HGET', people_key(id), sid)
+  if not stored then return nil end
+  redis.call('HDEL', people_key(id), sid)
+  redis.call('LREM', order_key(id), 1, sid)
+  local instance = holder(stored)
+  if instance then redis.call('SREM', on_key(instance), sid) end
+  local rest = people(id)
+  local removed = false
+  if redis.call('LLEN', order_key(id)) == 0 then
+    if empty_ttl_ms == 0 then
+      delete_room(id)
+      removed = true
+    else
+      redis.call('ZADD', ROOMS, ms(now_ms() + empty_ttl_ms), id)
+    end
+  end
+  return '{"roomId":' .. cjson.encode(id)
+    .. ',"participant":' .. stored
+    .. ',"participants":' .. json_array(rest)
+    .. ',"roomRemoved":' .. tostring(removed) .. '}'
+end
+
+-- The room a socket is in, if it matches the room the client named ('1', name) or
+-- did not name one ('0', ''); nil means not_in_room.
+local function current_room(sid, has_named, named)
+  local id = redis.call('HGET', MEMBER, sid)
+  if not id then return nil end
+  if has_named == '1' and named ~= id then return nil end
+  return id
+end
+
+-- A room as JSON for info, summaries and detail; `with` is 'none', 'host' or 'all'.
+local function room_json(id, with)
+  local created = redis.call('HGET', room_key(id), 'created')
+  if not created then return nil end
+  local list = people(id)
+  local out = '{"roomId":' .. cjson.encode(id)
+    .. ',"createdAt":' .. cjson.encode(created)
+    .. ',"participantCount":' .. #list
+    .. ',"messageCount":' .. redis.call('LLEN', chat_key(id))
+  if with == 'all' then
+    out = out .. ',"participants":' .. json_array(list)
+  elseif with == 'host' and list[1] then
+    out = out .. ',"host":' .. list[1]
+  end
+  return out .. '}'
+end
+

@@ -1,0 +1,45 @@
+-- join-room: puts a socket in a room (creating it within MAX_ROOMS), then takes it out of the
+-- room it was in. A full room refuses and the socket stays where it was; joining the room
+-- one is in changes nothing.
+-- ARGV: 2 socket id, 3 room id, 4 participant JSON, 5 created (ISO, if the room is new),
+--       6 max participants, 7 max rooms (0 = no cap), 8 empty-room TTL ms, 9 instance
+local sid, id, participant, created = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local max_participants, max_rooms = tonumber(ARGV[6]), tonumber(ARGV[7])
+local empty_ttl_ms, instance = tonumber(ARGV[8]), ARGV[9]
+
+local function joined(created_room)
+  local messages = redis.call('LRANGE', chat_key(id), 0, -1)
+  return '{"roomId":' .. cjson.encode(id)
+    .. ',"participants":' .. json_array(people(id))
+    .. ',"messages":' .. json_array(messages)
+    .. ',"createdRoom":' .. tostring(created_room) .. '}'
+end
+
+local current = redis.call('HGET', MEMBER, sid)
+if current == id and redis.call('HEXISTS', people_key(id), sid) == 1 then
+  return '{"status":"already_in","joined":' .. joined(false) .. '}'
+end
+
+local exists = redis.call('ZSCORE', ROOMS, id)
+if not exists and max_rooms > 0 and redis.call('ZCARD', ROOMS) >= max_rooms then
+  return status('too_many_rooms')
+end
+if redis.call('LLEN', order_key(id)) >= max_participants then
+  return status('room_full')
+end
+
+if not exists then redis.call('HSET', room_key(id), 'created', created) end
+redis.call('RPUSH', order_key(id), sid)
+redis.call('HSET', people_key(id), sid, participant)
+redis.call('ZADD', ROOMS, '+inf', id)
+redis.call('HSET', MEMBER, sid, id)
+redis.call('SADD', on_key(instance), sid)
+-- An instance holding sockets must be known to the reapers even before its first heartbeat.
+redis.call('ZADD', INSTANCES, 'NX', ms(now_ms()), instance)
+
+local outcome = joined(not exists)
+local left = 'null'
+if current and current ~= id then
+  left = remove_participant(current, sid, empty_ttl_ms) or 'null'
+end
+return '{"status":"joined","left":' .. left .. ',"joined":' .. outcome .. '}'

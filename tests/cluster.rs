@@ -1,0 +1,437 @@
+//! Cluster mode end to end: several instances on one private Redis, the participants of a
+//! room spread over them. Every event of PROTOCOL.md must cross instances exactly as on one
+//! instance; joins racing on two instances must respect `MAX_PARTICIPANTS`; a killed
+//! instance's participants must be removed by the survivors; a Redis outage must be survived.
+//! (The whole protocol suite also runs over two instances: see `tests/cluster-suite.sh`.)
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::{Running, TestClient, TestServer, assert_participant, ids, server_command};
+use prolitemeet_server::Config;
+use prolitemeet_server::ratelimit::RateLimits;
+use serde_json::{Value, json};
+
+/// How long a killed instance's participants may stay listed (the promise is 15 s).
+const REMOVAL_DEADLINE: Duration = Duration::from_secs(15);
+
+macro_rules! redis_or_skip {
+    () => {
+        match RedisServer::start() {
+            Some(redis) => redis,
+            None => {
+                eprintln!("skipped: redis-server is not installed");
+                return;
+            }
+        }
+    };
+}
+
+fn config(redis: &RedisServer) -> Config {
+    Config {
+        host: [127, 0, 0, 1].into(),
+        port: 0,
+        rate_limits: RateLimits::UNLIMITED,
+        redis_url: Some(redis.url()),
+        redis_prefix: common::unique_prefix(),
+        ..Config::default()
+    }
+}
+
+async fn cluster(redis: &RedisServer, instances: usize) -> TestServer {
+    TestServer::cluster(config(redis), instances).await
+}
+
+async fn joined_on(server: &TestServer, instance: usize, room: &str, name: &str) -> TestClient {
+    let mut client = server.client_of(instance).await;
+    client.join(room, name).await;
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spread_over_three_instances_behaves_as_on_one() {
+    let redis = redis_or_skip!();
+    let server = cluster(&redis, 3).await;
+
+    // Joins: everyone hears of everyone, in join order, whatever the instance.
+    let mut a = joined_on(&server, 0, "R", "Ann").await;
+    let mut b = server.client_of(1).await;
+    b.emit("join-room", json!({"roomId": "R", "userName": "Bob"}))
+        .await;
+    let joined = b.expect("joined-room").await;
+    b.id = joined["participantId"].as_str().expect("id").to_owned();
+    assert_participant(&joined["participants"][0], &a.id, "Ann", true);
+    assert_participant(&joined["participant"], &b.id, "Bob", false);
+    b.expect("participants-updated").await;
+    let user_joined = a.expect("user-joined").await;
+    assert_eq!(user_joined["participantId"], b.id);
+    assert_eq!(
+        ids(&a.expect("participants-updated").await),
+        [a.id.clone(), b.id.clone()]
+    );
+    let mut c = joined_on(&server, 2, "R", "Cid").await;
+    let everyone = [a.id.clone(), b.id.clone(), c.id.clone()];
+    let [ai, bi, ci] = everyone.clone();
+    for peer in [&mut a, &mut b] {
+        assert_eq!(peer.expect("user-joined").await["id"], ci.as_str());
+        assert_eq!(ids(&peer.expect("participants-updated").await), everyone);
+    }
+
+    // Chat reaches everyone, the sender included, and is kept as history for later joiners.
+    b.emit("send-message", json!({"message": " hi all "})).await;
+    for peer in [&mut a, &mut b, &mut c] {
+        let message = peer.expect("new-message").await;
+        assert_eq!(message["message"], "hi all");
+        assert_eq!(message["senderId"], bi.as_str());
+        assert_eq!(message["userName"], "Bob");
+    }
+    let mut d = server.client_of(0).await;
+    d.emit("join-room", json!({"roomId": "R", "userName": "Dee"}))
+        .await;
+    let history = d.expect("joined-room").await;
+    assert_eq!(history["messages"][0]["message"], "hi all");
+    d.expect("participants-updated").await;
+    for peer in [&mut a, &mut b, &mut c] {
+        peer.expect("user-joined").await;
+        peer.expect("participants-updated").await;
+    }
+    d.disconnect().await;
+    for peer in [&mut a, &mut b, &mut c] {
+        peer.expect("user-left").await;
+        peer.expect("participants-updated").await;
+    }
+
+    // Relays cross instances to the target only, stamped with the sender.
+    let offer = json!({"type": "offer", "sdp": "v=0 offer"});
+    a.emit(
+        "webrtc-offer",
+        json!({"targetId": ci.as_str(), "offer": offer}),
+    )
+    .await;
+    let got = c.expect("webrtc-offer").await;
+    assert_eq!(
+        got,
+        json!({"senderId": ai.as_str(), "senderSocketId": ai.as_str(), "offer": offer})
+    );
+    let answer = json!({"type": "answer", "sdp": "v=0 answer"});
+    c.emit(
+        "webrtc-answer",
+        json!({"targetSocketId": ai.as_str(), "answer": answer}),
+    )
+    .await;
+    assert_eq!(a.expect("webrtc-answer").await["answer"], answer);
+    for n in 0..20 {
+        b.emit(
+            "webrtc-ice-candidate",
+            json!({"targetId": ai.as_str(), "candidate": {"candidate": format!("c{n}")}}),
+        )
+        .await;
+    }
+    for n in 0..20 {
+        let candidate = a.expect("webrtc-ice-candidate").await;
+        assert_eq!(
+            candidate["candidate"]["candidate"],
+            format!("c{n}"),
+            "in order"
+        );
+        assert_eq!(candidate["senderId"], bi.as_str());
+    }
+    c.emit("request-connection", json!({"targetId": bi.as_str()}))
+        .await;
+    assert_eq!(
+        b.expect("connection-request").await,
+        json!({"senderId": ci.as_str(), "senderSocketId": ci.as_str(), "roomId": "R"})
+    );
+
+    // Media and screen sharing.
+    c.emit("toggle-audio", json!({"isAudioMuted": true})).await;
+    for peer in [&mut a, &mut b] {
+        let toggled = peer.expect("participant-audio-toggled").await;
+        assert_eq!(
+            toggled,
+            json!({"participantId": ci.as_str(), "isAudioMuted": true, "isAudioEnabled": false})
+        );
+        let media = peer.expect("media-toggled").await;
+        assert_eq!(media["type"], "audio");
+        assert_eq!(media["enabled"], false);
+        let list = peer.expect("participants-updated").await;
+        assert_eq!(list[2]["isAudioMuted"], true);
+    }
+    assert_eq!(
+        c.expect("participants-updated").await[2]["isAudioMuted"],
+        true
+    );
+    b.emit("toggle-media", json!({"type": "video", "enabled": false}))
+        .await;
+    for peer in [&mut a, &mut c] {
+        assert_eq!(
+            peer.expect("participant-video-toggled").await["isVideoOff"],
+            true
+        );
+        peer.expect("media-toggled").await;
+        peer.expect("participants-updated").await;
+    }
+    b.expect("participants-updated").await;
+    a.emit_bare("start-screen-share").await;
+    for peer in [&mut b, &mut c] {
+        assert_eq!(
+            peer.expect("user-started-screen-share").await,
+            json!({"participantId": ai.as_str()})
+        );
+        assert_eq!(
+            peer.expect("participants-updated").await[0]["isScreenSharing"],
+            true
+        );
+    }
+    a.expect("participants-updated").await;
+
+    // The host leaves: the next earliest, on another instance, becomes host.
+    a.emit_bare("leave-room").await;
+    assert_eq!(a.expect("left-room").await, json!({"roomId": "R"}));
+    for peer in [&mut b, &mut c] {
+        assert_eq!(
+            peer.expect("user-left").await,
+            json!({"participantId": ai.as_str(), "userName": "Ann"})
+        );
+        let list = peer.expect("participants-updated").await;
+        assert_participant(&list[0], bi.as_str(), "Bob", true);
+    }
+
+    // Switching rooms leaves the old one, as seen from the other instance.
+    c.emit("join-room", json!({"roomId": "R2", "userName": "Cid"}))
+        .await;
+    assert_eq!(c.expect("left-room").await, json!({"roomId": "R"}));
+    c.expect("joined-room").await;
+    c.expect("participants-updated").await;
+    assert_eq!(b.expect("user-left").await["participantId"], ci.as_str());
+    assert_eq!(ids(&b.expect("participants-updated").await), [bi.as_str()]);
+
+    // Relays do not cross rooms, whatever the instance.
+    b.emit(
+        "webrtc-offer",
+        json!({"targetId": ci.as_str(), "offer": offer}),
+    )
+    .await;
+    b.expect_error("webrtc-offer", "target_not_in_room").await;
+    c.expect_quiet().await;
+
+    // Every instance answers the same, with cluster-wide counts and its own id.
+    let mut instance_ids = Vec::new();
+    for _ in 0..3 {
+        let (status, room) = server.get("/api/room/R").await;
+        assert_eq!(status, 200);
+        assert_eq!(room["participantCount"], 1);
+        let (_, health) = server.get("/health").await;
+        assert_eq!(health["activeRooms"], 2, "{health}");
+        assert_eq!(health["totalParticipants"], 2, "{health}");
+        assert_eq!(health["mode"], "redis", "{health}");
+        instance_ids.push(health["instanceId"].as_str().expect("id").to_owned());
+    }
+    instance_ids.sort();
+    instance_ids.dedup();
+    assert_eq!(instance_ids.len(), 3, "each instance has its own id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_joins_on_two_instances_never_overfill_a_room() {
+    let redis = redis_or_skip!();
+    let mut config = config(&redis);
+    config.max_participants = 3;
+    let server = TestServer::cluster(config, 2).await;
+    let mut clients = Vec::new();
+    for n in 0..10 {
+        clients.push(server.client_of(n % 2).await);
+    }
+    // Everyone asks at once; the acks say who got in.
+    let answers = futures_util::future::join_all(clients.iter().enumerate().map(|(n, c)| {
+        c.emit_ack(
+            "join-room",
+            json!({"roomId": "FULL", "userName": format!("P{n}")}),
+        )
+    }))
+    .await;
+    let admitted: Vec<&Value> = answers.iter().filter(|a| a["ok"] == true).collect();
+    let refused = answers
+        .iter()
+        .filter(|a| a["ok"] == false && a["code"] == "room_full")
+        .count();
+    assert_eq!(admitted.len(), 3, "{answers:?}");
+    assert_eq!(refused, 7, "{answers:?}");
+    // They agree on the list and on the host.
+    let lists: Vec<Vec<String>> = admitted.iter().map(|a| ids(&a["participants"])).collect();
+    let last = lists.iter().max_by_key(|l| l.len()).expect("lists");
+    assert_eq!(last.len(), 3);
+    for list in &lists {
+        assert_eq!(list[0], last[0], "one host for all: {lists:?}");
+    }
+    let (_, room) = server.get("/api/room/FULL").await;
+    assert_eq!(room["participantCount"], 3);
+}
+
+/// Starts the server binary as a cluster instance; returns it and its address.
+fn spawn_instance(redis: &RedisServer, prefix: &str) -> (Running, SocketAddr) {
+    let url = redis.url();
+    let mut child = Running(
+        server_command(&[
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("LOG_FORMAT", "json"),
+            ("REDIS_URL", &url),
+            ("REDIS_PREFIX", prefix),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the server logs its address")
+            .expect("utf-8");
+        let log: Value = serde_json::from_str(&line).expect("JSON log");
+        if let Some(address) = log["address"].as_str() {
+            break address.parse().expect("address");
+        }
+    };
+    // Keep reading so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_s_participants_are_removed_by_the_survivors() {
+    let redis = redis_or_skip!();
+    let prefix = common::unique_prefix();
+    let (mut doomed, doomed_addr) = spawn_instance(&redis, &prefix);
+    let (_survivor, survivor_addr) = spawn_instance(&redis, &prefix);
+    let doomed_server = TestServer::attach(doomed_addr);
+    let survivor = TestServer::attach(survivor_addr);
+
+    let mut host = survivor.client().await;
+    host.join("K", "Stay").await;
+    let mut gone_one = doomed_server.client().await;
+    gone_one.join("K", "Gone1").await;
+    let mut gone_two = doomed_server.client().await;
+    gone_two.join("K", "Gone2").await;
+    for _ in 0..2 {
+        host.expect("user-joined").await;
+        host.expect("participants-updated").await;
+    }
+    survivor.await_counts((1, 3)).await;
+
+    doomed.0.kill().expect("kill -9");
+    doomed.0.wait().expect("reaped");
+    let killed_at = tokio::time::Instant::now();
+
+    let mut departed = Vec::new();
+    while departed.len() < 2 {
+        let left = host
+            .wait_for_within(
+                "user-left",
+                REMOVAL_DEADLINE.saturating_sub(killed_at.elapsed()),
+            )
+            .await
+            .expect("user-left within 15 s of the kill");
+        departed.push(left["participantId"].as_str().expect("id").to_owned());
+    }
+    assert!(killed_at.elapsed() < REMOVAL_DEADLINE);
+    departed.sort();
+    let mut expected = vec![gone_one.id.clone(), gone_two.id.clone()];
+    expected.sort();
+    assert_eq!(departed, expected);
+    survivor.await_counts((1, 1)).await;
+    let (_, room) = survivor.get("/api/room/K").await;
+    assert_eq!(room["participantCount"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_survive_a_redis_restart() {
+    let mut redis = redis_or_skip!();
+    let server = cluster(&redis, 2).await;
+    let mut a = joined_on(&server, 0, "OUT", "Ann").await;
+    let _b = joined_on(&server, 1, "OUT", "Bob").await;
+    a.expect("user-joined").await;
+    a.expect("participants-updated").await;
+
+    redis.stop();
+    for addr in &server.addrs {
+        await_ready(*addr, 503).await;
+    }
+    // The store is away: a refused event says so, and nothing is lost locally.
+    let answer = a
+        .emit_ack("send-message", json!({"message": "lost?"}))
+        .await;
+    assert_eq!(answer["code"], "unavailable", "{answer}");
+    a.expect_error("send-message", "unavailable").await;
+
+    redis.start_again();
+    for addr in &server.addrs {
+        await_ready(*addr, 200).await;
+    }
+    // Back without a restart: the room is intact (Redis kept nothing on disk, so it is
+    // empty; the instances still hold their sockets) and new joins and chat cross again.
+    let mut c = server.client_of(1).await;
+    c.emit("join-room", json!({"roomId": "AFTER", "userName": "Cid"}))
+        .await;
+    c.expect("joined-room").await;
+    c.expect("participants-updated").await;
+    let mut d = joined_on(&server, 0, "AFTER", "Dee").await;
+    c.expect("user-joined").await;
+    c.expect("participants-updated").await;
+    d.emit("send-message", json!({"message": "back"})).await;
+    assert_eq!(c.expect("new-message").await["message"], "back");
+    assert_eq!(d.expect("new-message").await["message"], "back");
+}
+
+/// Polls `/ready` of one instance until it answers `status`.
+async fn await_ready(addr: SocketAddr, status: u16) {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = http
+            .get(format!("http://{addr}/ready"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if seen == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/ready of {addr} kept answering {seen}, expected {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn an_unreachable_redis_at_start_is_exit_code_2() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let output = server_command(&[
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("REDIS_URL", &format!("redis://127.0.0.1:{closed_port}")),
+    ])
+    .output()
+    .expect("run");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Redis"), "{stderr}");
+    let bad = server_command(&[("REDIS_URL", "http://nope")])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("REDIS_URL"));
+}

@@ -1,0 +1,1127 @@
+//! The room registry suite: every scenario runs against both backends through the facade
+//! (`Registry::Memory` and `Registry::Redis`), so the Redis registry of cluster mode is held
+//! to exactly the outcomes of the in-memory one. The Redis-only tests at the end cover what
+//! only a shared store has: concurrent instances, reaping a dead instance, outages and
+//! malformed data.
+//!
+//! Redis tests share one private `redis-server` (started by the first test that needs it,
+//! stopped with the last) and keep apart by a unique key prefix each. Without `redis-server`
+//! installed they are skipped, unless `CI` is set.
+
+#[path = "common/redis.rs"]
+mod redis_server;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use prolitemeet_server::cluster::store::RedisRegistry;
+use prolitemeet_server::model::MediaKind;
+use prolitemeet_server::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
+use prolitemeet_server::registry::Registry;
+use prolitemeet_server::rooms::{JoinOutcome, Joined, Left, Limits, MemoryRegistry};
+use redis_server::RedisServer;
+
+/// How long a state that must come (a sweep after a TTL, a reap) may take to come.
+const WAIT: Duration = Duration::from_secs(6);
+const POLL: Duration = Duration::from_millis(25);
+
+// =============================================================================================
+// Backends
+// =============================================================================================
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Memory,
+    Redis,
+}
+
+/// A registry under test, with the Redis server it uses kept alive.
+struct Store {
+    registry: Registry,
+    _redis: Option<Arc<RedisServer>>,
+}
+
+impl Deref for Store {
+    type Target = Registry;
+    fn deref(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// The `redis-server` the tests share while any of them runs; `None` if it is not installed.
+fn shared_redis() -> Option<Arc<RedisServer>> {
+    // A Weak, not a static server: the last test to finish drops it, so no child outlives us.
+    static SHARED: Mutex<Weak<RedisServer>> = Mutex::new(Weak::new());
+    let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(server) = slot.upgrade() {
+        return Some(server);
+    }
+    let server = Arc::new(RedisServer::start()?);
+    *slot = Arc::downgrade(&server);
+    Some(server)
+}
+
+/// A key prefix no other test uses.
+fn unique_prefix() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn connect_redis(
+    server: &RedisServer,
+    limits: Limits,
+    prefix: &str,
+    instance: &str,
+) -> RedisRegistry {
+    let client = redis::Client::open(server.url()).expect("redis url");
+    RedisRegistry::connect(&client, limits, prefix, instance.into())
+        .await
+        .expect("connect to the test redis")
+}
+
+/// The registry of `backend` with `limits`; `None` when Redis is wanted but not installed.
+async fn open(backend: Backend, limits: Limits) -> Option<Store> {
+    match backend {
+        Backend::Memory => Some(Store {
+            registry: Registry::Memory(MemoryRegistry::new(limits)),
+            _redis: None,
+        }),
+        Backend::Redis => {
+            let server = shared_redis()?;
+            let redis = connect_redis(&server, limits, &unique_prefix(), "instance-1").await;
+            Some(Store {
+                registry: Registry::Redis(redis),
+                _redis: Some(server),
+            })
+        }
+    }
+}
+
+/// Runs a scenario against both backends, as two tests: `<scenario>::memory` and
+/// `<scenario>::redis`.
+macro_rules! both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn memory() {
+                super::$scenario(super::Backend::Memory).await;
+            }
+
+            #[tokio::test]
+            async fn redis() {
+                super::$scenario(super::Backend::Redis).await;
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    first_joiner_is_host_and_host_passes_on,
+    rejoining_makes_a_new_last_participant,
+    joining_the_same_room_changes_nothing,
+    switching_rooms_leaves_the_old_one,
+    a_full_room_refuses_and_the_socket_stays,
+    the_room_cap_counts_created_and_joined_rooms,
+    chat_history_is_oldest_first_and_capped,
+    chat_history_limit_zero_keeps_nothing,
+    events_from_outside_a_room_are_refused,
+    relays_stay_within_a_room,
+    media_and_screen_share_flags_show_in_the_views,
+    empty_room_goes_at_once_with_zero_ttl,
+    empty_room_stays_until_its_ttl_then_is_swept,
+    unused_created_room_is_swept_after_its_ttl,
+    closing_a_room_removes_everyone_and_its_history,
+    stats_summaries_and_detail_describe_the_rooms,
+);
+
+// =============================================================================================
+// Helpers
+// =============================================================================================
+
+fn limits() -> Limits {
+    Limits {
+        max_participants: 50,
+        chat_history_limit: 3,
+        empty_room_ttl: Duration::from_secs(300),
+        unused_room_ttl: Duration::from_secs(600),
+        max_rooms: 0,
+    }
+}
+
+fn req(room: &str, name: &str) -> JoinRequest {
+    JoinRequest {
+        room_id: room.into(),
+        user_name: name.into(),
+        avatar: None,
+    }
+}
+
+/// Joins and expects a new join (not `AlreadyIn`).
+async fn join(r: &Registry, socket: &str, room: &str, name: &str) -> (Option<Left>, Joined) {
+    match r.join(socket, &req(room, name)).await {
+        Ok(JoinOutcome::Joined { left, joined }) => (left, joined),
+        Ok(JoinOutcome::AlreadyIn(_)) => panic!("{socket} was already in {room}"),
+        Err(e) => panic!("{socket} could not join {room}: {e:?}"),
+    }
+}
+
+fn ids<'a>(
+    views: impl IntoIterator<Item = &'a prolitemeet_server::model::ParticipantView>,
+) -> Vec<String> {
+    views.into_iter().map(|p| p.id.to_string()).collect()
+}
+
+/// Only the first participant is host.
+fn assert_host_first(views: &[prolitemeet_server::model::ParticipantView]) {
+    for (i, p) in views.iter().enumerate() {
+        assert_eq!(p.is_admin, i == 0, "{} at {i}", p.id);
+    }
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, ProtocolError>) -> ErrorCode {
+    result.expect_err("expected a refusal").code
+}
+
+/// Polls `check` until it returns `Some`, failing after [`WAIT`].
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+// =============================================================================================
+// Scenarios for both backends
+// =============================================================================================
+
+async fn first_joiner_is_host_and_host_passes_on(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    let (left, a) = join(&r, "a", "R", "Ann").await;
+    assert!(left.is_none());
+    assert!(a.created_room && a.me.is_admin);
+    assert_eq!(&*a.room_id, "R");
+    let (_, b) = join(&r, "b", "R", "Bob").await;
+    assert!(!b.created_room && !b.me.is_admin);
+    assert_eq!(&*b.me.user_name, "Bob");
+    let (_, c) = join(&r, "c", "R", "Cat").await;
+    assert_eq!(ids(&c.participants), ["a", "b", "c"]);
+    assert_host_first(&c.participants);
+
+    let left = r.leave("a").await.unwrap().expect("a was in R");
+    assert_eq!(&*left.room_id, "R");
+    assert_eq!(&*left.participant.user_name, "Ann");
+    assert_eq!(&*left.participant.id, "a");
+    assert_eq!(ids(&left.participants), ["b", "c"]);
+    assert_host_first(&left.participants);
+    assert!(!left.room_removed);
+    assert!(r.leave("a").await.unwrap().is_none(), "a left twice");
+    assert_eq!(r.stats().await.unwrap(), (1, 2));
+
+    let left = r.leave("b").await.unwrap().unwrap();
+    assert_eq!(ids(&left.participants), ["c"]);
+    assert!(left.participants[0].is_admin);
+}
+
+async fn rejoining_makes_a_new_last_participant(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    join(&r, "a", "R", "Ann").await;
+    join(&r, "b", "R", "Bob").await;
+    r.leave("a").await.unwrap();
+    let (_, again) = join(&r, "a", "R", "Ann").await;
+    assert!(!again.me.is_admin && !again.created_room);
+    assert_eq!(ids(&again.participants), ["b", "a"]);
+    assert_host_first(&again.participants);
+}
+
+async fn joining_the_same_room_changes_nothing(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    join(&r, "a", "R", "Ann").await;
+    join(&r, "b", "R", "Bob").await;
+    r.chat("a", None, "hello").await.unwrap();
+    match r.join("b", &req("R", "Other")).await.unwrap() {
+        JoinOutcome::AlreadyIn(j) => {
+            assert_eq!(&*j.me.user_name, "Bob");
+            assert!(!j.me.is_admin && !j.created_room);
+            assert_eq!(ids(&j.participants), ["a", "b"]);
+            assert_eq!(j.messages.len(), 1);
+        }
+        JoinOutcome::Joined { .. } => panic!("joined twice"),
+    }
+    assert_eq!(r.stats().await.unwrap(), (1, 2));
+}
+
+async fn switching_rooms_leaves_the_old_one(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    join(&r, "a", "R1", "Ann").await;
+    join(&r, "b", "R1", "Bob").await;
+    let (left, j) = join(&r, "a", "R2", "Ann").await;
+    let left = left.expect("a left R1");
+    assert_eq!(&*left.room_id, "R1");
+    assert_eq!(&*left.participant.id, "a");
+    assert_eq!(ids(&left.participants), ["b"]);
+    assert!(left.participants[0].is_admin && !left.room_removed);
+    assert_eq!(&*j.room_id, "R2");
+    assert!(j.created_room && j.me.is_admin);
+    assert_eq!(
+        r.room_info("R1").await.unwrap().unwrap().participant_count,
+        1
+    );
+    assert_eq!(r.current_room("a", None).await.unwrap().as_ref(), "R2");
+    assert_eq!(r.stats().await.unwrap(), (2, 2));
+
+    // The last one out of a room with a zero TTL: the room goes as it switches.
+    let Some(r) = open(
+        backend,
+        Limits {
+            empty_room_ttl: Duration::ZERO,
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    join(&r, "a", "R1", "Ann").await;
+    let (left, _) = join(&r, "a", "R2", "Ann").await;
+    let left = left.unwrap();
+    assert!(left.room_removed && left.participants.is_empty());
+    assert!(r.room_info("R1").await.unwrap().is_none());
+    assert_eq!(r.stats().await.unwrap(), (1, 1));
+}
+
+async fn a_full_room_refuses_and_the_socket_stays(backend: Backend) {
+    let Some(r) = open(
+        backend,
+        Limits {
+            max_participants: 1,
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    join(&r, "a", "R1", "Ann").await;
+    join(&r, "b", "R2", "Bob").await;
+    let err = r.join("b", &req("R1", "Bob")).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::RoomFull);
+    assert_eq!(err.message, "Room R1 is full (1 participants at most)");
+    assert_eq!(r.current_room("b", None).await.unwrap().as_ref(), "R2");
+    assert_eq!(
+        r.room_info("R2").await.unwrap().unwrap().participant_count,
+        1
+    );
+    assert_eq!(
+        ids(&r.detail("R1").await.unwrap().unwrap().participants),
+        ["a"]
+    );
+    // A newcomer is refused too, and is then in no room.
+    assert_eq!(
+        code(r.join("c", &req("R1", "Cat")).await),
+        ErrorCode::RoomFull
+    );
+    assert_eq!(code(r.current_room("c", None).await), ErrorCode::NotInRoom);
+    assert_eq!(r.stats().await.unwrap(), (2, 2));
+}
+
+async fn the_room_cap_counts_created_and_joined_rooms(backend: Backend) {
+    let cap = Limits {
+        max_rooms: 2,
+        empty_room_ttl: Duration::ZERO,
+        ..limits()
+    };
+    let Some(r) = open(backend, cap).await else {
+        return;
+    };
+    r.create_room().await.unwrap();
+    join(&r, "a", "R", "Ann").await;
+    let err = r.create_room().await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::TooManyRooms);
+    assert_eq!(
+        err.message,
+        "The server has reached its room limit; try again later"
+    );
+    assert_eq!(
+        code(r.join("b", &req("R2", "Bob")).await),
+        ErrorCode::TooManyRooms
+    );
+    // The cap is checked before the old room is left: a switch to a new room is refused
+    // even when leaving would free one, and the socket stays.
+    assert_eq!(
+        code(r.join("a", &req("R3", "Ann")).await),
+        ErrorCode::TooManyRooms
+    );
+    assert_eq!(r.current_room("a", None).await.unwrap().as_ref(), "R");
+    join(&r, "b", "R", "Bob").await;
+    r.leave("a").await.unwrap();
+    let left = r.leave("b").await.unwrap().unwrap();
+    assert!(left.room_removed);
+    assert_eq!(r.stats().await.unwrap(), (1, 0));
+    join(&r, "c", "R3", "Cat").await;
+    assert_eq!(r.stats().await.unwrap(), (2, 1));
+}
+
+async fn chat_history_is_oldest_first_and_capped(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    let ann = JoinRequest {
+        avatar: Some("https://example.com/ann.png".into()),
+        ..req("R", "Ann")
+    };
+    r.join("a", &ann).await.unwrap();
+    for i in 0..5 {
+        let said = r
+            .chat("a", Some("R"), &format!("m{i} \"quoted\" é/😀"))
+            .await
+            .unwrap();
+        assert_eq!(&*said.room_id, "R");
+        let m = said.message;
+        assert_eq!(&*m.user_name, "Ann");
+        assert_eq!(&*m.sender_id, "a");
+        assert_eq!(
+            m.user_avatar.as_deref(),
+            Some("https://example.com/ann.png")
+        );
+        assert_eq!(&*m.message, format!("m{i} \"quoted\" é/😀"));
+        assert_eq!(m.id.len(), 36, "a v4 uuid: {}", m.id);
+    }
+    let (_, j) = join(&r, "b", "R", "Bob").await;
+    let texts: Vec<_> = j.messages.iter().map(|m| m.message.to_string()).collect();
+    assert_eq!(
+        texts,
+        [
+            "m2 \"quoted\" é/😀",
+            "m3 \"quoted\" é/😀",
+            "m4 \"quoted\" é/😀"
+        ]
+    );
+    assert!(
+        j.messages
+            .windows(2)
+            .all(|w| w[0].timestamp <= w[1].timestamp)
+    );
+    let said = r.chat("b", None, "from bob").await.unwrap().message;
+    assert_eq!(said.user_avatar, None);
+    let detail = r.detail("R").await.unwrap().unwrap();
+    assert_eq!(detail.summary.message_count, 3);
+}
+
+async fn chat_history_limit_zero_keeps_nothing(backend: Backend) {
+    let Some(r) = open(
+        backend,
+        Limits {
+            chat_history_limit: 0,
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    join(&r, "a", "R", "Ann").await;
+    let said = r.chat("a", None, "hi").await.unwrap();
+    assert_eq!(&*said.message.message, "hi");
+    let (_, j) = join(&r, "b", "R", "Bob").await;
+    assert!(j.messages.is_empty());
+    assert_eq!(
+        r.detail("R").await.unwrap().unwrap().summary.message_count,
+        0
+    );
+}
+
+async fn events_from_outside_a_room_are_refused(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    let audio_off = MediaChange {
+        kind: MediaKind::Audio,
+        enabled: false,
+    };
+    // In no room at all.
+    assert_eq!(code(r.current_room("z", None).await), ErrorCode::NotInRoom);
+    assert_eq!(code(r.chat("z", None, "hi").await), ErrorCode::NotInRoom);
+    assert_eq!(
+        code(r.relay_room("z", None, "a").await),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(
+        code(r.set_media("z", None, audio_off).await),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(
+        code(r.set_screen_sharing("z", None, true).await),
+        ErrorCode::NotInRoom
+    );
+    let err = r.chat("z", None, "hi").await.unwrap_err();
+    assert_eq!(err, ProtocolError::not_in_room());
+
+    // In a room, but naming another.
+    join(&r, "a", "R", "Ann").await;
+    join(&r, "b", "R", "Bob").await;
+    assert_eq!(
+        code(r.current_room("a", Some("X")).await),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(
+        code(r.current_room("a", Some("")).await),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(
+        code(r.chat("a", Some("X"), "hi").await),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(
+        code(r.relay_room("a", Some("X"), "b").await),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(
+        code(r.set_media("a", Some("X"), audio_off).await),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(
+        code(r.set_screen_sharing("a", Some("X"), true).await),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(r.current_room("a", Some("R")).await.unwrap().as_ref(), "R");
+
+    // After leaving.
+    r.leave("a").await.unwrap();
+    assert_eq!(
+        code(r.chat("a", Some("R"), "hi").await),
+        ErrorCode::NotInRoom
+    );
+    assert_eq!(
+        code(r.relay_room("a", None, "b").await),
+        ErrorCode::NotInRoom
+    );
+}
+
+async fn relays_stay_within_a_room(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    join(&r, "a", "R1", "Ann").await;
+    join(&r, "b", "R1", "Bob").await;
+    join(&r, "c", "R2", "Cat").await;
+    assert_eq!(r.relay_room("a", None, "b").await.unwrap().as_ref(), "R1");
+    assert_eq!(
+        r.relay_room("b", Some("R1"), "a").await.unwrap().as_ref(),
+        "R1"
+    );
+    let err = r.relay_room("a", None, "c").await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::TargetNotInRoom);
+    assert_eq!(err.message, "The target is not a participant of your room");
+    assert_eq!(
+        code(r.relay_room("a", None, "nobody").await),
+        ErrorCode::TargetNotInRoom
+    );
+    r.leave("b").await.unwrap();
+    assert_eq!(
+        code(r.relay_room("a", None, "b").await),
+        ErrorCode::TargetNotInRoom
+    );
+}
+
+async fn media_and_screen_share_flags_show_in_the_views(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    join(&r, "a", "R", "Ann").await;
+    join(&r, "b", "R", "Bob").await;
+    let audio_off = MediaChange {
+        kind: MediaKind::Audio,
+        enabled: false,
+    };
+    let u = r.set_media("b", None, audio_off).await.unwrap();
+    assert_eq!(&*u.room_id, "R");
+    assert_eq!(&*u.participant.id, "b");
+    assert!(u.participant.is_audio_muted && !u.participant.is_audio_enabled);
+    assert!(!u.participant.is_admin);
+    assert_eq!(ids(&u.participants), ["a", "b"]);
+    assert_host_first(&u.participants);
+    assert!(!u.participants[0].is_audio_muted);
+
+    let video_off = MediaChange {
+        kind: MediaKind::Video,
+        enabled: false,
+    };
+    let u = r.set_media("b", Some("R"), video_off).await.unwrap();
+    assert!(u.participant.is_video_off && !u.participant.is_video_enabled);
+    assert!(u.participant.is_audio_muted, "the audio flag stays");
+    let u = r.set_screen_sharing("b", None, true).await.unwrap();
+    assert!(u.participant.is_screen_sharing && u.participant.is_video_off);
+
+    let (_, c) = join(&r, "c", "R", "Cat").await;
+    let b = &c.participants[1];
+    assert!(b.is_audio_muted && b.is_video_off && b.is_screen_sharing);
+    assert!(!c.me.is_audio_muted && !c.me.is_video_off && !c.me.is_screen_sharing);
+
+    let video_on = MediaChange {
+        kind: MediaKind::Video,
+        enabled: true,
+    };
+    let u = r.set_media("b", None, video_on).await.unwrap();
+    assert!(!u.participant.is_video_off && u.participant.is_video_enabled);
+    let u = r.set_screen_sharing("b", None, false).await.unwrap();
+    assert!(!u.participant.is_screen_sharing && u.participant.is_audio_muted);
+    let detail = r.detail("R").await.unwrap().unwrap();
+    assert!(detail.participants[1].is_audio_muted && !detail.participants[1].is_video_off);
+}
+
+async fn empty_room_goes_at_once_with_zero_ttl(backend: Backend) {
+    let Some(r) = open(
+        backend,
+        Limits {
+            empty_room_ttl: Duration::ZERO,
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    join(&r, "a", "R", "Ann").await;
+    r.chat("a", None, "hi").await.unwrap();
+    let left = r.leave("a").await.unwrap().unwrap();
+    assert!(left.room_removed && left.participants.is_empty());
+    assert_eq!(r.stats().await.unwrap(), (0, 0));
+    assert!(r.room_info("R").await.unwrap().is_none());
+    assert!(r.sweep().await.unwrap().is_empty());
+    let (_, j) = join(&r, "a", "R", "Ann").await;
+    assert!(
+        j.created_room && j.messages.is_empty(),
+        "history went with the room"
+    );
+}
+
+async fn empty_room_stays_until_its_ttl_then_is_swept(backend: Backend) {
+    let ttl = Duration::from_secs(1);
+    let Some(r) = open(
+        backend,
+        Limits {
+            empty_room_ttl: ttl,
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    join(&r, "a", "R", "Ann").await;
+    r.chat("a", None, "kept").await.unwrap();
+    let left_at = Instant::now();
+    let left = r.leave("a").await.unwrap().unwrap();
+    assert!(!left.room_removed && left.participants.is_empty());
+    assert!(r.sweep().await.unwrap().is_empty(), "swept before its TTL");
+    assert_eq!(
+        r.room_info("R").await.unwrap().unwrap().participant_count,
+        0
+    );
+    assert_eq!(r.stats().await.unwrap(), (1, 0));
+
+    // Coming back within the TTL finds the room and its history.
+    let (_, j) = join(&r, "a", "R", "Ann").await;
+    assert!(!j.created_room);
+    assert_eq!(j.messages.len(), 1);
+    let left_at_again = Instant::now();
+    r.leave("a").await.unwrap();
+
+    let swept = eventually("the empty room is swept", || async {
+        let swept = r.sweep().await.unwrap();
+        (!swept.is_empty()).then_some(swept)
+    })
+    .await;
+    assert!(
+        left_at.elapsed() >= ttl && left_at_again.elapsed() >= ttl,
+        "swept too early"
+    );
+    assert_eq!(swept.iter().map(|s| s.as_ref()).collect::<Vec<_>>(), ["R"]);
+    assert!(r.room_info("R").await.unwrap().is_none());
+    assert_eq!(r.stats().await.unwrap(), (0, 0));
+}
+
+async fn unused_created_room_is_swept_after_its_ttl(backend: Backend) {
+    let ttl = Duration::from_secs(1);
+    let Some(r) = open(
+        backend,
+        Limits {
+            unused_room_ttl: ttl,
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let used = r.create_room().await.unwrap();
+    let unused = r.create_room().await.unwrap();
+    let created_at = Instant::now();
+    for info in [&used, &unused] {
+        assert_eq!(info.room_id.len(), 8);
+        assert!(
+            info.room_id
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        );
+        assert_eq!(info.participant_count, 0);
+    }
+    assert_ne!(used.room_id, unused.room_id);
+    let info = r.room_info(&unused.room_id).await.unwrap().unwrap();
+    assert_eq!(info.created_at, unused.created_at);
+    assert!(r.sweep().await.unwrap().is_empty(), "swept before its TTL");
+    let (_, j) = join(&r, "a", &used.room_id, "Ann").await;
+    assert!(!j.created_room && j.me.is_admin);
+
+    let swept = eventually("the unused room is swept", || async {
+        let swept = r.sweep().await.unwrap();
+        (!swept.is_empty()).then_some(swept)
+    })
+    .await;
+    assert!(created_at.elapsed() >= ttl, "swept too early");
+    assert_eq!(swept, vec![unused.room_id.clone()]);
+    // The joined room was made first, so its unused deadline passed too: occupied, it stays.
+    assert!(r.room_info(&used.room_id).await.unwrap().is_some());
+    assert_eq!(r.stats().await.unwrap(), (1, 1));
+}
+
+async fn closing_a_room_removes_everyone_and_its_history(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    join(&r, "a", "R", "Ann").await;
+    join(&r, "b", "R", "Bob").await;
+    join(&r, "c", "S", "Cat").await;
+    r.chat("a", None, "hi").await.unwrap();
+    let gone = r.close_room("R").await.unwrap().expect("R existed");
+    let gone: Vec<_> = gone
+        .iter()
+        .map(|p| (p.id.to_string(), p.user_name.to_string()))
+        .collect();
+    assert_eq!(
+        gone,
+        [("a".into(), "Ann".into()), ("b".into(), "Bob".into())]
+    );
+    assert_eq!(r.stats().await.unwrap(), (1, 1));
+    assert_eq!(code(r.current_room("a", None).await), ErrorCode::NotInRoom);
+    assert!(r.leave("b").await.unwrap().is_none());
+    assert!(r.close_room("R").await.unwrap().is_none());
+    assert!(r.room_info("R").await.unwrap().is_none());
+    let (left, j) = join(&r, "a", "R", "Ann").await;
+    assert!(left.is_none());
+    assert!(j.messages.is_empty() && j.created_room);
+    assert_eq!(r.current_room("c", None).await.unwrap().as_ref(), "S");
+}
+
+async fn stats_summaries_and_detail_describe_the_rooms(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    assert_eq!(r.stats().await.unwrap(), (0, 0));
+    assert!(r.summaries().await.unwrap().is_empty());
+    assert!(r.detail("R").await.unwrap().is_none());
+    assert!(r.room_info("R").await.unwrap().is_none());
+
+    join(&r, "a", "R", "Ann").await;
+    join(&r, "b", "R", "Bob").await;
+    r.chat("b", None, "hi").await.unwrap();
+    // Creation times are kept to the millisecond: space the rooms so their order is known.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let created = r.create_room().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    join(&r, "c", "S", "Cat").await;
+    assert_eq!(r.stats().await.unwrap(), (3, 3));
+
+    let summaries = r.summaries().await.unwrap();
+    let order: Vec<_> = summaries.iter().map(|s| s.room_id.to_string()).collect();
+    assert_eq!(
+        order,
+        ["R".to_string(), created.room_id.to_string(), "S".into()]
+    );
+    assert!(
+        summaries
+            .windows(2)
+            .all(|w| w[0].created_at <= w[1].created_at)
+    );
+    let room = &summaries[0];
+    assert_eq!((room.participant_count, room.message_count), (2, 1));
+    let host = room.host.as_ref().expect("R has a host");
+    assert!(host.is_admin && &*host.id == "a" && &*host.user_name == "Ann");
+    assert!(summaries[1].host.is_none());
+    assert_eq!(summaries[1].participant_count, 0);
+    assert_eq!(summaries[1].created_at, created.created_at);
+
+    let detail = r.detail("R").await.unwrap().unwrap();
+    assert_eq!(&*detail.summary.room_id, "R");
+    assert_eq!(detail.summary.created_at, room.created_at);
+    assert_eq!(detail.summary.participant_count, 2);
+    assert_eq!(detail.summary.host.as_ref().unwrap().id.as_ref(), "a");
+    assert_eq!(ids(&detail.participants), ["a", "b"]);
+    assert_host_first(&detail.participants);
+    let info = r.room_info("R").await.unwrap().unwrap();
+    assert_eq!((info.room_id.as_ref(), info.participant_count), ("R", 2));
+    assert_eq!(info.created_at, room.created_at);
+}
+
+// =============================================================================================
+// Redis only: several instances on one store
+// =============================================================================================
+
+/// Two registries (instances `i1`, `i2`) on one prefix of the shared server.
+async fn two_instances(limits: Limits) -> Option<(Arc<RedisServer>, RedisRegistry, RedisRegistry)> {
+    let server = shared_redis()?;
+    let prefix = unique_prefix();
+    let one = connect_redis(&server, limits.clone(), &prefix, "i1").await;
+    let two = connect_redis(&server, limits, &prefix, "i2").await;
+    Some((server, one, two))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_joins_on_two_instances_respect_max_participants() {
+    let max = Limits {
+        max_participants: 5,
+        empty_room_ttl: Duration::ZERO,
+        ..limits()
+    };
+    let Some((_server, one, two)) = two_instances(max).await else {
+        return;
+    };
+    let instances = [
+        Arc::new(Registry::Redis(one)),
+        Arc::new(Registry::Redis(two)),
+    ];
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let r = instances[i % 2].clone();
+            tokio::spawn(async move {
+                let socket = format!("s{i:02}");
+                (socket.clone(), r.join(&socket, &req("R", &socket)).await)
+            })
+        })
+        .collect();
+    let mut admitted = BTreeSet::new();
+    let mut hosts = BTreeSet::new();
+    let mut full = 0;
+    for task in tasks {
+        let (socket, outcome) = task.await.unwrap();
+        match outcome {
+            Ok(JoinOutcome::Joined { left: None, joined }) => {
+                assert_eq!(&*joined.participants.last().unwrap().id, socket);
+                assert_host_first(&joined.participants);
+                hosts.insert(joined.participants[0].id.to_string());
+                admitted.insert(socket);
+            }
+            Err(e) if e.code == ErrorCode::RoomFull => full += 1,
+            other => panic!("{socket}: {other:?}"),
+        }
+    }
+    assert_eq!((admitted.len(), full), (5, 15));
+    assert_eq!(hosts.len(), 1, "every joiner saw the same host: {hosts:?}");
+
+    let [one, _] = &instances;
+    let detail = one.detail("R").await.unwrap().unwrap();
+    let present: BTreeSet<_> = detail
+        .participants
+        .iter()
+        .map(|p| p.id.to_string())
+        .collect();
+    assert_eq!(present, admitted, "nobody lost, nobody extra");
+    assert_eq!(
+        detail.participants[0].id.to_string(),
+        *hosts.first().unwrap()
+    );
+    assert_eq!(one.stats().await.unwrap(), (1, 5));
+
+    // Everyone leaves at once, from both instances: the room goes exactly once.
+    let leaves: Vec<_> = admitted
+        .iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let r = instances[i % 2].clone();
+            let socket = socket.clone();
+            tokio::spawn(async move { r.leave(&socket).await })
+        })
+        .collect();
+    let mut removed = 0;
+    for task in leaves {
+        let left = task.await.unwrap().unwrap().expect("was in R");
+        assert_host_first(&left.participants);
+        removed += usize::from(left.room_removed);
+    }
+    assert_eq!(removed, 1);
+    assert_eq!(one.stats().await.unwrap(), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_room_creation_on_two_instances_respects_max_rooms() {
+    let cap = Limits {
+        max_rooms: 5,
+        ..limits()
+    };
+    let Some((_server, one, two)) = two_instances(cap).await else {
+        return;
+    };
+    let instances = [
+        Arc::new(Registry::Redis(one)),
+        Arc::new(Registry::Redis(two)),
+    ];
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let r = instances[i % 2].clone();
+            tokio::spawn(async move {
+                if i % 4 == 0 {
+                    r.create_room().await.map(drop)
+                } else {
+                    r.join(&format!("s{i}"), &req(&format!("R{i}"), "X"))
+                        .await
+                        .map(drop)
+                }
+            })
+        })
+        .collect();
+    let mut made = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => made += 1,
+            Err(e) => assert_eq!(e.code, ErrorCode::TooManyRooms, "{e:?}"),
+        }
+    }
+    assert_eq!(made, 5);
+    assert_eq!(instances[0].stats().await.unwrap().0, 5);
+    assert_eq!(instances[1].summaries().await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_dead_instance_is_reaped_once_by_a_survivor() {
+    let ttl0 = Limits {
+        empty_room_ttl: Duration::ZERO,
+        ..limits()
+    };
+    let Some(server) = shared_redis() else { return };
+    let prefix = unique_prefix();
+    let x = Registry::Redis(connect_redis(&server, ttl0.clone(), &prefix, "x").await);
+    let y = connect_redis(&server, ttl0.clone(), &prefix, "y").await;
+    let z = connect_redis(&server, ttl0, &prefix, "z").await;
+    let Registry::Redis(x_store) = &x else {
+        unreachable!()
+    };
+    assert_eq!(x_store.instance(), "x");
+    x_store.heartbeat().await.unwrap();
+    y.heartbeat().await.unwrap();
+    y.ping().await.unwrap();
+
+    join(&x, "x1", "R1", "X1").await;
+    y.join("y1", &req("R1", "Y1")).await.unwrap();
+    join(&x, "x2", "R1", "X2").await;
+    join(&x, "x3", "R2", "X3").await;
+    assert_eq!(y.stats().await.unwrap(), (2, 4));
+
+    // x stops beating; y keeps beating and reaps x once x has been silent long enough.
+    let dead_after = Duration::from_millis(300);
+    let lefts = eventually("x is reaped", || async {
+        y.heartbeat().await.unwrap();
+        let lefts = y.reap_dead(dead_after).await.unwrap();
+        (!lefts.is_empty()).then_some(lefts)
+    })
+    .await;
+
+    let summary: Vec<_> = lefts
+        .iter()
+        .map(|l| {
+            (
+                l.room_id.to_string(),
+                l.participant.id.to_string(),
+                ids(&l.participants),
+                l.room_removed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "R1".into(),
+                "x1".into(),
+                vec!["y1".to_string(), "x2".into()],
+                false
+            ),
+            ("R1".into(), "x2".into(), vec!["y1".to_string()], false),
+            ("R2".into(), "x3".into(), vec![], true),
+        ]
+    );
+    assert!(lefts[0].participants[0].is_admin, "y1 became host");
+    assert_eq!(&*lefts[0].participant.user_name, "X1");
+    assert_eq!(y.stats().await.unwrap(), (1, 1));
+    assert_eq!(code(y.current_room("x1", None).await), ErrorCode::NotInRoom);
+    let detail = y.detail("R1").await.unwrap().unwrap();
+    assert_eq!(ids(&detail.participants), ["y1"]);
+    assert!(detail.participants[0].is_admin);
+
+    // Claimed once: neither another survivor nor y again gets anything.
+    assert!(z.reap_dead(dead_after).await.unwrap().is_empty());
+    assert!(y.reap_dead(dead_after).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn live_instances_and_the_reaper_itself_are_never_reaped() {
+    let Some(server) = shared_redis() else { return };
+    let prefix = unique_prefix();
+    let x = connect_redis(&server, limits(), &prefix, "x").await;
+    let y = connect_redis(&server, limits(), &prefix, "y").await;
+    let w = connect_redis(&server, limits(), &prefix, "w").await;
+    x.join("x1", &req("R", "X1")).await.unwrap();
+    y.join("y1", &req("R", "Y1")).await.unwrap();
+    x.heartbeat().await.unwrap();
+    y.heartbeat().await.unwrap();
+
+    // Beating recently: not dead.
+    assert!(
+        y.reap_dead(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        x.reap_dead(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(y.stats().await.unwrap(), (1, 2));
+
+    // Once both heartbeats are older than the threshold, each spares itself and takes the
+    // other: only x beats, so only y is reaped, by x.
+    let lefts = eventually("y is reaped by x", || async {
+        x.heartbeat().await.unwrap();
+        let lefts = x.reap_dead(Duration::from_millis(100)).await.unwrap();
+        (!lefts.is_empty()).then_some(lefts)
+    })
+    .await;
+    assert_eq!(lefts.len(), 1);
+    assert_eq!(&*lefts[0].participant.id, "y1");
+    assert_eq!(ids(&lefts[0].participants), ["x1"]);
+    assert!(
+        w.reap_dead(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(x.current_room("x1", None).await.unwrap().as_ref(), "R");
+}
+
+// =============================================================================================
+// Redis only: failures
+// =============================================================================================
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_at_connect() {
+    let port = redis_server::free_port();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/?protocol=resp3")).unwrap();
+    let started = Instant::now();
+    let result = RedisRegistry::connect(&client, limits(), &unique_prefix(), "i".into()).await;
+    assert!(result.is_err(), "connected to a closed port");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_outage_is_unavailable_then_the_store_recovers() {
+    // Its own server: stopping the shared one would break the other tests.
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let store = connect_redis(&server, limits(), &unique_prefix(), "i").await;
+    let r = Registry::Redis(store);
+    join(&r, "a", "R", "Ann").await;
+
+    server.stop();
+    let started = Instant::now();
+    assert!(r.stats().await.is_err());
+    assert_eq!(
+        code(r.join("b", &req("R", "Bob")).await),
+        ErrorCode::Unavailable
+    );
+    assert_eq!(code(r.chat("a", None, "hi").await), ErrorCode::Unavailable);
+    assert_eq!(
+        code(r.current_room("a", None).await),
+        ErrorCode::Unavailable
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Redis comes back (empty, as this one keeps nothing on disk): calls work again.
+    server.start_again();
+    eventually("the registry reconnects", || async { r.stats().await.ok() }).await;
+    let (_, j) = join(&r, "b", "R", "Bob").await;
+    assert!(j.created_room && j.me.is_admin);
+}
+
+#[tokio::test]
+async fn malformed_values_in_redis_are_errors_not_panics() {
+    let Some(server) = shared_redis() else { return };
+    let prefix = unique_prefix();
+    let r = Registry::Redis(connect_redis(&server, limits(), &prefix, "i").await);
+    join(&r, "a", "R", "Ann").await;
+    join(&r, "b", "R", "Bob").await;
+    r.chat("a", None, "hi").await.unwrap();
+
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let corrupt = |key: &str, field: &str, value: &str| {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(format!("{{{prefix}}}:{key}")).arg(field).arg(value);
+        cmd
+    };
+    corrupt("people:R", "a", "{not json")
+        .query_async::<()>(&mut raw)
+        .await
+        .unwrap();
+    assert!(r.detail("R").await.is_err());
+    assert!(r.summaries().await.is_err());
+    assert_eq!(code(r.chat("a", None, "hi").await), ErrorCode::Unavailable);
+    assert_eq!(
+        code(r.set_screen_sharing("a", None, true).await),
+        ErrorCode::Unavailable
+    );
+    assert_eq!(
+        code(r.join("c", &req("R", "Cat")).await),
+        ErrorCode::Unavailable
+    );
+
+    let bad_time = r#"{"id":"a","userName":"Ann","avatar":null,"joinedAt":"yesterday","audioMuted":false,"videoOff":false,"screenSharing":false}"#;
+    corrupt("people:R", "a", bad_time)
+        .query_async::<()>(&mut raw)
+        .await
+        .unwrap();
+    assert!(r.detail("R").await.is_err());
+    corrupt("room:R", "created", "long ago")
+        .query_async::<()>(&mut raw)
+        .await
+        .unwrap();
+    assert!(r.room_info("R").await.is_err());
+    // The untouched participant still works where the bad ones are not read.
+    assert_eq!(r.relay_room("b", None, "a").await.unwrap().as_ref(), "R");
+}
