@@ -22,7 +22,7 @@ import os from 'node:os';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  ARTIFACTS, Steps, getJson, launchBrowser, openParticipant, startServer, startTurn, waitOn,
+  ARTIFACTS, Steps, getJson, launchBrowser, openParticipant, startRedis, startServer, startTurn, waitOn,
 } from './harness.js';
 
 const NAMES = ['Alice', 'Bob', 'Zoë'];
@@ -35,6 +35,9 @@ const LOOPBACK_ONLY_HOST = Object.values(os.networkInterfaces()).flat().every((a
 let turn;
 let server;
 let browser;
+// Cluster mode: a private Redis and two instances of the server sharing it.
+let redis;
+let instances = [];
 
 before(async () => {
   fs.rmSync(ARTIFACTS, { recursive: true, force: true });
@@ -42,12 +45,20 @@ before(async () => {
   // (STUN_URLS=none); pages without ?ice=relay ignore the iceServers of joined-room.
   turn = await startTurn();
   server = await startServer({ turn });
+  redis = await startRedis();
+  if (redis) {
+    for (const name of ['instance A', 'instance B']) {
+      instances.push(await startServer({ redis, prefix: 'e2e', name }));
+    }
+  }
   browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close().catch(() => {});
   await server?.stop();
+  await Promise.all(instances.map((i) => i.stop()));
+  await redis?.stop();
   await turn?.stop();
 });
 
@@ -62,10 +73,12 @@ function coturnLines(username) {
  * and `leaver` are indexes into it. `relay`: every page uses the server's iceServers with
  * iceTransportPolicy 'relay', so media can only flow through coturn.
  */
-async function call(t, { label, pages: specs, chatter, muter, leaver, relay = false }) {
+async function call(t, { label, pages: specs, chatter, muter, leaver, relay = false, servers = [server] }) {
   const n = specs.length;
   const pages = [];
-  const steps = new Steps(label, pages, [server, turn], (m) => t.diagnostic(m));
+  const steps = new Steps(label, pages, [...servers, turn, ...(servers === instances ? [redis] : [])], (m) => t.diagnostic(m));
+  // Each page is served by, and signals through, its own instance (`instance` in its spec).
+  const originOf = (i) => servers[specs[i].instance || 0].origin;
   const started = Date.now();
   try {
     let roomId;
@@ -78,14 +91,14 @@ async function call(t, { label, pages: specs, chatter, muter, leaver, relay = fa
           q.set('ice', 'relay');
           q.set('iceSource', specs[i].iceSource || 'joined-room');
         } else if (ICE === 'loopback') q.set('ice', 'loopback');
-        if (!room) return `${server.origin}/?${q}`;
+        if (!room) return `${originOf(i)}/?${q}`;
         q.set('room', room);
         // A deep link: the server answers it with index.html (single-page-app fallback).
-        return `${server.origin}/room/${room}?${q}`;
+        return `${originOf(i)}/room/${room}?${q}`;
       };
       pages.push(await openParticipant(browser, { url: url(0), name: NAMES[0] }));
       roomId = await pages[0].page.evaluate(() => window.meet.createRoom());
-      const created = await getJson(`${server.origin}/api/room/${roomId}`);
+      const created = await getJson(`${originOf(n - 1)}/api/room/${roomId}`);
       assert.equal(created.status, 200, `GET /api/room/${roomId} after create-room: ${JSON.stringify(created)}`);
       assert.equal(created.body.participantCount, 0);
 
@@ -107,8 +120,10 @@ async function call(t, { label, pages: specs, chatter, muter, leaver, relay = fa
         const s = await p.page.evaluate(() => window.meet.state());
         assert.deepEqual(s.participants.map((q) => q.name), NAMES.slice(0, n), `${p.name}: participant names in join order`);
       }
-      const room = await getJson(`${server.origin}/api/room/${roomId}`);
-      assert.equal(room.body?.participantCount, n, `GET /api/room/${roomId}: ${JSON.stringify(room)}`);
+      for (const origin of new Set(specs.map((_, i) => originOf(i)))) {
+        const room = await getJson(`${origin}/api/room/${roomId}`);
+        assert.equal(room.body?.participantCount, n, `GET ${origin}/api/room/${roomId}: ${JSON.stringify(room)}`);
+      }
       if (relay) {
         // Every page got TURN credentials issued for its own socket id, from the source it
         // was told to use; joined-room carries them either way.
@@ -249,7 +264,7 @@ async function call(t, { label, pages: specs, chatter, muter, leaver, relay = fa
           assert.equal(s.peers[q.id]?.connectionState, 'connected', `${p.name} -> ${q.name} after ${gone.name} left`);
         }
       }
-      const room = await getJson(`${server.origin}/api/room/${roomId}`);
+      const room = await getJson(`${originOf(0)}/api/room/${roomId}`);
       assert.equal(room.body?.participantCount, n - 1, `GET /api/room/${roomId}: ${JSON.stringify(room)}`);
     });
 
@@ -329,4 +344,16 @@ describe('real browser calls through the server', () => {
     pages: [{ dialect: 'frontend', iceSource: 'joined-room' }, { dialect: 'original', iceSource: 'api' }],
     chatter: 0, muter: 1, leaver: 1, relay: true,
   }));
+
+  // Two instances sharing rooms through Redis: one tab on each (as behind a load balancer).
+  // Signaling, chat and media state cross instances through Redis; the media flows peer to
+  // peer as always.
+  test('cluster: two instances over Redis, one page on each', (t) => {
+    if (!redis) return t.skip('redis-server is not installed');
+    return call(t, {
+      label: 'cluster 2 instances',
+      pages: [{ dialect: 'original', instance: 0 }, { dialect: 'frontend', instance: 1 }],
+      chatter: 1, muter: 0, leaver: 0, servers: instances,
+    });
+  });
 });

@@ -63,7 +63,7 @@ function assembleStaticDir() {
  * as FRONTEND_URL instead. `turn` (from startTurn) configures its ICE servers: that TURN
  * server only (TURN_URLS, TURN_SECRET), no STUN (STUN_URLS=none: nothing outside loopback).
  */
-export async function startServer({ turn } = {}) {
+export async function startServer({ turn, redis, prefix, name = 'server' } = {}) {
   const bin = process.env.SERVER_BIN || path.resolve(here, '../../target/debug/prolitemeet-server');
   if (!fs.existsSync(bin)) throw new Error(`server binary ${bin} not found: run \`cargo build\` (or tests/e2e/run.sh), or set SERVER_BIN`);
   const { dir, site } = assembleStaticDir();
@@ -72,15 +72,18 @@ export async function startServer({ turn } = {}) {
   for (const v of ['STUN_URLS', 'TURN_URLS', 'TURN_SECRET', 'TURN_TTL_SECS', 'ICE_RATE_PER_SEC', 'ICE_BURST']) delete env[v];
   if (turn) Object.assign(env, { STUN_URLS: 'none', TURN_URLS: turn.url, TURN_SECRET: turn.secret, TURN_TTL_SECS: '600' });
   if (process.env.E2E_FRONTEND_URL) env.FRONTEND_URL = process.env.E2E_FRONTEND_URL;
+  delete env.REDIS_URL;
+  delete env.REDIS_PREFIX;
+  if (redis) Object.assign(env, { REDIS_URL: redis.url, REDIS_PREFIX: prefix || 'e2e' });
   try {
-    return await spawnServer(bin, env, dir);
+    return await spawnServer(bin, env, dir, name);
   } catch (e) {
     fs.rmSync(dir, { recursive: true, force: true });
     throw e;
   }
 }
 
-async function spawnServer(bin, env, dir) {
+async function spawnServer(bin, env, dir, name) {
   // cwd = the temporary folder, so a developer's .env in the repo is not read.
   const child = spawn(bin, [], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
@@ -117,7 +120,7 @@ async function spawnServer(bin, env, dir) {
   const port = Number(address.split(':').pop());
   const origin = `http://127.0.0.1:${port}`;
   return {
-    name: 'server',
+    name,
     origin,
     frontendUrl: env.FRONTEND_URL ?? '(unset)',
     log: () => lines.join('\n'),
@@ -127,6 +130,60 @@ async function spawnServer(bin, env, dir) {
         const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
         await once(child, 'exit').catch(() => {});
         clearTimeout(timer);
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---- Redis (cluster mode) ---------------------------------------------------------------
+
+/**
+ * A private redis-server on a free loopback port, no persistence, for a cluster of server
+ * instances; `null` when redis-server is not installed (the cluster call is then skipped,
+ * unless CI is set).
+ */
+export async function startRedis() {
+  const probe = spawn('redis-server', ['--version'], { stdio: 'ignore' });
+  const installed = await new Promise((resolve) => {
+    probe.once('error', () => resolve(false));
+    probe.once('exit', (code) => resolve(code === 0));
+  });
+  if (!installed) {
+    if (process.env.CI) throw new Error('redis-server is not installed (apt-get install redis-server)');
+    return null;
+  }
+  const port = await freeTurnPort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-redis-'));
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+    '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = [];
+  for (const stream of [child.stdout, child.stderr]) {
+    readline.createInterface({ input: stream }).on('line', (l) => lines.push(l));
+  }
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('error', () => resolve(false));
+      socket.once('connect', () => socket.write('PING\r\n'));
+      socket.once('data', (d) => { socket.destroy(); resolve(d.toString().startsWith('+PONG')); });
+    });
+    if (ok) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`redis-server did not answer PING within 10 s:\n${lines.join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    name: 'redis',
+    url: `redis://127.0.0.1:${port}`,
+    log: () => lines.join('\n'),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await once(child, 'exit').catch(() => {});
       }
       fs.rmSync(dir, { recursive: true, force: true });
     },
