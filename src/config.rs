@@ -548,11 +548,32 @@ mod tests {
             ("TURN_SECRET", "secret-without-urls"),
             ("STUN_URLS", "http://stun.example.com"),
             ("TURN_TTL_SECS", "10"),
+            ("REDIS_URL", "localhost:6379"),
+            ("REDIS_URL", "http://redis:6379"),
+            ("REDIS_PREFIX", "has space"),
+            ("REDIS_PREFIX", "{tag}"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);
             assert!(err.to_string().contains(var), "{err}");
         }
+    }
+
+    #[test]
+    fn redis_url_turns_on_cluster_mode() {
+        let single = config(&[]).unwrap();
+        assert_eq!(single.redis_url, None);
+        assert_eq!(single.redis_prefix, "prolitemeet");
+        let cluster = config(&[
+            ("REDIS_URL", " redis://:pw@10.0.0.5:6380/2 "),
+            ("REDIS_PREFIX", "meet-eu"),
+        ])
+        .unwrap();
+        assert_eq!(
+            cluster.redis_url.as_deref(),
+            Some("redis://:pw@10.0.0.5:6380/2")
+        );
+        assert_eq!(cluster.redis_prefix, "meet-eu");
     }
 
     #[test]
