@@ -273,6 +273,65 @@ async fn concurrent_joins_on_two_instances_never_overfill_a_room() {
     assert_eq!(room["participantCount"], 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_api_reaches_participants_on_other_instances() {
+    let redis = redis_or_skip!();
+    let mut config = config(&redis);
+    config.admin_token = Some("op".into());
+    let server = TestServer::cluster(config, 2).await;
+    let mut a = joined_on(&server, 0, "OPS", "Ann").await;
+    let mut b = joined_on(&server, 1, "OPS", "Bob").await;
+    a.expect("user-joined").await;
+    a.expect("participants-updated").await;
+    let admin = |addr: SocketAddr, method: reqwest::Method, path: &str| {
+        let request = reqwest::Client::new()
+            .request(method, format!("http://{addr}{path}"))
+            .bearer_auth("op");
+        async move {
+            let response = request.send().await.expect("admin request");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // Every instance lists the same room.
+    for addr in &server.addrs {
+        let (status, rooms) = admin(*addr, reqwest::Method::GET, "/api/admin/rooms").await;
+        assert_eq!(status, 200);
+        assert_eq!(rooms["rooms"][0]["participantCount"], 2, "{rooms}");
+    }
+    // Instance 0 removes Bob, who is connected to instance 1.
+    let (status, _) = admin(
+        server.addrs[0],
+        reqwest::Method::DELETE,
+        &format!("/api/admin/participants/{}", b.id),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let error = b.expect("error").await;
+    assert_eq!(error["code"], "kicked");
+    assert_eq!(a.expect("user-left").await["participantId"], b.id);
+    assert_eq!(
+        ids(&a.expect("participants-updated").await),
+        [a.id.as_str()]
+    );
+    // Instance 1 closes the room Ann (on instance 0) is in.
+    let (status, closed) = admin(
+        server.addrs[1],
+        reqwest::Method::DELETE,
+        "/api/admin/rooms/OPS",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(closed["removedParticipants"], 1);
+    assert_eq!(a.expect("error").await["code"], "room_closed");
+    a.emit("send-message", json!({"message": "still here?"}))
+        .await;
+    a.expect_error("send-message", "not_in_room").await;
+}
+
 /// Starts the server binary as a cluster instance; returns it and its address.
 fn spawn_instance(redis: &RedisServer, prefix: &str) -> (Running, SocketAddr) {
     let url = redis.url();
@@ -349,6 +408,50 @@ async fn a_killed_instance_s_participants_are_removed_by_the_survivors() {
     survivor.await_counts((1, 1)).await;
     let (_, room) = survivor.get("/api/room/K").await;
     assert_eq!(room["participantCount"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_instance_is_reaped_and_drops_its_sockets_when_it_wakes() {
+    let redis = redis_or_skip!();
+    let prefix = common::unique_prefix();
+    let (frozen, frozen_addr) = spawn_instance(&redis, &prefix);
+    let (_survivor, survivor_addr) = spawn_instance(&redis, &prefix);
+    let frozen_server = TestServer::attach(frozen_addr);
+    let survivor = TestServer::attach(survivor_addr);
+    let mut host = survivor.client().await;
+    host.join("Z", "Stay").await;
+    let mut sleeper = frozen_server.client().await;
+    sleeper.join("Z", "Sleeper").await;
+    host.expect("user-joined").await;
+
+    let pid = frozen.0.id().to_string();
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill")
+    };
+    signal("-STOP");
+    let left = host
+        .wait_for_within("user-left", REMOVAL_DEADLINE)
+        .await
+        .expect("the frozen instance's participant is removed within 15 s");
+    assert_eq!(left["participantId"], sleeper.id);
+    signal("-CONT");
+    // Awake again, it learns it was declared dead and closes its orphaned sockets.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, health) = frozen_server.get("/health").await;
+        if health["connections"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the woken instance kept its sockets: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    survivor.await_counts((1, 1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

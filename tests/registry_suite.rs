@@ -923,7 +923,10 @@ async fn a_dead_instance_is_reaped_once_by_a_survivor() {
         unreachable!()
     };
     assert_eq!(x_store.instance(), "x");
-    x_store.heartbeat().await.unwrap();
+    assert!(
+        !x_store.heartbeat().await.unwrap(),
+        "a new instance was never reaped"
+    );
     y.heartbeat().await.unwrap();
     y.ping().await.unwrap();
 
@@ -977,6 +980,12 @@ async fn a_dead_instance_is_reaped_once_by_a_survivor() {
     // Claimed once: neither another survivor nor y again gets anything.
     assert!(z.reap_dead(dead_after).await.unwrap().is_empty());
     assert!(y.reap_dead(dead_after).await.unwrap().is_empty());
+
+    // x was only cut off: its next heartbeat learns it was declared dead (once), and the
+    // survivors' beats never say so.
+    assert!(x_store.heartbeat().await.unwrap(), "x learns it was reaped");
+    assert!(!x_store.heartbeat().await.unwrap());
+    assert!(!y.heartbeat().await.unwrap());
 }
 
 #[tokio::test]

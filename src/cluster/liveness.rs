@@ -19,6 +19,18 @@ const BEAT_EVERY: Duration = Duration::from_secs(1);
 /// gone within `DEAD_AFTER` + one beat (≤ 7 s; the promise is 15 s).
 pub const DEAD_AFTER: Duration = Duration::from_secs(5);
 
+/// This instance was cut off from Redis long enough for the others to remove its
+/// participants. Its sockets no longer belong to any room, so they are closed: their clients
+/// reconnect (to this or another instance) and join again, instead of lingering unseen.
+async fn drop_orphaned_sockets<A: Adapter>(io: &SocketIo<A>) {
+    tracing::warn!(
+        "the cluster declared this instance dead while it was cut off from Redis; closing its sockets"
+    );
+    for socket in io.local().sockets() {
+        socket.disconnect().ok();
+    }
+}
+
 pub async fn run<A: Adapter>(app: AppState, io: SocketIo<A>, driver: ReconnectingDriver) {
     let Registry::Redis(store) = &*app.registry else {
         return;
@@ -46,6 +58,9 @@ pub async fn run<A: Adapter>(app: AppState, io: SocketIo<A>, driver: Reconnectin
         if !reachable {
             reachable_since = None;
             continue;
+        }
+        if matches!(beat, Ok(true)) {
+            drop_orphaned_sockets(&io).await;
         }
         let since = *reachable_since.get_or_insert_with(Instant::now);
         if since.elapsed() < DEAD_AFTER {

@@ -16,6 +16,7 @@
 //! | `{p}:member`        | HASH | socket id → the room it is in                             |
 //! | `{p}:on:<instance>` | SET  | socket ids held by that instance                          |
 //! | `{p}:instances`     | ZSET | instance id → last heartbeat in ms (Redis' clock)         |
+//! | `{p}:reaped:<inst>` | STR  | set when that instance was reaped, until it beats again   |
 //!
 //! `ZCARD {p}:rooms` is the room count (what `MAX_ROOMS` caps), `HLEN {p}:member` the
 //! participant count. Deadlines and heartbeats use Redis' clock (`TIME` in the scripts), so
@@ -438,11 +439,12 @@ impl RedisRegistry {
         millis(self.limits.empty_room_ttl)
     }
 
-    /// Records this instance as alive now (Redis' clock).
-    pub async fn heartbeat(&self) -> Result<(), StoreUnavailable> {
+    /// Records this instance as alive now (Redis' clock). `true` if the other instances had
+    /// declared it dead meanwhile and removed its participants.
+    pub async fn heartbeat(&self) -> Result<bool, StoreUnavailable> {
         let mut call = self.invocation(&self.scripts.heartbeat);
         call.arg(&*self.instance);
-        self.run(&call).await.map(drop)
+        parse(&self.run(&call).await?)
     }
 
     /// Claims every other instance silent for longer than `dead_after` and removes its

@@ -17,6 +17,8 @@ local function order_key(id) return P .. ':order:' .. id end    -- LIST socket i
 local function people_key(id) return P .. ':people:' .. id end  -- HASH socket id -> JSON
 local function chat_key(id) return P .. ':chat:' .. id end      -- LIST message JSON, oldest first
 local function on_key(instance) return P .. ':on:' .. instance end -- SET socket ids it holds
+-- STRING set when an instance is reaped, until that instance (if it was alive after all) beats
+local function reaped_key(instance) return P .. ':reaped:' .. instance end
 
 -- Redis' own clock, so instances with skewed clocks agree on heartbeats and deadlines.
 local function now_ms()

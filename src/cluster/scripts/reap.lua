@@ -27,6 +27,7 @@ for _, instance in ipairs(redis.call('ZRANGEBYSCORE', INSTANCES, '-inf', '(' .. 
       if left then lefts[#lefts + 1] = left end
     end
     redis.call('DEL', on_key(instance))
+    redis.call('SET', reaped_key(instance), '1', 'EX', 3600)
   end
 end
 return json_array(lefts)
