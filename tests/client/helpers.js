@@ -61,8 +61,71 @@ process.once('exit', () => {
 /**
  * Starts the server with `env` on top of the defaults; resolves once it logged its address.
  * The returned handle makes HTTP calls, connects clients, and `stop()`s everything.
+ * With TEST_CLUSTER_REDIS set (a redis:// URL), it starts two instances of a cluster on that
+ * Redis instead (a key prefix of their own): clients and HTTP calls alternate between them,
+ * so every test also checks that events cross instances exactly as on one.
  */
 export async function startServer(env = {}) {
+  const redis = process.env.TEST_CLUSTER_REDIS;
+  const instances = [];
+  try {
+    if (redis) {
+      const prefix = `js-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+      for (let i = 0; i < 2; i++) instances.push(await spawnInstance({ ...env, REDIS_URL: redis, REDIS_PREFIX: prefix }));
+    } else {
+      instances.push(await spawnInstance(env));
+    }
+  } catch (e) {
+    await Promise.all(instances.map((i) => i.stop()));
+    throw e;
+  }
+  let turn = 0;
+  const next = () => instances[turn++ % instances.length].url;
+  const sockets = new Set();
+  return {
+    /** The first instance. */
+    url: instances[0].url,
+    /** Every instance (one unless TEST_CLUSTER_REDIS is set). */
+    urls: instances.map((i) => i.url),
+    /** The server's last log lines, for failure messages. */
+    logs: () => instances.map((i) => i.logs()).join('\n---\n'),
+    /** `fetch` against the server; resolves `{status, headers, body}` (body parsed if JSON). */
+    async http(method, pathname, { headers = {}, body } = {}) {
+      const res = await fetch(next() + pathname, {
+        method,
+        headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      let parsed = text;
+      if ((res.headers.get('content-type') ?? '').includes('application/json')) parsed = JSON.parse(text);
+      return { status: res.status, headers: res.headers, body: parsed };
+    },
+    async health() {
+      const res = await this.http('GET', '/health');
+      assert.equal(res.status, 200);
+      return res.body;
+    },
+    /** Connects a client (see `connect`) that `stop()` will close if the test did not. */
+    async connect(opts = {}) {
+      const socket = await connect(next(), opts);
+      sockets.add(socket);
+      return socket;
+    },
+    /** Closes every client this handle connected. */
+    closeClients() {
+      for (const socket of sockets) socket.close();
+      sockets.clear();
+    },
+    async stop() {
+      this.closeClients();
+      await Promise.all(instances.map((i) => i.stop()));
+    },
+  };
+}
+
+/** One server process with `env` on top of the defaults, once it logged its address. */
+async function spawnInstance(env) {
   const cwd = mkdtempSync(path.join(tmpdir(), 'plm-client-')); // no `.env` to pick up
   const childEnv = { ...process.env, ...DEFAULT_ENV, ...env };
   delete childEnv.NODE_ENV;
@@ -106,42 +169,10 @@ export async function startServer(env = {}) {
     });
   });
 
-  const url = `http://${address}`;
-  const sockets = new Set();
   return {
-    url,
-    /** The server's last log lines, for failure messages. */
+    url: `http://${address}`,
     logs: () => lines.join('\n'),
-    /** `fetch` against the server; resolves `{status, headers, body}` (body parsed if JSON). */
-    async http(method, pathname, { headers = {}, body } = {}) {
-      const res = await fetch(url + pathname, {
-        method,
-        headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await res.text();
-      let parsed = text;
-      if ((res.headers.get('content-type') ?? '').includes('application/json')) parsed = JSON.parse(text);
-      return { status: res.status, headers: res.headers, body: parsed };
-    },
-    async health() {
-      const res = await this.http('GET', '/health');
-      assert.equal(res.status, 200);
-      return res.body;
-    },
-    /** Connects a client (see `connect`) that `stop()` will close if the test did not. */
-    async connect(opts = {}) {
-      const socket = await connect(url, opts);
-      sockets.add(socket);
-      return socket;
-    },
-    /** Closes every client this handle connected. */
-    closeClients() {
-      for (const socket of sockets) socket.close();
-      sockets.clear();
-    },
     async stop() {
-      this.closeClients();
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
