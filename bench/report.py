@@ -4,6 +4,7 @@ one-line summary of ratios. Standard library only.
 
     report.py --kind suite|findmax-fanout|fanout|... --runs runs.jsonl --machine '{...}' --out file.json
     report.py --kind smoke --runs runs.jsonl --check      (exit 1 unless every tool worked)
+    report.py --kind cluster|cluster-findmax ...           (the cluster mode: setups, not servers)
 """
 
 import argparse
@@ -52,6 +53,26 @@ def kb_per_client(rec):
     return (rec["rss_kb"]["loaded"] - rec["rss_kb"]["start"]) / joined
 
 
+def window_cpu(rec):
+    """(server, redis) CPU in cores over the measured window, from loadgen's `watched_cpu`
+    (every instance summed, then Redis); the whole run's figures where it has none."""
+    lg = rec["loadgen"]
+    n = len(lg.get("targets") or [None])
+    w = lg.get("watched_cpu") or []
+    mine = w[:n]
+    server = (sum(mine) if len(mine) == n and all(c is not None for c in mine)
+              else rec.get("server_cpu"))
+    redis = w[n] if len(w) > n and w[n] is not None else (rec.get("redis") or {}).get("cpu")
+    return server, redis
+
+
+def per_delivery_us(cpu, rate):
+    """CPU microseconds per delivery (or relay) at `rate` per second."""
+    if cpu is None or not rate:
+        return None
+    return cpu * 1e6 / rate
+
+
 def findmax_summary(runs, server, scenario, p99_ms, max_loss):
     steps = [r for r in runs if r["server"] == server and r["phase"] == "findmax"
              and r["scenario"] == scenario]
@@ -64,6 +85,8 @@ def findmax_summary(runs, server, scenario, p99_ms, max_loss):
         "p99_at_max_ms": lat(best).get("p99") if best else None,
         "server_cpu_at_max": best["server_cpu"] if best else None,
         "loadgen_cpu_at_max": best["loadgen"].get("loadgen_cpu") if best else None,
+        "window_server_cpu_at_max": window_cpu(best)[0] if best else None,
+        "redis_cpu_at_max": window_cpu(best)[1] if best else None,
         "steps": [{
             "rate": r["loadgen"].get("rate"),
             "offered_per_sec": offered_rate(r),
@@ -73,6 +96,8 @@ def findmax_summary(runs, server, scenario, p99_ms, max_loss):
             "p99_ms": lat(r).get("p99"),
             "max_ms": lat(r).get("max"),
             "server_cpu": r["server_cpu"],
+            "window_server_cpu": window_cpu(r)[0],
+            "redis_cpu": window_cpu(r)[1],
             "loadgen_cpu": r["loadgen"].get("loadgen_cpu"),
             "rss_peak_kb": r["rss_kb"]["peak"],
             "held": held(r, p99_ms, max_loss),
@@ -250,12 +275,170 @@ def findmax_rows(runs, scenario, p99_ms, max_loss):
              "target": ">= 5x" if scenario == "fanout" else ">= 3x", "met": None}], fm
 
 
+# ---- cluster mode ----------------------------------------------------------------------
+
+def setup_label(setup):
+    if setup == "mem1":
+        return "1 instance, memory mode"
+    if setup.startswith("redis") and setup[5:].isdigit():
+        n = int(setup[5:])
+        return f"{n} instance{'s' if n > 1 else ''} + Redis"
+    return setup
+
+
+def print_grid(head, lines):
+    widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for l in lines:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(l, widths)) + " |")
+
+
+def num(v, digits=2):
+    if v is None:
+        return "–"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def pinning_line(m):
+    return (f"pinning: every server instance on CPU {m.get('server_cpu')} (two instances share that "
+            f"one core), Redis on CPU {m.get('redis_cpu')}, loadgen on CPU {m.get('loadgen_cpu')}; "
+            f"{m.get('redis', 'redis')}")
+
+
+def cluster_fixed(runs, p99_ms, max_loss):
+    """Fixed-rate cluster runs: one row per (rate, setup), and the summary."""
+    recs = [r for r in runs if r["phase"] == "measure" and r["scenario"] == "fanout"]
+    rates = sorted({r["loadgen"].get("rate") for r in recs})
+    rows = []
+    for rate in rates:
+        for r in (r for r in recs if r["loadgen"].get("rate") == rate):
+            lg = r["loadgen"]
+            server, redis = window_cpu(r)
+            delivered = lg.get("deliveries_per_sec")
+            rows.append({
+                "setup": r["server"], "label": setup_label(r["server"]), "rate": rate,
+                "rooms": lg.get("rooms"), "size": lg.get("size"),
+                "offered_per_sec": lg.get("offered_deliveries_per_sec"),
+                "delivered_per_sec": delivered, "loss": lg.get("loss"),
+                "p50_ms": lat(r).get("p50"), "p99_ms": lat(r).get("p99"), "max_ms": lat(r).get("max"),
+                "server_cpu": server, "redis_cpu": redis, "loadgen_cpu": lg.get("loadgen_cpu"),
+                "core_busy": r.get("core_busy"),
+                "server_us_per_delivery": per_delivery_us(server, delivered),
+                "redis_us_per_delivery": per_delivery_us(redis, delivered),
+                "held": held(r, p99_ms, max_loss),
+                "errors": lg.get("errors"),
+            })
+    return rows
+
+
+def print_cluster_fixed(rows):
+    head = ["msg/s", "setup", "delivered/s", "loss", "p50 ms", "p99 ms", "server cpu",
+            "redis cpu", "loadgen cpu", "load core busy", "server µs/deliv", "redis µs/deliv"]
+    print_grid(head, [[
+        f"{row['rate']:,.0f}", row["label"], num(row["delivered_per_sec"]),
+        f"{row['loss']:.4f}" if row["loss"] is not None else "–",
+        num(row["p50_ms"]), num(row["p99_ms"]), num(row["server_cpu"]), num(row["redis_cpu"]),
+        num(row["loadgen_cpu"]), num((row["core_busy"] or {}).get("loadgen_core")),
+        num(row["server_us_per_delivery"]), num(row["redis_us_per_delivery"]),
+    ] for row in rows])
+
+
+def cluster_fixed_summary(rows):
+    parts = []
+    for rate in sorted({row["rate"] for row in rows}):
+        at = {row["setup"]: row for row in rows if row["rate"] == rate}
+        one, two, mem = at.get("redis1"), at.get("redis2"), at.get("mem1")
+        bits = []
+        if one and two:
+            bits.append(
+                f"2 instances delivered {num(ratio(two['delivered_per_sec'], one['delivered_per_sec']))}x "
+                f"1 instance's rate (p99 {num(two['p99_ms'])} vs {num(one['p99_ms'])} ms, server CPU per "
+                f"delivery {num(ratio(two['server_us_per_delivery'], one['server_us_per_delivery']))}x)")
+        if one and mem:
+            bits.append(
+                f"cluster vs memory mode (1 instance): {num(ratio(one['delivered_per_sec'], mem['delivered_per_sec']))}x "
+                f"delivered, server CPU per delivery {num(ratio(one['server_us_per_delivery'], mem['server_us_per_delivery']))}x "
+                f"(+ Redis {num(one['redis_cpu'])} core)")
+        if bits:
+            parts.append(f"at {rate:,.0f} msg/s: " + "; ".join(bits))
+    return "summary (cluster fan-out): " + (" | ".join(parts) if parts else "no comparison (setups missing)")
+
+
+def cluster_findmax(runs, p99_ms, max_loss):
+    setups = list(dict.fromkeys(r["server"] for r in runs if r["phase"] == "findmax"))
+    fm = {s: findmax_summary(runs, s, "fanout", p99_ms, max_loss) for s in setups}
+    for s in setups:
+        print(f"{s}: " + "; ".join(
+            f"{st['offered_per_sec']:,.0f}/s offered -> p99 {st['p99_ms']} ms, loss {st['loss']}"
+            + ("" if st["held"] else " (over)") for st in fm[s]["steps"]), file=sys.stderr)
+    one = fm.get("redis1", {}).get("max_per_sec")
+    mem = fm.get("mem1", {}).get("max_per_sec")
+    rows = []
+    for s in setups:
+        f = fm[s]
+        rows.append({
+            "setup": s, "label": setup_label(s), "max_per_sec": f["max_per_sec"],
+            "max_rate": f["max_rate"], "p99_at_max_ms": f["p99_at_max_ms"],
+            "server_cpu_at_max": f["window_server_cpu_at_max"], "redis_cpu_at_max": f["redis_cpu_at_max"],
+            "loadgen_cpu_at_max": f["loadgen_cpu_at_max"],
+            "server_us_per_delivery": per_delivery_us(f["window_server_cpu_at_max"], f["max_per_sec"]),
+            "vs_1_instance": ratio(f["max_per_sec"], one), "vs_memory": ratio(f["max_per_sec"], mem),
+            # Every step held: the search stopped (--steps, --max-rate) below this setup's limit.
+            "lower_bound": bool(f["steps"]) and all(st["held"] for st in f["steps"]),
+        })
+    return rows, fm
+
+
+def print_cluster_findmax(rows, p99_ms):
+    head = ["setup", f"max deliveries/s (p99 <= {p99_ms:g} ms)", "at msg/s", "p99 ms", "server cpu",
+            "redis cpu", "loadgen cpu", "server µs/deliv", "vs 1 instance + Redis", "vs memory mode"]
+    print_grid(head, [[
+        row["label"], (">= " if row["lower_bound"] else "") + num(row["max_per_sec"]),
+        num(row["max_rate"]), num(row["p99_at_max_ms"]),
+        num(row["server_cpu_at_max"]), num(row["redis_cpu_at_max"]), num(row["loadgen_cpu_at_max"]),
+        num(row["server_us_per_delivery"]),
+        f"{row['vs_1_instance']:.2f}x" if row["vs_1_instance"] else "–",
+        f"{row['vs_memory']:.2f}x" if row["vs_memory"] else "–",
+    ] for row in rows])
+
+
+def cluster_findmax_summary(rows):
+    by = {row["setup"]: row for row in rows}
+    one, two, mem = by.get("redis1"), by.get("redis2"), by.get("mem1")
+
+    def rate(row):
+        return (">= " if row["lower_bound"] else "") + num(row["max_per_sec"])
+
+    def times(a, b):
+        # A lower bound on the denominator's side makes the ratio an upper bound, and so on.
+        r = num(ratio(a["max_per_sec"], b["max_per_sec"]))
+        if a["lower_bound"] and not b["lower_bound"]:
+            return f">= {r}"
+        if b["lower_bound"] and not a["lower_bound"]:
+            return f"<= {r}"
+        return r
+
+    bits = []
+    if one and two:
+        bits.append(f"2 instances {rate(two)}/s = {times(two, one)}x 1 instance ({rate(one)}/s)")
+    if one and mem:
+        bits.append(f"cluster mode (1 instance) = {times(one, mem)}x memory mode ({rate(mem)}/s)")
+    if any(row["lower_bound"] for row in rows):
+        bits.append(">= : every step held, the search stopped first (raise --steps or --max-rate)")
+    return "summary (cluster fan-out, max deliveries/s): " + ("; ".join(bits) if bits else "no comparison (setups missing)")
+
+
 def check_smoke(runs):
     """Prints one line per run; returns (passed, failed)."""
     passed = failed = 0
     for r in runs:
         lg = r["loadgen"]
         what = f"{r['server']} {r['scenario']} {lg.get('mode', '')}".strip()
+        if len(lg.get("targets") or []) > 1:
+            what += f" ({len(lg['targets'])} instances, Redis)"
         problems = []
         if "error" in lg:
             problems.append("loadgen failed")
@@ -270,6 +453,15 @@ def check_smoke(runs):
             }.get(r["scenario"])
             if not got:
                 problems.append("nothing measured")
+            targets = lg.get("targets") or []
+            if len(targets) > 1:
+                # A cluster run: every instance had clients, and messages crossed instances
+                # (a room's deliveries to the other instance missing would be ~half lost).
+                per = lg.get("connections_per_target") or []
+                if len(per) != len(targets) or not all(per):
+                    problems.append(f"clients per instance {per}")
+                if lg.get("loss", 1) > 0.1:
+                    problems.append(f"loss {lg.get('loss')} (deliveries across instances missing?)")
         if not r["server_alive"]:
             problems.append("the server died")
         if problems:
@@ -279,6 +471,63 @@ def check_smoke(runs):
             passed += 1
             print(f"smoke: {what}: ok")
     return passed, failed
+
+
+def disturbed_runs(runs):
+    return [f"{r['server']} {r['phase']} {r['scenario']} rate={r['loadgen'].get('rate', '-')}: "
+            f"{r.get('foreign_load_server_core', 0):.2f}"
+            for r in runs if r.get("foreign_load_server_core", 0) > 0.1]
+
+
+def cluster_main(a, runs, machine):
+    """The cluster mode's results file, table and summary; the exit status."""
+    extra = {}
+    if a.kind == "cluster":
+        rows = cluster_fixed(runs, a.p99_ms, a.max_loss)
+        summary = cluster_fixed_summary(rows)
+    else:
+        rows, fm = cluster_findmax(runs, a.p99_ms, a.max_loss)
+        extra = {"fanout": fm}
+        summary = cluster_findmax_summary(rows)
+    disturbed = disturbed_runs(runs)
+    if disturbed:
+        print("note: other processes used more than 10% of the servers' core during "
+              f"{len(disturbed)} run(s): " + "; ".join(disturbed), file=sys.stderr)
+    busy = [f"{r['server']} rate={r['loadgen'].get('rate')}: {r['core_busy']['loadgen_core']:.2f}"
+            for r in runs if (r.get("core_busy") or {}).get("loadgen_core", 0) > 0.9]
+    if busy:
+        print(f"note: the load generator's core (shared with Redis) was more than 90% busy in "
+              f"{len(busy)} run(s), so the load side may be the limit there: " + "; ".join(busy),
+              file=sys.stderr)
+    result = {
+        "kind": a.kind,
+        "disturbed_runs": disturbed,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "limits": {"p99_ms": a.p99_ms, "max_loss": a.max_loss},
+        "table": rows,
+        "findmax": extra,
+        "summary": summary,
+        "runs": runs,
+    }
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=1)
+    m = machine
+    if m:
+        print(f"machine: {m.get('cpu')} x{m.get('cores')}, {m.get('memory_gb')} GB, {m.get('os')}, "
+              f"kernel {m.get('kernel')}, {m.get('rustc')}, commit {m.get('commit')}")
+        print(pinning_line(m))
+    fan = next((r["loadgen"] for r in runs if r["scenario"] == "fanout"), {})
+    print(f"fan-out: {fan.get('rooms')} rooms x {fan.get('size')}, {fan.get('duration_secs')} s per run; "
+          "server/redis cpu = cores used over the measured window (instances summed); "
+          "µs/deliv = that CPU per delivery; load core busy = the core loadgen (and Redis) ran on, whole run")
+    if a.kind == "cluster":
+        print_cluster_fixed(rows)
+    else:
+        print_cluster_findmax(rows, a.p99_ms)
+    print(summary)
+    return 0
 
 
 def main():
@@ -297,6 +546,9 @@ def main():
         passed, failed = check_smoke(runs)
         print(f"{passed} passed, {failed} failed")
         sys.exit(1 if failed or not passed else 0)
+
+    if a.kind in ("cluster", "cluster-findmax"):
+        sys.exit(cluster_main(a, runs, machine))
 
     servers = [s for s in ("ours", "node") if any(r["server"] == s for r in runs)]
     extra = {}

@@ -16,7 +16,9 @@ scenarios (each prints exactly one JSON line on stdout):
   churn   --clients N --cycles C [--room-size S]
 
 common options:
-  --url URL              server (http://, ws:// or host:port)    [http://127.0.0.1:3001]
+  --url URL[,URL...]     server (http://, ws:// or host:port)    [http://127.0.0.1:3001];
+                         several: instances of one cluster, clients of each room (pair)
+                         spread round robin over them
   --source-ips A,B,...   bind client sockets to these local addresses, round robin
                          (127.0.0.1,127.0.0.2,... lets more than ~28k clients connect)
   --concurrency N        connections being opened at once        [256]
@@ -24,6 +26,8 @@ common options:
   --drain SECS           wait for stragglers after sending stops [2]
   --pad N                extra characters in each chat text / offer sdp [fanout 16, relay 200]
   --connect-timeout SECS give up on a client after this long     [20]
+  --watch-pids P,Q,...   fanout and open-loop relay: report these processes' CPU use over
+                         the measured window (`watched_cpu`, in cores, same order)
 ";
 
 pub struct Args {
@@ -85,6 +89,7 @@ impl Args {
             "pairs",
             "inflight",
             "cycles",
+            "watch-pids",
         ];
         const FLAGS: &[&str] = &["closed-loop"];
         if let Some(key) = self.values.keys().find(|k| !VALUES.contains(&k.as_str())) {
@@ -123,31 +128,33 @@ impl Args {
     }
 }
 
-/// Where to connect and from where.
-#[derive(Clone)]
-pub struct Target {
+/// One server to connect to.
+pub struct Server {
     pub addr: SocketAddr,
     /// `host:port` for the Host header.
     pub authority: String,
+    /// The WebSocket URL of its Engine.IO endpoint, made once.
+    pub ws_url: String,
+}
+
+/// Where to connect and from where: one server, or several instances of a cluster.
+pub struct Target {
+    pub servers: Vec<Server>,
     pub source_ips: Vec<IpAddr>,
 }
 
 impl Target {
     pub fn from_args(args: &Args) -> Result<Self, String> {
-        let url = args.text("url").unwrap_or("http://127.0.0.1:3001");
-        let rest = ["ws://", "http://"]
-            .iter()
-            .find_map(|scheme| url.strip_prefix(scheme))
-            .unwrap_or(url);
-        if url.starts_with("wss://") || url.starts_with("https://") {
-            return Err("TLS is not supported: benchmark a plain ws:// server".into());
+        let list = args.text("url").unwrap_or("http://127.0.0.1:3001");
+        let servers = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(server)
+            .collect::<Result<Vec<_>, _>>()?;
+        if servers.is_empty() {
+            return Err("--url: no server given".into());
         }
-        let authority = rest.split('/').next().unwrap_or(rest).to_owned();
-        let addr = authority
-            .to_socket_addrs()
-            .map_err(|e| format!("--url {url}: {e}"))?
-            .find(SocketAddr::is_ipv4)
-            .ok_or_else(|| format!("--url {url}: no IPv4 address"))?;
         let source_ips = match args.text("source-ips") {
             None => Vec::new(),
             Some(list) => list
@@ -162,9 +169,101 @@ impl Target {
                 .collect::<Result<_, _>>()?,
         };
         Ok(Self {
-            addr,
-            authority,
+            servers,
             source_ips,
         })
+    }
+
+    /// Which server client `client` talks to, when clients `g*k .. g*k+g` share group (room,
+    /// pair) `k`: round robin inside each group, shifted by one per group. Every group of at
+    /// least as many members as there are servers has members on each of them, and when the
+    /// group size does not divide evenly the extra members go to a different server in each
+    /// group, so the servers get the same share of clients overall.
+    pub fn server_of(&self, client: usize, group_size: usize) -> usize {
+        let group_size = group_size.max(1);
+        (client % group_size + client / group_size) % self.servers.len()
+    }
+}
+
+fn server(url: &str) -> Result<Server, String> {
+    if url.starts_with("wss://") || url.starts_with("https://") {
+        return Err("TLS is not supported: benchmark a plain ws:// server".into());
+    }
+    let rest = ["ws://", "http://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme))
+        .unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest).to_owned();
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("--url {url}: {e}"))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| format!("--url {url}: no IPv4 address"))?;
+    let ws_url = format!("ws://{authority}/socket.io/?EIO=4&transport=websocket");
+    Ok(Server {
+        addr,
+        authority,
+        ws_url,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(servers: usize) -> Target {
+        let list: Vec<String> = (0..servers)
+            .map(|i| format!("127.0.0.1:{}", 3101 + i))
+            .collect();
+        let args = Args::parse(
+            ["fanout", "--url", &list.join(",")]
+                .into_iter()
+                .map(str::to_owned),
+        )
+        .unwrap();
+        Target::from_args(&args).unwrap()
+    }
+
+    #[test]
+    fn reads_one_or_several_urls() {
+        let one = target(1);
+        assert_eq!(one.servers.len(), 1);
+        assert_eq!(one.servers[0].authority, "127.0.0.1:3101");
+        let args = Args::parse(
+            ["fanout", "--url", "http://127.0.0.1:1, ws://127.0.0.1:2/x"]
+                .into_iter()
+                .map(str::to_owned),
+        )
+        .unwrap();
+        let two = Target::from_args(&args).unwrap();
+        let names: Vec<_> = two.servers.iter().map(|s| s.authority.as_str()).collect();
+        assert_eq!(names, ["127.0.0.1:1", "127.0.0.1:2"]);
+        assert_eq!(
+            two.servers[1].ws_url,
+            "ws://127.0.0.1:2/socket.io/?EIO=4&transport=websocket"
+        );
+    }
+
+    #[test]
+    fn every_room_spans_the_servers_and_the_load_is_even() {
+        let two = target(2);
+        let (rooms, size) = (100, 5);
+        let mut per_server = [0usize; 2];
+        for room in 0..rooms {
+            let mut seen = [false; 2];
+            for member in 0..size {
+                let s = two.server_of(room * size + member, size);
+                seen[s] = true;
+                per_server[s] += 1;
+            }
+            assert!(seen[0] && seen[1], "room {room} on one server only");
+        }
+        assert_eq!(per_server, [250, 250]);
+        // Pairs: A and B of each pair on different servers.
+        for pair in 0..10 {
+            assert_ne!(two.server_of(2 * pair, 2), two.server_of(2 * pair + 1, 2));
+        }
+        // One server: everything goes there.
+        assert!((0..50).all(|i| target(1).server_of(i, 5) == 0));
     }
 }

@@ -12,7 +12,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::args::Target;
+use crate::args::{Server, Target};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -56,7 +56,7 @@ fn config() -> WebSocketConfig {
     config
 }
 
-async fn tcp(target: &Target, index: usize) -> std::io::Result<TcpStream> {
+async fn tcp(target: &Target, server: &Server, index: usize) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     if !target.source_ips.is_empty() {
         let ip: IpAddr = target.source_ips[index % target.source_ips.len()];
@@ -75,31 +75,34 @@ async fn tcp(target: &Target, index: usize) -> std::io::Result<TcpStream> {
         }
         socket.bind(SocketAddr::new(ip, 0))?;
     }
-    let stream = socket.connect(target.addr).await?;
+    let stream = socket.connect(server.addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
 
-/// Opens the WebSocket, reads the Engine.IO open packet, connects to `/` and returns the
-/// socket id.
-pub async fn connect(target: &Target, index: usize, timeout: Duration) -> Result<Conn> {
-    match tokio::time::timeout(timeout, connect_inner(target, index)).await {
+/// Opens the WebSocket to `target.servers[server]`, reads the Engine.IO open packet,
+/// connects to `/` and returns the socket id. `index` picks the source address.
+pub async fn connect(
+    target: &Target,
+    server: usize,
+    index: usize,
+    timeout: Duration,
+) -> Result<Conn> {
+    let server = &target.servers[server];
+    match tokio::time::timeout(timeout, connect_inner(target, server, index)).await {
         Ok(result) => result,
         Err(_) => Err(Error("connect: timed out".into())),
     }
 }
 
-async fn connect_inner(target: &Target, index: usize) -> Result<Conn> {
-    let stream = tcp(target, index)
+async fn connect_inner(target: &Target, server: &Server, index: usize) -> Result<Conn> {
+    let stream = tcp(target, server, index)
         .await
         .map_err(|e| Error(format!("tcp connect: {e}")))?;
-    let url = format!(
-        "ws://{}/socket.io/?EIO=4&transport=websocket",
-        target.authority
-    );
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config()))
-        .await
-        .map_err(|e| Error(format!("websocket handshake: {e}")))?;
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(server.ws_url.as_str(), stream, Some(config()))
+            .await
+            .map_err(|e| Error(format!("websocket handshake: {e}")))?;
     // Engine.IO open packet: `0{"sid":…,"pingInterval":…}`.
     loop {
         match ws.next().await {

@@ -23,7 +23,7 @@ use tokio::task::{JoinHandle, spawn_local};
 
 use args::{Args, Target};
 use eio::{Conn, Frame, event_name, stamp};
-use stats::{Stats, cpu_secs, now_ns, round};
+use stats::{Stats, cpu_secs, now_ns, proc_cpu_secs, round};
 
 fn main() {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -55,11 +55,15 @@ fn main() {
 /// Options every scenario shares.
 #[derive(Clone)]
 struct Common {
-    target: Target,
+    target: Rc<Target>,
+    /// Connections opened to each of `target.servers` (Engine.IO and Socket.IO connected).
+    connected_to: Rc<[Cell<u64>]>,
     concurrency: usize,
     warmup: Duration,
     drain: Duration,
     timeout: Duration,
+    /// Processes whose CPU use over the measured window is reported (`--watch-pids`).
+    watch: Rc<[u32]>,
 }
 
 fn secs(args: &Args, key: &str, default: f64) -> Result<Duration, String> {
@@ -67,14 +71,31 @@ fn secs(args: &Args, key: &str, default: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value).map_err(|_| format!("--{key}: not a duration"))
 }
 
+fn watch_pids(args: &Args) -> Result<Rc<[u32]>, String> {
+    let Some(list) = args.text("watch-pids") else {
+        return Ok(Rc::new([]));
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u32>()
+                .map_err(|_| format!("--watch-pids: {s:?} is not a process id"))
+        })
+        .collect()
+}
+
 async fn run(args: &Args) -> Result<Value, String> {
     args.check_known()?;
+    let target = Target::from_args(args)?;
     let common = Common {
-        target: Target::from_args(args)?,
+        connected_to: (0..target.servers.len()).map(|_| Cell::new(0)).collect(),
+        target: Rc::new(target),
         concurrency: args.get("concurrency", 256usize)?.max(1),
         warmup: secs(args, "warmup", 2.0)?,
         drain: secs(args, "drain", 2.0)?,
         timeout: secs(args, "connect-timeout", 20.0)?,
+        watch: watch_pids(args)?,
     };
     let mut report = match args.scenario.as_str() {
         "idle" => {
@@ -127,7 +148,16 @@ async fn run(args: &Args) -> Result<Value, String> {
         other => return Err(format!("unknown scenario {other:?}")),
     }?;
     if let Value::Object(map) = &mut report {
-        map.insert("url".into(), json!(common.target.authority));
+        let targets: Vec<&str> = common
+            .target
+            .servers
+            .iter()
+            .map(|s| s.authority.as_str())
+            .collect();
+        map.insert("url".into(), json!(targets.join(",")));
+        map.insert("targets".into(), json!(targets));
+        let per_target: Vec<u64> = common.connected_to.iter().map(Cell::get).collect();
+        map.insert("connections_per_target".into(), json!(per_target));
         map.insert(
             "source_ips".into(),
             json!(common.target.source_ips.len().max(1)),
@@ -136,11 +166,24 @@ async fn run(args: &Args) -> Result<Value, String> {
     Ok(report)
 }
 
+impl Common {
+    /// Opens client `index`'s connection to `server`, and counts it.
+    async fn connect(&self, server: usize, index: usize) -> eio::Result<Conn> {
+        let conn = eio::connect(&self.target, server, index, self.timeout).await?;
+        let count = &self.connected_to[server];
+        count.set(count.get() + 1);
+        Ok(conn)
+    }
+}
+
 /// Opens and joins `n` clients (client `i` joins room `room(i)` as `u<i>`), at most
-/// `concurrency` at a time. Failed clients are `None`, and counted in `stats`.
+/// `concurrency` at a time. Clients `g*k .. g*k+g` (g = `group_size`) share a room; with
+/// several servers they are spread over them ([`Target::server_of`]). Failed clients are
+/// `None`, and counted in `stats`.
 async fn connect_all(
     common: &Common,
     n: usize,
+    group_size: usize,
     room: impl Fn(usize) -> String,
     stats: &Rc<Stats>,
 ) -> Vec<Option<Conn>> {
@@ -150,16 +193,16 @@ async fn connect_all(
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let gate = gate.clone();
-        let target = common.target.clone();
-        let timeout = common.timeout;
+        let common = common.clone();
+        let server = common.target.server_of(i, group_size);
         let room = room(i);
         let slots = slots.clone();
         let stats = stats.clone();
         tasks.push(spawn_local(async move {
             let _permit = gate.acquire_owned().await;
             let result = async {
-                let mut conn = eio::connect(&target, i, timeout).await?;
-                conn.join(&room, &format!("u{i}"), timeout).await?;
+                let mut conn = common.connect(server, i).await?;
+                conn.join(&room, &format!("u{i}"), common.timeout).await?;
                 Ok::<_, eio::Error>(conn)
             }
             .await;
@@ -209,8 +252,9 @@ async fn idle(
             done.clone(),
             all_done.clone(),
         );
-        let target = common.target.clone();
+        let common = common.clone();
         let timeout = common.timeout;
+        let server = common.target.server_of(i, room_size);
         tasks.push(spawn_local(async move {
             let permit = gate.acquire_owned().await;
             let settle = || {
@@ -219,7 +263,7 @@ async fn idle(
                     all_done.notify_one();
                 }
             };
-            let mut conn = match eio::connect(&target, i, timeout).await {
+            let mut conn = match common.connect(server, i).await {
                 Ok(conn) => conn,
                 Err(e) => {
                     stats.error(&e.0);
@@ -380,12 +424,12 @@ async fn drive(mut conn: Conn, mut rx: UnboundedReceiver<u64>, role: Role, stats
 async fn pace(
     senders: &[UnboundedSender<u64>],
     rate: f64,
-    warmup: Duration,
+    common: &Common,
     duration: Duration,
     stats: &Stats,
 ) -> PaceReport {
     let t0 = now_ns();
-    let from = t0 + warmup.as_nanos() as u64;
+    let from = t0 + common.warmup.as_nanos() as u64;
     let until = from + duration.as_nanos() as u64;
     stats.from.set(from);
     stats.until.set(until);
@@ -396,11 +440,13 @@ async fn pace(
     let mut last = t0;
     let mut max_gap: u64 = 0;
     let mut cpu_from = None;
+    let mut watched_from: Vec<Option<f64>> = Vec::new();
     loop {
         interval.tick().await;
         let now = now_ns();
         if cpu_from.is_none() && now >= from {
             cpu_from = Some(cpu_secs());
+            watched_from = common.watch.iter().map(|&pid| proc_cpu_secs(pid)).collect();
         }
         max_gap = max_gap.max(now - last);
         last = now;
@@ -417,15 +463,29 @@ async fn pace(
         }
     }
     let cpu = cpu_secs() - cpu_from.unwrap_or_else(cpu_secs);
+    let window = duration.as_secs_f64().max(1e-9);
+    let watched_cpu = common
+        .watch
+        .iter()
+        .zip(watched_from.iter().chain(std::iter::repeat(&None)))
+        .map(|(&pid, from)| match (from, proc_cpu_secs(pid)) {
+            (Some(from), Some(to)) => Some(round((to - from) / window, 3)),
+            _ => None,
+        })
+        .collect();
     PaceReport {
         timer_max_gap_ms: max_gap as f64 / 1e6,
-        loadgen_cpu: cpu / duration.as_secs_f64().max(1e-9),
+        loadgen_cpu: cpu / window,
+        watched_cpu,
     }
 }
 
 struct PaceReport {
     timer_max_gap_ms: f64,
     loadgen_cpu: f64,
+    /// CPU of each `--watch-pids` process over the measured window, in cores (`None`: the
+    /// process was gone).
+    watched_cpu: Vec<Option<f64>>,
 }
 
 /// After sending stops: waits until `expected` deliveries arrived or `drain` passed.
@@ -467,7 +527,7 @@ async fn fanout(
     let stats = Rc::new(Stats::new());
     let n = rooms * size;
     let started = now_ns();
-    let conns = connect_all(common, n, |i| format!("fan{}", i / size), &stats).await;
+    let conns = connect_all(common, n, size, |i| format!("fan{}", i / size), &stats).await;
     let setup = (now_ns() - started) as f64 / 1e9;
     let pad = pad_text(pad);
     // Interleave rooms in the send order so consecutive messages go to different rooms.
@@ -503,7 +563,7 @@ async fn fanout(
         return Err(format!("no client connected: {:?}", stats.first_errors()));
     }
     let connect_errors = stats.errors.get();
-    let pace = pace(&senders, rate, common.warmup, duration, &stats).await;
+    let pace = pace(&senders, rate, common, duration, &stats).await;
     let sent = stats.sent.get();
     let expected = sent * size as u64;
     drain(&stats, expected, common.drain).await;
@@ -529,6 +589,7 @@ async fn fanout(
         "setup_secs": round(setup, 3),
         "timer_max_gap_ms": round(pace.timer_max_gap_ms, 3),
         "loadgen_cpu": round(pace.loadgen_cpu, 3),
+        "watched_cpu": pace.watched_cpu,
         "pad": pad.len(),
     }))
 }
@@ -538,7 +599,7 @@ async fn fanout(
 /// Connects pairs: client `2p` (A) and `2p+1` (B) share room `pair<p>`. Returns the pairs
 /// where both sides connected.
 async fn connect_pairs(common: &Common, pairs: usize, stats: &Rc<Stats>) -> Vec<(Conn, Conn)> {
-    let conns = connect_all(common, pairs * 2, |i| format!("pair{}", i / 2), stats).await;
+    let conns = connect_all(common, pairs * 2, 2, |i| format!("pair{}", i / 2), stats).await;
     let mut out = Vec::with_capacity(pairs);
     let mut it = conns.into_iter();
     while let (Some(a), Some(b)) = (it.next(), it.next()) {
@@ -614,7 +675,7 @@ async fn relay_open(
         return Err(format!("no pair connected: {:?}", stats.first_errors()));
     }
     let connect_errors = stats.errors.get();
-    let pace = pace(&senders, rate, common.warmup, duration, &stats).await;
+    let pace = pace(&senders, rate, common, duration, &stats).await;
     let sent = stats.sent.get();
     drain(&stats, sent, common.drain).await;
     let received = stats.received.get();
@@ -637,6 +698,7 @@ async fn relay_open(
         "setup_secs": round(setup, 3),
         "timer_max_gap_ms": round(pace.timer_max_gap_ms, 3),
         "loadgen_cpu": round(pace.loadgen_cpu, 3),
+        "watched_cpu": pace.watched_cpu,
         "pad": pad.len(),
     }))
 }
@@ -744,8 +806,9 @@ async fn churn(
     let mut tasks = Vec::with_capacity(clients);
     for i in 0..clients {
         let stats = stats.clone();
-        let target = common.target.clone();
+        let common = common.clone();
         let timeout = common.timeout;
+        let server = common.target.server_of(i, room_size);
         tasks.push(spawn_local(async move {
             let room = format!("churn{}", i / room_size);
             let user = format!("u{i}");
@@ -753,7 +816,7 @@ async fn churn(
                 let began = now_ns();
                 let marker = (i * cycles + c) as u64;
                 let result = async {
-                    let mut conn = eio::connect(&target, i * cycles + c, timeout).await?;
+                    let mut conn = common.connect(server, i * cycles + c).await?;
                     conn.join(&room, &user, timeout).await?;
                     conn.send(format!(
                         r#"42["send-message",{{"roomId":"{room}","message":"churn ~T{marker} end"}}]"#

@@ -109,8 +109,43 @@ pub fn cpu_secs() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// CPU seconds (user + system, all threads) process `pid` has used, from `/proc/PID/stat`;
+/// `None` if it cannot be read (no such process, not Linux).
+pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces, hence the last ')'): state is
+    // field 3, utime 14 and stime 15.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_ascii_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some((utime + stime) as f64 / tck.max(1) as f64)
+}
+
 /// Rounds to `places` decimals for the report.
 pub fn round(value: f64, places: i32) -> f64 {
     let factor = 10f64.powi(places);
     (value * factor).round() / factor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_its_own_cpu_from_proc() {
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let own = proc_cpu_secs(std::process::id()).expect("/proc/self/stat");
+        assert!(
+            own >= 0.0 && own <= cpu_secs() + 0.05,
+            "{own} vs {}",
+            cpu_secs()
+        );
+        assert_eq!(proc_cpu_secs(u32::MAX), None);
+    }
 }
