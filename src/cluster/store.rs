@@ -26,7 +26,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -39,14 +39,10 @@ use crate::rooms::{
     Updated,
 };
 
-/// How long one connection attempt and one reply may take: a call during an outage fails
-/// (as `unavailable`) rather than hanging the handler.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// An upper bound on a whole call, reconnection attempts included.
+/// An upper bound on a whole call, reconnection attempts included (timeouts and backoff of
+/// each attempt: [`super::connection::manager_config`]), so a call during an outage fails
+/// as `unavailable` rather than hanging the handler.
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
-/// Reconnection attempts per call: few and short, the next call tries again anyway.
-const RECONNECT_RETRIES: usize = 1;
-const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 /// Rooms one sweep removes at most; the rest go on the next (once a second).
 const SWEEP_BATCH: usize = 500;
 /// Fresh room ids tried before `create_room` gives up (a collision is already unlikely).
@@ -92,6 +88,23 @@ impl Scripts {
             heartbeat: script(include_str!("scripts/heartbeat.lua")),
             reap: script(include_str!("scripts/reap.lua")),
         }
+    }
+
+    fn all(&self) -> [&Script; 12] {
+        [
+            &self.create,
+            &self.join,
+            &self.leave,
+            &self.chat,
+            &self.relay,
+            &self.update,
+            &self.room,
+            &self.summaries,
+            &self.close,
+            &self.sweep,
+            &self.heartbeat,
+            &self.reap,
+        ]
     }
 }
 
@@ -388,13 +401,14 @@ impl RedisRegistry {
         prefix: &str,
         instance: Arc<str>,
     ) -> Result<Self, redis::RedisError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(IO_TIMEOUT))
-            .set_response_timeout(Some(IO_TIMEOUT))
-            .set_number_of_retries(RECONNECT_RETRIES)
-            .set_max_delay(RECONNECT_MAX_DELAY);
+        let config = super::connection::manager_config();
         let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        // Loaded once now rather than by every first call racing on NOSCRIPT (they still load
+        // themselves again after a Redis restart).
+        for script in SCRIPTS.all() {
+            script.prepare_invoke().load_async(&mut conn).await?;
+        }
         let tag = format!("{{{prefix}}}");
         Ok(Self {
             conn,
