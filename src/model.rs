@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 
 /// A point in time that serializes as JavaScript's `Date.toISOString()` does
 /// (`2024-05-01T12:00:00.000Z`), which is what the frontends parse.
@@ -95,9 +96,10 @@ pub struct ParticipantView {
     pub is_admin: bool,
 }
 
-/// The chat message object of PROTOCOL.md.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// The chat message object of PROTOCOL.md. Its wire JSON is made once, when the message is:
+/// every later `joined-room` of the room carries it again (up to `CHAT_HISTORY_LIMIT` of
+/// them), and re-encoding them per join dominated the cost of joining a room with history.
+#[derive(Debug, Clone)]
 pub struct ChatMessage {
     pub id: Arc<str>,
     pub sender_id: Arc<str>,
@@ -105,11 +107,96 @@ pub struct ChatMessage {
     pub message: Arc<str>,
     pub timestamp: Timestamp,
     pub user_avatar: Option<Arc<str>>,
+    json: Arc<RawValue>,
+}
+
+/// A chat message's fields, serialized field by field (for a serializer that needs them as a
+/// map, such as a `#[serde(flatten)]`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMessageFields<'a> {
+    id: &'a str,
+    sender_id: &'a str,
+    user_name: &'a str,
+    message: &'a str,
+    timestamp: Timestamp,
+    user_avatar: Option<&'a str>,
+}
+
+impl ChatMessage {
+    pub fn new(
+        id: Arc<str>,
+        sender_id: Arc<str>,
+        user_name: Arc<str>,
+        message: Arc<str>,
+        timestamp: Timestamp,
+        user_avatar: Option<Arc<str>>,
+    ) -> Self {
+        let mut made = Self {
+            id,
+            sender_id,
+            user_name,
+            message,
+            timestamp,
+            user_avatar,
+            json: RawValue::NULL.to_owned().into(),
+        };
+        // Strings and a timestamp always serialize; were it to fail, `null` keeps this total.
+        if let Ok(json) = serde_json::value::to_raw_value(&made.fields()) {
+            made.json = json.into();
+        }
+        made
+    }
+
+    pub fn fields(&self) -> ChatMessageFields<'_> {
+        ChatMessageFields {
+            id: &self.id,
+            sender_id: &self.sender_id,
+            user_name: &self.user_name,
+            message: &self.message,
+            timestamp: self.timestamp,
+            user_avatar: self.user_avatar.as_deref(),
+        }
+    }
+}
+
+impl PartialEq for ChatMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.json.get() == other.json.get()
+    }
+}
+
+impl Eq for ChatMessage {}
+
+impl Serialize for ChatMessage {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_message_serializes_as_protocol_md_spells_it() {
+        let m = ChatMessage::new(
+            "m1".into(),
+            "s1".into(),
+            "Ann \"A\"".into(),
+            "hi".into(),
+            Timestamp::now(),
+            None,
+        );
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["id"], "m1");
+        assert_eq!(json["senderId"], "s1");
+        assert_eq!(json["userName"], "Ann \"A\"");
+        assert_eq!(json["message"], "hi");
+        assert!(json["userAvatar"].is_null());
+        assert_eq!(json["timestamp"], m.timestamp.to_iso());
+        assert_eq!(json.as_object().unwrap().len(), 6);
+    }
 
     #[test]
     fn participant_view_has_every_alias_and_they_agree() {

@@ -43,7 +43,7 @@ struct Room {
     created_at: Timestamp,
     /// In join order: the first one is the host.
     participants: Vec<Participant>,
-    messages: VecDeque<ChatMessage>,
+    messages: VecDeque<Arc<ChatMessage>>,
     occupancy: Occupancy,
 }
 
@@ -111,7 +111,7 @@ pub struct Joined {
     /// Everyone, the joiner included, in join order.
     pub participants: Vec<ParticipantView>,
     /// The room's chat history, oldest first.
-    pub messages: Vec<ChatMessage>,
+    pub messages: Vec<Arc<ChatMessage>>,
     /// The room did not exist before this join.
     pub created_room: bool,
 }
@@ -139,7 +139,7 @@ pub struct Left {
 #[derive(Debug, Clone)]
 pub struct Said {
     pub room_id: Arc<str>,
-    pub message: ChatMessage,
+    pub message: Arc<ChatMessage>,
 }
 
 /// A participant's state changed; everyone in the room is told.
@@ -371,14 +371,14 @@ impl MemoryRegistry {
             .position(socket)
             .map(|i| &room.participants[i])
             .ok_or_else(ProtocolError::not_in_room)?;
-        let message = ChatMessage {
-            id: uuid::Uuid::new_v4().to_string().into(),
-            sender_id: sender.id.clone(),
-            user_name: sender.user_name.clone(),
-            message: text.into(),
-            timestamp: Timestamp::now(),
-            user_avatar: sender.avatar.clone(),
-        };
+        let message = Arc::new(ChatMessage::new(
+            uuid::Uuid::new_v4().to_string().into(),
+            sender.id.clone(),
+            sender.user_name.clone(),
+            text.into(),
+            Timestamp::now(),
+            sender.avatar.clone(),
+        ));
         let limit = self.limits.chat_history_limit;
         if limit > 0 {
             if room.messages.len() >= limit {

@@ -170,15 +170,15 @@ struct StoredMessage {
 }
 
 impl StoredMessage {
-    fn message(&self) -> Result<ChatMessage, StoreUnavailable> {
-        Ok(ChatMessage {
-            id: self.id.as_str().into(),
-            sender_id: self.sender_id.as_str().into(),
-            user_name: self.user_name.as_str().into(),
-            message: self.message.as_str().into(),
-            timestamp: timestamp(&self.timestamp)?,
-            user_avatar: self.user_avatar.as_deref().map(Into::into),
-        })
+    fn message(&self) -> Result<Arc<ChatMessage>, StoreUnavailable> {
+        Ok(Arc::new(ChatMessage::new(
+            self.id.as_str().into(),
+            self.sender_id.as_str().into(),
+            self.user_name.as_str().into(),
+            self.message.as_str().into(),
+            timestamp(&self.timestamp)?,
+            self.user_avatar.as_deref().map(Into::into),
+        )))
     }
 }
 

@@ -26,7 +26,7 @@ pub async fn on_send_message<A: Adapter>(incoming: Incoming<A>) {
             tracing::debug!(socket = %s.id, room = %said.room_id, chars = said.message.message.chars().count(), "chat message");
             app.metrics.chat_message();
             to_room(&s, &app, &said.room_id, "new-message", &said.message).await;
-            reply.ok(&said.message);
+            reply.ok(&said.message.fields());
         }
         Err(e) => reply.fail(e),
     }

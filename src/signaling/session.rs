@@ -1,6 +1,8 @@
 //! Being in a room: `join-room`, `leave-room` and disconnects, with the join and leave
 //! announcements in the order PROTOCOL.md fixes.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -24,7 +26,7 @@ struct JoinedRoom<'a> {
     participant_id: &'a str,
     participant: &'a ParticipantView,
     participants: &'a [ParticipantView],
-    messages: &'a [ChatMessage],
+    messages: &'a [Arc<ChatMessage>],
     /// STUN/TURN servers issued for this participant (frontends that ignore it are unaffected).
     ice_servers: Vec<IceServer>,
 }
