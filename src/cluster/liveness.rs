@@ -39,7 +39,9 @@ pub async fn run<A: Adapter>(app: AppState, io: SocketIo<A>, driver: Reconnectin
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Since when Redis has answered without a break. After an outage every instance's
     // heartbeat is stale, so nobody is judged dead until the others had time to beat again.
-    let mut reachable_since: Option<Instant> = None;
+    // At start-up nothing was cut off with this instance: a stale heartbeat there is an
+    // instance killed before this one started, and its participants are removed at once.
+    let mut reachable_since: Option<Instant> = Instant::now().checked_sub(DEAD_AFTER);
     loop {
         tick.tick().await;
         let beat = store.heartbeat().await;
