@@ -111,7 +111,8 @@ async fn metrics<A: Adapter>(State(app): State<App<A>>, headers: HeaderMap) -> R
     }
     let (rooms, participants) = app.state.registry.stats().await.unwrap_or_default();
     let (mut sockets_polling, mut sockets_websocket) = (0, 0);
-    for socket in app.io.sockets() {
+    let sockets = app.io.of("/").map(|ns| ns.sockets()).unwrap_or_default();
+    for socket in sockets {
         match socket.transport_type() {
             TransportType::Polling => sockets_polling += 1,
             TransportType::Websocket => sockets_websocket += 1,

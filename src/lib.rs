@@ -188,6 +188,15 @@ fn router<A: Adapter>(app: &App<A>, socket_layer: SocketIoLayer<A>) -> Router {
         )
 }
 
+/// Closing the server does not run the sockets' disconnect handlers (socketioxide closes the
+/// namespace first), so in a cluster this instance first takes out and announces everyone it
+/// lists, while it can still emit: nobody lingers until the others' liveness timeout.
+async fn leave_cluster<A: Adapter>(app: &App<A>) {
+    if app.cluster_driver.is_some() {
+        cluster::liveness::retire(&app.state, &app.io).await;
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then closes every socket and
 /// returns once connections are done (or after a short grace period).
 pub async fn serve<A: Adapter>(
@@ -216,6 +225,7 @@ pub async fn serve<A: Adapter>(
             tracing::info!("shutting down: closing sockets");
             app.state.begin_shutdown();
             closing.notify_one();
+            leave_cluster(&app).await;
             app.io.close().await;
         }
     };

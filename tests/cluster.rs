@@ -411,6 +411,34 @@ async fn a_killed_instance_s_participants_are_removed_by_the_survivors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_stopped_with_sigterm_takes_its_participants_out_at_once() {
+    let redis = redis_or_skip!();
+    let prefix = common::unique_prefix();
+    let (mut leaving, leaving_addr) = spawn_instance(&redis, &prefix);
+    let (_staying, staying_addr) = spawn_instance(&redis, &prefix);
+    let staying = TestServer::attach(staying_addr);
+    let mut host = staying.client().await;
+    host.join("T", "Stay").await;
+    let mut guest = TestServer::attach(leaving_addr).client().await;
+    guest.join("T", "Guest").await;
+    host.expect("user-joined").await;
+    host.expect("participants-updated").await;
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &leaving.0.id().to_string()])
+        .status()
+        .expect("kill");
+    // Well before any liveness timeout: the departing instance's own disconnects say it.
+    let left = host
+        .wait_for_within("user-left", Duration::from_secs(3))
+        .await
+        .expect("user-left as the instance shuts down");
+    assert_eq!(left["participantId"], guest.id);
+    assert_eq!(leaving.0.wait().expect("exit").code(), Some(0));
+    staying.await_counts((1, 1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_instance_is_reaped_and_drops_its_sockets_when_it_wakes() {
     let redis = redis_or_skip!();
     let prefix = common::unique_prefix();

@@ -26,8 +26,31 @@ async fn drop_orphaned_sockets<A: Adapter>(io: &SocketIo<A>) {
     tracing::warn!(
         "the cluster declared this instance dead while it was cut off from Redis; closing its sockets"
     );
-    for socket in io.local().sockets() {
+    let sockets = io
+        .of("/")
+        .map(|ns| ns.local().sockets())
+        .unwrap_or_default();
+    for socket in sockets {
         socket.disconnect().ok();
+    }
+}
+
+/// Leaves the cluster at shutdown: whoever this instance still lists is taken out and
+/// announced to the rest of their rooms, and the heartbeat goes at once.
+pub async fn retire<A: Adapter>(app: &AppState, io: &SocketIo<A>) {
+    const RETIRE_WITHIN: Duration = Duration::from_millis(1000);
+    let Registry::Redis(store) = &*app.registry else {
+        return;
+    };
+    match tokio::time::timeout(RETIRE_WITHIN, store.retire()).await {
+        Ok(Ok(removed)) => {
+            tracing::info!(participants = removed.len(), "left the cluster");
+            for left in &removed {
+                announce_departure(io, app, left).await;
+            }
+        }
+        Ok(Err(e)) => tracing::warn!("could not leave the cluster cleanly: {e}"),
+        Err(_) => tracing::warn!("could not leave the cluster within {RETIRE_WITHIN:?}"),
     }
 }
 

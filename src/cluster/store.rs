@@ -69,6 +69,7 @@ struct Scripts {
     sweep: Script,
     heartbeat: Script,
     reap: Script,
+    retire: Script,
 }
 
 impl Scripts {
@@ -87,10 +88,11 @@ impl Scripts {
             sweep: script(include_str!("scripts/sweep.lua")),
             heartbeat: script(include_str!("scripts/heartbeat.lua")),
             reap: script(include_str!("scripts/reap.lua")),
+            retire: script(include_str!("scripts/retire.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 12] {
+    fn all(&self) -> [&Script; 13] {
         [
             &self.create,
             &self.join,
@@ -104,6 +106,7 @@ impl Scripts {
             &self.sweep,
             &self.heartbeat,
             &self.reap,
+            &self.retire,
         ]
     }
 }
@@ -464,6 +467,15 @@ impl RedisRegistry {
     /// Claims every other instance silent for longer than `dead_after` and removes its
     /// participants as leaves would. Each dead instance is claimed by exactly one caller;
     /// the returned Lefts (room by room, in join order) are for it to announce.
+    /// Leaves the cluster (at shutdown): takes out the participants this instance still
+    /// holds and removes its heartbeat. The returned Lefts are for the caller to announce.
+    pub async fn retire(&self) -> Result<Vec<Left>, StoreUnavailable> {
+        let mut call = self.invocation(&self.scripts.retire);
+        call.arg(&*self.instance).arg(self.empty_ttl_ms());
+        let lefts: Vec<LeftWire> = parse(&self.run(&call).await?)?;
+        lefts.iter().map(LeftWire::left).collect()
+    }
+
     pub async fn reap_dead(&self, dead_after: Duration) -> Result<Vec<Left>, StoreUnavailable> {
         let mut call = self.invocation(&self.scripts.reap);
         call.arg(&*self.instance)

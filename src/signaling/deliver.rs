@@ -28,6 +28,12 @@ pub fn channel(room: &str) -> String {
     format!("room:{room}")
 }
 
+/// The default namespace, to address sockets from outside a handler; `None` once the server
+/// has closed (socketioxide's `io.to`, `io.within` and `io.get_socket` panic then).
+pub fn namespace<A: Adapter>(io: &SocketIo<A>) -> Option<BroadcastOperators<A>> {
+    io.of("/")
+}
+
 /// The Socket.IO room that reaches one participant wherever its socket is connected; only
 /// used in cluster mode (one instance addresses its own sockets directly).
 pub fn personal_channel(socket: &str) -> String {
@@ -65,7 +71,9 @@ pub async fn to_room_from_server<A: Adapter, T: Serialize + ?Sized>(
     event: &str,
     data: &T,
 ) {
-    deliver(app, io.within(channel(room)), event, data).await;
+    if let Some(ns) = namespace(io) {
+        deliver(app, ns.within(channel(room)), event, data).await;
+    }
 }
 
 /// Emits to one participant by socket id, on whichever instance holds it.

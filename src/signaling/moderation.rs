@@ -7,7 +7,7 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::socket::Sid;
 
-use super::deliver::{channel, personal_channel, to_participant};
+use super::deliver::{channel, namespace, personal_channel, to_participant};
 use super::session::announce_departure;
 use crate::model::Participant;
 use crate::registry::StoreUnavailable;
@@ -57,10 +57,12 @@ pub async fn close_room<A: Adapter>(
         .await;
         app.metrics.left();
     }
-    io.within(channel(room_id))
-        .leave(channel(room_id))
-        .await
-        .ok();
+    if let Some(ns) = namespace(io) {
+        ns.within(channel(room_id))
+            .leave(channel(room_id))
+            .await
+            .ok();
+    }
     tracing::info!(room = %room_id, participants = removed.len(), "room closed by operator");
     Ok(Some(removed))
 }
@@ -73,10 +75,13 @@ pub async fn kick<A: Adapter>(
     app: &AppState,
     socket_id: &str,
 ) -> Result<bool, StoreUnavailable> {
+    let Some(ns) = namespace(io) else {
+        return Ok(false);
+    };
     let local = socket_id
         .parse::<Sid>()
         .ok()
-        .and_then(|sid| io.get_socket(sid));
+        .and_then(|sid| ns.get_socket(sid));
     if local.is_none() && !app.registry.is_shared() {
         return Ok(false);
     }
@@ -96,7 +101,8 @@ pub async fn kick<A: Adapter>(
         match &local {
             Some(socket) => socket.leave(channel(&left.room_id)),
             None => {
-                io.to(personal_channel(socket_id))
+                ns.clone()
+                    .to(personal_channel(socket_id))
                     .leave(channel(&left.room_id))
                     .await
                     .ok();
@@ -110,7 +116,7 @@ pub async fn kick<A: Adapter>(
             socket.disconnect().ok();
         }
         None => {
-            io.to(personal_channel(socket_id)).disconnect().await.ok();
+            ns.to(personal_channel(socket_id)).disconnect().await.ok();
         }
     }
     Ok(true)

@@ -113,3 +113,26 @@ local function room_json(id, with)
   return out .. '}'
 end
 
+-- Takes every participant `instance` holds out of their rooms as leaves would, room by room
+-- in join order, and forgets the instance; appends their Lefts to `lefts`.
+local function remove_instance(instance, empty_ttl_ms, lefts)
+  redis.call('ZREM', INSTANCES, instance)
+  local held = {}
+  for _, sid in ipairs(redis.call('SMEMBERS', on_key(instance))) do
+    local id = redis.call('HGET', MEMBER, sid)
+    if id then
+      local position = redis.call('LPOS', order_key(id), sid) or -1
+      held[#held + 1] = { id = id, position = position, sid = sid }
+    end
+  end
+  table.sort(held, function(a, b)
+    if a.id ~= b.id then return a.id < b.id end
+    return a.position < b.position
+  end)
+  for _, h in ipairs(held) do
+    redis.call('HDEL', MEMBER, h.sid)
+    local left = remove_participant(h.id, h.sid, empty_ttl_ms)
+    if left then lefts[#lefts + 1] = left end
+  end
+  redis.call('DEL', on_key(instance))
+end

@@ -1,0 +1,6 @@
+-- An instance shutting down takes out the participants it still holds (those whose
+-- disconnects did not finish in time) and leaves the cluster. Returns their Lefts.
+-- ARGV: 2 this instance, 3 empty-room TTL ms
+local lefts = {}
+remove_instance(ARGV[2], tonumber(ARGV[3]), lefts)
+return json_array(lefts)
