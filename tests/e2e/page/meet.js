@@ -580,4 +580,7 @@
     // For waitForFunction predicates: the live object (read-only by convention).
     get live() { return st; },
   };
+
+  // For people (the tests call meet.join themselves): `?room=ID&join` joins on load.
+  if (params.has('join') && st.roomId) join().catch((e) => log(String(e)));
 })();
