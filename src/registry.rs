@@ -99,6 +99,15 @@ impl Registry {
         }
     }
 
+    /// `leave` retried after it failed: a first attempt that did run (its answer lost) still
+    /// yields its Left, so the departure is announced once.
+    pub async fn leave_again(&self, socket: &str) -> Result<Option<Left>, StoreUnavailable> {
+        match self {
+            Self::Memory(r) => Ok(r.leave(socket)),
+            Self::Redis(r) => r.leave_again(socket).await,
+        }
+    }
+
     pub async fn chat(
         &self,
         socket: &str,

@@ -521,6 +521,39 @@ async fn instances_survive_a_redis_restart() {
     assert_eq!(d.expect("new-message").await["message"], "back");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_leaves_while_redis_is_away_is_removed_when_it_is_back() {
+    let redis = redis_or_skip!();
+    let server = cluster(&redis, 2).await;
+    let mut a = joined_on(&server, 0, "GAP", "Ann").await;
+    let b = joined_on(&server, 1, "GAP", "Bob").await;
+    a.expect("user-joined").await;
+    a.expect("participants-updated").await;
+    let bob = b.id.clone();
+
+    // Redis stops answering for a while (its clients' commands wait, then time out).
+    let paused = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port().to_string(),
+            "CLIENT",
+            "PAUSE",
+            "4000",
+            "ALL",
+        ])
+        .output()
+        .expect("redis-cli");
+    assert!(paused.status.success(), "{paused:?}");
+    b.disconnect().await;
+    // Once Redis answers again, Bob's departure goes through and Ann hears of it.
+    let left = a
+        .wait_for_within("user-left", Duration::from_secs(15))
+        .await
+        .expect("user-left once Redis is back");
+    assert_eq!(left["participantId"], bob);
+    server.await_counts((1, 1)).await;
+}
+
 /// Polls `/ready` of one instance until it answers `status`.
 async fn await_ready(addr: SocketAddr, status: u16) {
     let http = reqwest::Client::new();

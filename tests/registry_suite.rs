@@ -989,6 +989,25 @@ async fn a_dead_instance_is_reaped_once_by_a_survivor() {
 }
 
 #[tokio::test]
+async fn a_retried_leave_replays_a_leave_whose_answer_was_lost() {
+    let Some(server) = shared_redis() else { return };
+    let r = connect_redis(&server, limits(), &unique_prefix(), "x").await;
+    r.join("a", &req("R", "Ann")).await.unwrap();
+    r.join("b", &req("R", "Bob")).await.unwrap();
+    // The first leave ran; say its answer never arrived.
+    assert!(r.leave("b").await.unwrap().is_some());
+    let replayed = r.leave_again("b").await.unwrap().expect("the lost Left");
+    assert_eq!(&*replayed.room_id, "R");
+    assert_eq!(&*replayed.participant.user_name, "Bob");
+    assert_eq!(ids(&replayed.participants), ["a"]);
+    assert!(!replayed.room_removed);
+    // Replayed once; a plain leave never replays.
+    assert!(r.leave_again("b").await.unwrap().is_none());
+    assert!(r.leave("a").await.unwrap().is_some());
+    assert!(r.leave("a").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn live_instances_and_the_reaper_itself_are_never_reaped() {
     let Some(server) = shared_redis() else { return };
     let prefix = unique_prefix();

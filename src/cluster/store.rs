@@ -600,8 +600,24 @@ impl RedisRegistry {
 
     /// Takes `socket` out of its room (explicit leave or disconnect); `None` if it was in none.
     pub async fn leave(&self, socket: &str) -> Result<Option<Left>, StoreUnavailable> {
+        self.leave_with(socket, false).await
+    }
+
+    /// `leave` again after a failed attempt: if that attempt did run (its answer was lost),
+    /// its Left, with who remains now, so the departure is still announced.
+    pub async fn leave_again(&self, socket: &str) -> Result<Option<Left>, StoreUnavailable> {
+        self.leave_with(socket, true).await
+    }
+
+    async fn leave_with(
+        &self,
+        socket: &str,
+        replay: bool,
+    ) -> Result<Option<Left>, StoreUnavailable> {
         let mut call = self.invocation(&self.scripts.leave);
-        call.arg(socket).arg(self.empty_ttl_ms());
+        call.arg(socket)
+            .arg(self.empty_ttl_ms())
+            .arg(if replay { "1" } else { "0" });
         let left: Option<LeftWire> = parse(&self.run(&call).await?)?;
         left.as_ref().map(LeftWire::left).transpose()
     }

@@ -162,7 +162,7 @@ async fn remove_when_store_returns<A: Adapter>(s: SocketRef<A>, app: AppState) {
     const GIVE_UP_AFTER: u32 = 600;
     for _ in 0..GIVE_UP_AFTER {
         tokio::time::sleep(RETRY_EVERY).await;
-        match app.registry.leave(&s.id.to_string()).await {
+        match app.registry.leave_again(&s.id.to_string()).await {
             Ok(Some(left)) => return announce_leave(&s, &app, &left, false).await,
             Ok(None) => return,
             Err(_) => {}

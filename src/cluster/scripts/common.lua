@@ -19,6 +19,8 @@ local function chat_key(id) return P .. ':chat:' .. id end      -- LIST message 
 local function on_key(instance) return P .. ':on:' .. instance end -- SET socket ids it holds
 -- STRING set when an instance is reaped, until that instance (if it was alive after all) beats
 local function reaped_key(instance) return P .. ':reaped:' .. instance end
+-- STRING "<room id>\n<participant JSON>" of a socket's last leave, for a short while
+local function left_key(sid) return P .. ':left:' .. sid end
 
 -- Redis' own clock, so instances with skewed clocks agree on heartbeats and deadlines.
 local function now_ms()
@@ -61,6 +63,15 @@ local function delete_room(id)
   redis.call('ZREM', ROOMS, id)
 end
 
+-- A Left as the Rust side reads it: the room, the participant who left (its stored JSON),
+-- who remains (JSON strings, join order) and whether the room went with it.
+local function left_json(id, stored, rest, removed)
+  return '{"roomId":' .. cjson.encode(id)
+    .. ',"participant":' .. stored
+    .. ',"participants":' .. json_array(rest)
+    .. ',"roomRemoved":' .. tostring(removed) .. '}'
+end
+
 -- Takes a socket out of a room as a leave does (its MEMBER entry is the caller's business):
 -- the next in join order becomes host by position; an emptied room goes at once with a zero
 -- TTL, else gets its deadline. Returns the Left as JSON, or nil if it was not there.
@@ -81,10 +92,7 @@ local function remove_participant(id, sid, empty_ttl_ms)
       redis.call('ZADD', ROOMS, ms(now_ms() + empty_ttl_ms), id)
     end
   end
-  return '{"roomId":' .. cjson.encode(id)
-    .. ',"participant":' .. stored
-    .. ',"participants":' .. json_array(rest)
-    .. ',"roomRemoved":' .. tostring(removed) .. '}'
+  return left_json(id, stored, rest, removed)
 end
 
 -- The room a socket is in, if it matches the room the client named ('1', name) or

@@ -1,8 +1,27 @@
 -- leave-room or disconnect: takes a socket out of its room; 'null' if it was in none.
--- ARGV: 2 socket id, 3 empty-room TTL ms
-local sid, empty_ttl_ms = ARGV[2], tonumber(ARGV[3])
+-- A leave that ran but whose answer was lost (Redis stalled past the client's timeout) is
+-- retried with replay: the socket is in no room any more, and gets the Left of that leave
+-- (with who remains now) so its departure is still announced.
+-- ARGV: 2 socket id, 3 empty-room TTL ms, 4 '1' to replay
+local sid, empty_ttl_ms, replay = ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
+local REMEMBER_SECS = 30
 
 local id = redis.call('HGET', MEMBER, sid)
-if not id then return 'null' end
+if not id then
+  if not replay then return 'null' end
+  local last = redis.call('GET', left_key(sid))
+  if not last then return 'null' end
+  redis.call('DEL', left_key(sid))
+  local cut = string.find(last, '\n', 1, true)
+  if not cut then return 'null' end
+  local room = string.sub(last, 1, cut - 1)
+  local exists = redis.call('ZSCORE', ROOMS, room) ~= false
+  local rest = exists and people(room) or {}
+  return left_json(room, string.sub(last, cut + 1), rest, not exists)
+end
 redis.call('HDEL', MEMBER, sid)
-return remove_participant(id, sid, empty_ttl_ms) or 'null'
+local stored = redis.call('HGET', people_key(id), sid)
+local left = remove_participant(id, sid, empty_ttl_ms)
+if not left then return 'null' end
+redis.call('SET', left_key(sid), id .. '\n' .. stored, 'EX', REMEMBER_SECS)
+return left
