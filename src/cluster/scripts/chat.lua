@@ -5,14 +5,8 @@
 local sid, text, message_id, timestamp = ARGV[2], ARGV[5], ARGV[6], ARGV[7]
 local limit = tonumber(ARGV[8])
 
-local id = current_room(sid, ARGV[3], ARGV[4])
-if not id then return status('not_in_room') end
-local stored = redis.call('HGET', people_key(id), sid)
-if not stored then return status('not_in_room') end
-local ok, sender = pcall(cjson.decode, stored)
-if not ok or type(sender) ~= 'table' then
-  return redis.error_reply('malformed participant ' .. sid .. ' in room ' .. id)
-end
+local id, sender = sender_in_room(sid, ARGV[3], ARGV[4])
+if not id then return sender end
 
 local message = cjson.encode({
   id = message_id,

@@ -104,6 +104,20 @@ local function current_room(sid, has_named, named)
   return id
 end
 
+-- The sender of an event, decoded, in its current room (checked as `current_room` does):
+-- returns the room id and the participant table, or nil and the reply to refuse with.
+local function sender_in_room(sid, has_named, named)
+  local id = current_room(sid, has_named, named)
+  if not id then return nil, status('not_in_room') end
+  local stored = redis.call('HGET', people_key(id), sid)
+  if not stored then return nil, status('not_in_room') end
+  local ok, participant = pcall(cjson.decode, stored)
+  if not ok or type(participant) ~= 'table' then
+    return nil, redis.error_reply('malformed participant ' .. sid .. ' in room ' .. id)
+  end
+  return id, participant
+end
+
 -- A room as JSON for info, summaries and detail; `with` is 'none', 'host' or 'all'.
 local function room_json(id, with)
   local created = redis.call('HGET', room_key(id), 'created')

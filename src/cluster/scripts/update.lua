@@ -3,14 +3,8 @@
 --       5 field ('audioMuted', 'videoOff' or 'screenSharing'), 6 value ('1'/'0')
 local sid, field, value = ARGV[2], ARGV[5], ARGV[6] == '1'
 
-local id = current_room(sid, ARGV[3], ARGV[4])
-if not id then return status('not_in_room') end
-local stored = redis.call('HGET', people_key(id), sid)
-if not stored then return status('not_in_room') end
-local ok, participant = pcall(cjson.decode, stored)
-if not ok or type(participant) ~= 'table' then
-  return redis.error_reply('malformed participant ' .. sid .. ' in room ' .. id)
-end
+local id, participant = sender_in_room(sid, ARGV[3], ARGV[4])
+if not id then return participant end
 participant[field] = value
 redis.call('HSET', people_key(id), sid, cjson.encode(participant))
 return '{"status":"updated","roomId":' .. cjson.encode(id)
