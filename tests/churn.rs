@@ -247,16 +247,5 @@ async fn fifty_clients_churning_leave_an_exact_registry_and_then_an_empty_one() 
     for c in still_connected {
         c.disconnect().await;
     }
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    loop {
-        let (_, health) = server.get("/health").await;
-        if health["connections"] == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "connections left: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.await_no_connections(common::WAIT).await;
 }

@@ -467,18 +467,9 @@ async fn a_frozen_instance_is_reaped_and_drops_its_sockets_when_it_wakes() {
     assert_eq!(left["participantId"], sleeper.id);
     signal("-CONT");
     // Awake again, it learns it was declared dead and closes its orphaned sockets.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, health) = frozen_server.get("/health").await;
-        if health["connections"] == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the woken instance kept its sockets: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    frozen_server
+        .await_no_connections(Duration::from_secs(10))
+        .await;
     survivor.await_counts((1, 1)).await;
 }
 
@@ -557,23 +548,16 @@ async fn a_socket_that_leaves_while_redis_is_away_is_removed_when_it_is_back() {
 /// Polls `/ready` of one instance until it answers `status`.
 async fn await_ready(addr: SocketAddr, status: u16) {
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let seen = http
-            .get(format!("http://{addr}/ready"))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        if seen == status {
-            return;
+    common::eventually(Duration::from_secs(20), || {
+        let request = http.get(format!("http://{addr}/ready")).send();
+        async move {
+            let seen = request.await.map(|r| r.status().as_u16()).unwrap_or(0);
+            (seen == status)
+                .then_some(())
+                .ok_or_else(|| format!("/ready of {addr} kept answering {seen}, expected {status}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/ready of {addr} kept answering {seen}, expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 #[test]

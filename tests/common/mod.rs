@@ -140,18 +140,24 @@ impl TestServer {
 
     /// Polls `/health` until it shows `expected`, or fails after `WAIT`.
     pub async fn await_counts(&self, expected: (u64, u64)) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(WAIT, || async move {
             let seen = self.counts().await;
-            if seen == expected {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "/health kept showing {seen:?}, expected {expected:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (seen == expected)
+                .then_some(())
+                .ok_or_else(|| format!("/health kept showing {seen:?}, expected {expected:?}"))
+        })
+        .await;
+    }
+
+    /// Polls `/health` until this server holds no connection, or fails after `limit`.
+    pub async fn await_no_connections(&self, limit: Duration) {
+        eventually(limit, || async move {
+            let (_, health) = self.get("/health").await;
+            (health["connections"] == 0)
+                .then_some(())
+                .ok_or_else(|| format!("connections left: {health}"))
+        })
+        .await;
     }
 
     pub async fn client(&self) -> TestClient {
@@ -194,6 +200,22 @@ async fn start_one(config: Config) -> (SocketAddr, oneshot::Sender<()>) {
         tokio::spawn(serve(listener, router, app, stopped));
     }
     (addr, stop)
+}
+
+/// Runs `probe` until it succeeds; after `limit`, fails with what it last saw.
+pub async fn eventually<F, Fut>(limit: Duration, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(()) => return,
+            Err(seen) => assert!(tokio::time::Instant::now() < deadline, "{seen}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A key prefix of its own for each test, so tests can share one Redis.
