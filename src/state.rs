@@ -50,12 +50,17 @@ impl AppState {
         self.connections.load(Ordering::Relaxed)
     }
 
-    pub fn connection_opened(&self) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn connection_closed(&self) {
-        self.connections.fetch_sub(1, Ordering::Relaxed);
+    /// Counts one more Socket.IO connection, unless `MAX_CONNECTIONS` are open: the check and
+    /// the count are one atomic step, so racing connects cannot pass the cap. The connection
+    /// stays counted for as long as the returned slot lives.
+    pub fn open_connection(&self) -> Option<ConnectionSlot> {
+        let cap = self.config.max_connections;
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (cap == 0 || open < cap).then_some(open + 1)
+            })
+            .ok()?;
+        Some(ConnectionSlot(self.connections.clone()))
     }
 
     pub fn store_reachable(&self) -> bool {
@@ -72,5 +77,18 @@ impl AppState {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+/// One counted Socket.IO connection. The socket keeps it (in its per-socket state) for its
+/// whole life, and dropping it uncounts the connection, so the count equals the sockets that
+/// exist however a connection ends: a normal disconnect, a connect that failed half way (its
+/// session closed meanwhile), an eviction.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -91,7 +91,6 @@ impl<A: Adapter> Incoming<A> {
         if client.evicted.load(Ordering::Acquire) {
             return None;
         }
-        client.settle(&socket).await;
         app.metrics.event_received(&event);
         let reply = Reply::new(&socket, ack, event, app.metrics.clone());
         match client.check(class) {

@@ -46,15 +46,14 @@ async fn prepare<A: Adapter>(
 ) -> Result<(), AtCapacity> {
     // The handshake is refused at capacity already (503); this catches sessions that
     // handshook first and connect to the namespace later.
-    let cap = app.config.max_connections;
-    if cap > 0 && app.connections() >= cap {
+    let Some(slot) = app.open_connection() else {
+        let cap = app.config.max_connections;
         tracing::warn!(cap, "namespace connect refused: MAX_CONNECTIONS reached");
         return Err(AtCapacity);
-    }
+    };
     socket
         .extensions
-        .insert(Client::new(&app.config.rate_limits));
-    app.connection_opened();
+        .insert(Client::new(&app.config.rate_limits, slot));
     if app.registry.is_shared() {
         // Relays and operator actions reach a socket of any instance through this room.
         socket.join(deliver::personal_channel(&socket.id.to_string()));

@@ -151,7 +151,6 @@ pub async fn on_disconnect<A: Adapter>(
             tokio::spawn(remove_when_store_returns(s.clone(), app.clone()));
         }
     }
-    app.connection_closed();
     tracing::info!(socket = %s.id, %reason, "disconnected");
 }
 

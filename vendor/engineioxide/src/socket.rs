@@ -470,10 +470,15 @@ where
         (self.close_fn)(self.id, reason);
     }
 
-    /// Returns true if the socket is closed
+    /// Returns true if the socket is closed or closing
     /// It means that no more packets can be sent to the client
+    ///
+    /// The session counts as closed from the moment it starts closing (its cancellation token
+    /// is cancelled synchronously by [`EngineIo::close_session`](crate::engine::EngineIo)),
+    /// not only once its channel is closed by the task that finishes the close: packets
+    /// queued in between are never delivered.
     pub fn is_closed(&self) -> bool {
-        self.internal_tx.is_closed()
+        self.cancellation_token.is_cancelled() || self.internal_tx.is_closed()
     }
 
     /// Wait for the socket to be fully closed

@@ -140,6 +140,14 @@ impl<A: Adapter> Namespace<A> {
             tracing::debug!(%sid, ?self.path, "ignoring duplicate connect packet");
             return Err(ConnectFail);
         };
+        // A connect packet can be handled after its session started closing (e.g. a polling
+        // payload holding connect packets followed by a close packet): the session is gone,
+        // so the middlewares and handlers must not run for it.
+        if esocket.is_closed() {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(%sid, ?self.path, "ignoring connect packet of a closed session");
+            return Err(ConnectFail);
+        }
 
         let socket: Arc<Socket<A>> =
             Socket::new(sid, self.clone(), esocket.clone(), self.parser).into();
@@ -173,16 +181,20 @@ impl<A: Adapter> Namespace<A> {
             ProtocolVersion::V5 => Some(self.parser.encode_default(&payload).unwrap()),
             ProtocolVersion::V4 => None,
         };
+        // Marked connected before the client is told, so that emits made as soon as the
+        // client reacts to the CONNECT packet (e.g. answers to its first event) are not
+        // refused as sent to a socket that is not connected yet.
+        socket.set_connected(true);
         if let Err(_e) = socket.send(Packet::connect(self.path.clone(), payload)) {
             #[cfg(feature = "tracing")]
             tracing::debug!(%sid, "error sending connect packet: {_e}, closing conn");
 
+            socket.set_connected(false);
             self.remove_socket(sid);
             esocket.close(engineioxide::DisconnectReason::TransportError);
             return Err(ConnectFail);
         }
 
-        socket.set_connected(true);
         self.handler.call(socket, auth);
 
         Ok(())
