@@ -1,7 +1,7 @@
 //! SIGTERM under load: the built binary with 100 clients connected (and a chatter) —
 //! WebSocket and polling, 39 of them in rooms, 5 whose socket has stalled (they stopped
 //! reading in a room a chatter floods), 10 polling sessions that never poll again — exits
-//! with code 0 within 5 s.
+//! with code 0 within 5 s; and SIGTERM in the middle of a relay storm never panics.
 
 mod common;
 mod raw;
@@ -203,4 +203,136 @@ async fn sigterm_with_100_clients_and_stalled_sockets_exits_0_within_5_s() {
     assert_eq!(exit.code(), Some(0));
     assert!(reader.join().expect("reader"), "every log line is JSON");
     drop((clients, stalled, idle, chatter));
+}
+
+/// The server binary (JSON logs on stdout, panics on stderr), its address, and a thread
+/// collecting everything it prints.
+fn start_binary(
+    extra: &[(&str, &str)],
+) -> (common::Running, SocketAddr, std::thread::JoinHandle<String>) {
+    let mut vars = vec![
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "warn,prolitemeet_server=info"),
+    ];
+    vars.extend_from_slice(extra);
+    let child = server_command(&vars)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut child = common::Running(child);
+    let mut stdout = BufReader::new(child.0.stdout.take().expect("stdout"));
+    let mut stderr = child.0.stderr.take().expect("stderr");
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("a log line");
+    let log: serde_json::Value = serde_json::from_str(&first).expect("JSON log line");
+    let addr = log["address"]
+        .as_str()
+        .expect("address")
+        .parse()
+        .expect("socket address");
+    let output = std::thread::spawn(move || {
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut stderr, &mut text).ok();
+            text
+        });
+        let mut text = first;
+        std::io::Read::read_to_string(&mut stdout, &mut text).ok();
+        text + &errors.join().unwrap_or_default()
+    });
+    (child, addr, output)
+}
+
+/// Waits for the child to exit (at most 5 s) and returns its exit code.
+async fn exit_code(child: &mut common::Running) -> Option<i32> {
+    let started = Instant::now();
+    loop {
+        if let Some(exit) = child.0.try_wait().expect("wait") {
+            return exit.code();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Relay handlers still queued when SIGTERM closes the server used to reach socketioxide's
+/// `SocketIo` shortcuts after the namespace table was emptied, which panic ("default
+/// namespace not found"): `io.get_socket` in memory mode, `io.to` in cluster mode. 6 pairs,
+/// each sender firing 2,900 ICE candidates at its peer, SIGTERM once the candidates flow:
+/// exit code 0 and no panic, round after round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_relay_storm_never_panics() {
+    relay_storm_rounds(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_relay_storm_never_panics_in_cluster_mode() {
+    let Some(redis) = common::redis::RedisServer::start() else {
+        return;
+    };
+    relay_storm_rounds(&[("REDIS_URL", &redis.url())]).await;
+}
+
+async fn relay_storm_rounds(vars: &[(&str, &str)]) {
+    const ROUNDS: usize = 5;
+    const PAIRS: usize = 6;
+    const CANDIDATES: usize = 2_900;
+    for round in 0..ROUNDS {
+        let (mut child, addr, output) = start_binary(vars);
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for pair in 0..PAIRS {
+            let room = format!("STORM{pair}");
+            let mut receiver = RawWs::connect(addr).await;
+            receiver.join(&room, "Receiver").await;
+            let mut sender = RawWs::connect(addr).await;
+            sender.join(&room, "Sender").await;
+            let target = receiver.sid.clone();
+            senders.push(tokio::spawn(async move {
+                let candidate = raw::event_packet(
+                    "webrtc-ice-candidate",
+                    &json!({
+                        "targetId": target,
+                        "candidate": {
+                            "candidate": "candidate:1 1 udp 2122260223 192.0.2.1 9 typ host",
+                            "sdpMid": "0",
+                            "sdpMLineIndex": 0
+                        }
+                    }),
+                    None,
+                );
+                for _ in 0..CANDIDATES {
+                    if sender.send_sio(&candidate).await.is_err() {
+                        break;
+                    }
+                }
+                sender
+            }));
+            receivers.push(receiver);
+        }
+        // SIGTERM once candidates are arriving.
+        receivers[0].expect_event("webrtc-ice-candidate").await;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let code = exit_code(&mut child).await;
+        let printed = output.join().expect("output");
+        assert!(
+            !printed.contains("panicked"),
+            "round {round}: the server panicked:\n{printed}"
+        );
+        assert_eq!(code, Some(0), "round {round}: exit code\n{printed}");
+        for sender in senders {
+            sender.await.ok();
+        }
+        drop(receivers);
+    }
 }

@@ -84,12 +84,15 @@ pub async fn to_participant<A: Adapter, T: Serialize + ?Sized>(
     event: &str,
     data: &T,
 ) {
+    let Some(ns) = namespace(io) else {
+        return;
+    };
     if app.registry.is_shared() {
-        deliver(app, io.to(personal_channel(socket)), event, data).await;
+        deliver(app, ns.to(personal_channel(socket)), event, data).await;
     } else if let Some(target) = socket
         .parse::<Sid>()
         .ok()
-        .and_then(|sid| io.get_socket(sid))
+        .and_then(|sid| ns.get_socket(sid))
     {
         emit_each(app, vec![target], event, data);
     } else {

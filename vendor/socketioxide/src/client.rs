@@ -1,6 +1,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
@@ -30,6 +31,8 @@ pub struct Client<A: Adapter> {
     pub(crate) nsps: RwLock<HashMap<Str, Arc<Namespace<A>>>>,
     router: RwLock<Router<NamespaceCtr<A>>>,
     adapter_state: A::State,
+    /// Set by [`Client::close`]: connections to namespaces are refused from then on.
+    closing: AtomicBool,
 
     #[cfg(feature = "state")]
     pub(crate) state: state::TypeMap![Send + Sync],
@@ -51,6 +54,7 @@ impl<A: Adapter> Client<A> {
             nsps: RwLock::new(HashMap::new()),
             router: RwLock::new(Router::new()),
             adapter_state,
+            closing: AtomicBool::new(false),
             #[cfg(feature = "state")]
             state,
         }
@@ -66,6 +70,12 @@ impl<A: Adapter> Client<A> {
         #[cfg(feature = "tracing")]
         tracing::debug!("auth: {:?}", auth);
         let protocol: ProtocolVersion = esocket.protocol.into();
+        if self.closing.load(Ordering::Acquire) {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(ns_path, "server closing: connection refused");
+            esocket.close(EIoDisconnectReason::ClosingServer);
+            return;
+        }
         let connect = async move |ns: Arc<Namespace<A>>, esocket: Arc<EIoSocket<SocketData<A>>>| {
             if ns.connect(esocket.id, esocket.clone(), auth).await.is_ok() {
                 // cancel the connect timeout task for v5
@@ -197,9 +207,14 @@ impl<A: Adapter> Client<A> {
     pub(crate) async fn close(&self) {
         #[cfg(feature = "tracing")]
         tracing::debug!("closing all namespaces");
-        let ns = { std::mem::take(&mut *self.nsps.write().unwrap()) };
+        self.closing.store(true, Ordering::Release);
+        // The namespaces stay registered (empty once their sockets are gone): the disconnect
+        // handlers of their sockets run, as documented on `SocketIo::close`, and `SocketIo`
+        // shortcuts called while or after closing (`io.to`, `io.get_socket`, …) address an
+        // empty namespace instead of panicking on a missing default namespace.
+        let ns: Vec<_> = self.nsps.read().unwrap().values().cloned().collect();
         futures_util::future::join_all(
-            ns.values()
+            ns.iter()
                 .map(|ns| ns.close(DisconnectReason::ClosingServer)),
         )
         .await;
