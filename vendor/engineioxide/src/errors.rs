@@ -25,6 +25,10 @@ pub enum Error {
     MultipleHttpPolling,
     #[error("invalid websocket Sec-WebSocket-Key http header")]
     InvalidWebSocketKey,
+    #[error("not a websocket upgrade request (Upgrade, Connection or Sec-WebSocket-Version missing)")]
+    InvalidWebSocketUpgrade,
+    #[error("unsupported Sec-WebSocket-Version (13 is supported)")]
+    UnsupportedWebSocketVersion,
 
     #[error("unknown session id")]
     UnknownSessionID(Sid),
@@ -52,8 +56,16 @@ impl<B> From<Error> for Response<ResponseBody<B>> {
             Error::BadPacket(_)
             | Error::PacketParse(_)
             | Error::MultipleHttpPolling
-            | Error::InvalidWebSocketKey => Response::builder()
+            | Error::InvalidWebSocketKey
+            | Error::InvalidWebSocketUpgrade => Response::builder()
                 .status(400)
+                .body(ResponseBody::empty_response())
+                .unwrap(),
+
+            // RFC 6455 §4.4: say which version this server speaks.
+            Error::UnsupportedWebSocketVersion => Response::builder()
+                .status(StatusCode::UPGRADE_REQUIRED)
+                .header(http::header::SEC_WEBSOCKET_VERSION, "13")
                 .body(ResponseBody::empty_response())
                 .unwrap(),
 

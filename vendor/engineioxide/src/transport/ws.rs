@@ -46,6 +46,42 @@ fn ws_response<B>(ws_key: &HeaderValue) -> Response<ResponseBody<B>> {
         .unwrap() // we are only using constants
 }
 
+/// Checks an upgrade request as RFC 6455 §4.2.1 requires (the method, GET, is checked by
+/// the caller) and returns its `Sec-WebSocket-Key`: `Upgrade: websocket`, a `Connection`
+/// with the `upgrade` token, version 13, and a key that is 16 bytes in base64.
+fn check_handshake(headers: &http::HeaderMap) -> Result<&HeaderValue, Error> {
+    use base64::Engine;
+    let has_token = |name: http::header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|value| {
+                value
+                    .split(',')
+                    .any(|item| item.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    if !has_token(http::header::UPGRADE, "websocket")
+        || !has_token(http::header::CONNECTION, "upgrade")
+    {
+        return Err(Error::InvalidWebSocketUpgrade);
+    }
+    match headers.get(http::header::SEC_WEBSOCKET_VERSION) {
+        None => return Err(Error::InvalidWebSocketUpgrade),
+        Some(version) if version.as_bytes() != b"13" => {
+            return Err(Error::UnsupportedWebSocketVersion);
+        }
+        Some(_) => {}
+    }
+    let key = headers
+        .get(http::header::SEC_WEBSOCKET_KEY)
+        .ok_or(Error::InvalidWebSocketKey)?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key.as_bytes().trim_ascii());
+    match decoded {
+        Ok(nonce) if nonce.len() == 16 => Ok(key),
+        _ => Err(Error::InvalidWebSocketKey),
+    }
+}
+
 /// Upgrade a websocket request to create a websocket connection.
 ///
 /// If a sid is provided in the query it means that is is upgraded from an existing HTTP polling request.
@@ -59,11 +95,7 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     let (parts, body) = req.into_parts();
     let req = Request::from_parts(parts.clone(), body);
 
-    let ws_key = parts
-        .headers
-        .get("Sec-WebSocket-Key")
-        .ok_or(Error::InvalidWebSocketKey)?
-        .clone();
+    let ws_key = check_handshake(&parts.headers)?.clone();
 
     tokio::spawn(async move {
         let conn = hyper::upgrade::on(req)
