@@ -3,7 +3,10 @@
 //!
 //! Decoding is pure: it never touches state, so a payload that fails here changes nothing.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::model::MediaKind;
@@ -76,6 +79,12 @@ impl ProtocolError {
 }
 
 pub type Decoded<T> = Result<T, ProtocolError>;
+
+/// An event's first argument, parsed; only the relay keeps its argument raw.
+fn value_of(payload: &RawValue) -> Decoded<Value> {
+    serde_json::from_str(payload.get())
+        .map_err(|_| ProtocolError::invalid("The payload is not valid JSON"))
+}
 
 /// The room a client named in an event other than `join-room`; `None` means "my current room".
 pub type RoomHint = Option<String>;
@@ -153,13 +162,14 @@ impl RelayKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RelayRequest {
     pub room: RoomHint,
     pub target: String,
     pub kind: RelayKind,
-    /// The `offer`, `answer` or `candidate` value, exactly as received.
-    pub body: Value,
+    /// The `offer`, `answer` or `candidate` value, byte for byte as received (key order,
+    /// number formats, escapes); `None` for a connection request.
+    pub body: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,8 +276,9 @@ pub fn usable_avatar(value: Option<&Value>) -> Option<String> {
     usable.then(|| url.to_owned())
 }
 
-pub fn decode_join(payload: &Value) -> Decoded<JoinRequest> {
-    let map = object(payload)?;
+pub fn decode_join(payload: &RawValue) -> Decoded<JoinRequest> {
+    let payload = value_of(payload)?;
+    let map = object(&payload)?;
     let room_id = match present(map, "roomId") {
         Some(Value::String(id)) if is_valid_room_id(id) => id.clone(),
         Some(Value::String(_)) => {
@@ -286,46 +297,65 @@ pub fn decode_join(payload: &Value) -> Decoded<JoinRequest> {
 }
 
 /// `leave-room`, `start-screen-share` and `stop-screen-share`: `{roomId?}`, `null` or nothing.
-pub fn decode_room_only(payload: &Value) -> Decoded<RoomHint> {
-    room_hint(optional_object(payload)?)
+pub fn decode_room_only(payload: &RawValue) -> Decoded<RoomHint> {
+    room_hint(optional_object(&value_of(payload)?)?)
 }
 
-pub fn decode_chat(payload: &Value) -> Decoded<ChatRequest> {
-    let map = object(payload)?;
+pub fn decode_chat(payload: &RawValue) -> Decoded<ChatRequest> {
+    let payload = value_of(payload)?;
+    let map = object(&payload)?;
     let room = room_hint(Some(map))?;
     let text = trimmed_text(map.get("message"), "message", MESSAGE_MAX)?;
     Ok(ChatRequest { room, text })
 }
 
-/// Takes the payload by value: the `offer`/`answer`/`candidate` (an SDP of several KB) is
-/// moved into the request, not copied.
-pub fn decode_relay(kind: RelayKind, mut payload: Value) -> Decoded<RelayRequest> {
-    let map = object(&payload)?;
-    let room = room_hint(Some(map))?;
-    let target = match present(map, "targetId").or_else(|| present(map, "targetSocketId")) {
-        Some(Value::String(t)) if !t.is_empty() && t.len() <= TARGET_ID_MAX => t.clone(),
-        _ => {
-            return Err(ProtocolError::invalid(
-                "`targetId` (or `targetSocketId`) must be a socket id",
-            ));
-        }
+/// Reads the payload's fields without parsing their values, so the `offer`, `answer` or
+/// `candidate` is relayed exactly as the sender wrote it (an SDP of several KB is neither
+/// unescaped nor re-encoded).
+pub fn decode_relay(kind: RelayKind, payload: &RawValue) -> Decoded<RelayRequest> {
+    let fields: BTreeMap<String, &RawValue> = serde_json::from_str(payload.get())
+        .map_err(|_| ProtocolError::invalid("The payload must be an object"))?;
+    let field = |key: &str| -> Decoded<Option<Value>> {
+        fields
+            .get(key)
+            .map(|raw| value_of(raw))
+            .transpose()
+            .map(|v| v.filter(|v| !v.is_null()))
     };
-    let body = match kind.body_field() {
-        None => Value::Null,
-        Some(field) => match (kind, payload.as_object_mut().and_then(|m| m.remove(field))) {
-            (_, Some(v @ Value::Object(_))) => v,
-            (RelayKind::IceCandidate, Some(Value::Null)) => Value::Null,
-            (RelayKind::IceCandidate, _) => {
+    let room = match field("roomId")? {
+        None => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(ProtocolError::invalid("`roomId` must be a string")),
+    };
+    let target =
+        match field("targetId")?.map_or_else(|| field("targetSocketId"), |t| Ok(Some(t)))? {
+            Some(Value::String(t)) if !t.is_empty() && t.len() <= TARGET_ID_MAX => t,
+            _ => {
                 return Err(ProtocolError::invalid(
-                    "`candidate` must be an object, or null for end-of-candidates",
+                    "`targetId` (or `targetSocketId`) must be a socket id",
                 ));
             }
-            _ => {
-                return Err(ProtocolError::invalid(format!(
-                    "`{field}` must be an object"
-                )));
+        };
+    let body = match kind.body_field() {
+        None => None,
+        Some(name) => {
+            let raw = fields.get(name).copied();
+            let text = raw.map(|r| r.get().trim_start());
+            match (kind, text) {
+                (_, Some(t)) if t.starts_with('{') => raw.map(RawValue::to_owned),
+                (RelayKind::IceCandidate, Some("null")) => raw.map(RawValue::to_owned),
+                (RelayKind::IceCandidate, _) => {
+                    return Err(ProtocolError::invalid(
+                        "`candidate` must be an object, or null for end-of-candidates",
+                    ));
+                }
+                _ => {
+                    return Err(ProtocolError::invalid(format!(
+                        "`{name}` must be an object"
+                    )));
+                }
             }
-        },
+        }
     };
     Ok(RelayRequest {
         room,
@@ -353,8 +383,9 @@ fn flag_either(map: &Map<String, Value>, off_key: &str, on_key: &str) -> Decoded
 }
 
 /// `toggle-audio` and `toggle-video`.
-pub fn decode_toggle(kind: MediaKind, payload: &Value) -> Decoded<MediaRequest> {
-    let map = object(payload)?;
+pub fn decode_toggle(kind: MediaKind, payload: &RawValue) -> Decoded<MediaRequest> {
+    let payload = value_of(payload)?;
+    let map = object(&payload)?;
     let room = room_hint(Some(map))?;
     let enabled = match kind {
         MediaKind::Audio => flag_either(map, "isAudioMuted", "isAudioEnabled")?,
@@ -367,8 +398,9 @@ pub fn decode_toggle(kind: MediaKind, payload: &Value) -> Decoded<MediaRequest> 
 }
 
 /// `toggle-media {type, enabled}`.
-pub fn decode_toggle_media(payload: &Value) -> Decoded<MediaRequest> {
-    let map = object(payload)?;
+pub fn decode_toggle_media(payload: &RawValue) -> Decoded<MediaRequest> {
+    let payload = value_of(payload)?;
+    let map = object(&payload)?;
     let room = room_hint(Some(map))?;
     let kind = match map.get("type").and_then(Value::as_str) {
         Some("audio") => MediaKind::Audio,
@@ -388,8 +420,9 @@ pub fn decode_toggle_media(payload: &Value) -> Decoded<MediaRequest> {
 }
 
 /// `toggle-screen-share {isScreenSharing}`.
-pub fn decode_toggle_screen_share(payload: &Value) -> Decoded<ScreenShareRequest> {
-    let map = object(payload)?;
+pub fn decode_toggle_screen_share(payload: &RawValue) -> Decoded<ScreenShareRequest> {
+    let payload = value_of(payload)?;
+    let map = object(&payload)?;
     let room = room_hint(Some(map))?;
     let sharing = bool_field(map, "isScreenSharing")?
         .ok_or_else(|| ProtocolError::invalid("`isScreenSharing` must be a boolean"))?;
@@ -401,13 +434,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A payload as it arrives: raw JSON text.
+    fn p(v: Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&v).unwrap()
+    }
+
     fn code<T: std::fmt::Debug>(r: Decoded<T>) -> ErrorCode {
         r.unwrap_err().code
     }
 
     #[test]
     fn join_trims_name_and_checks_room_id() {
-        let j = decode_join(&json!({"roomId": "AB_c-9", "userName": "  Al  "})).unwrap();
+        let j = decode_join(&p(json!({"roomId": "AB_c-9", "userName": "  Al  "}))).unwrap();
         assert_eq!(j.room_id, "AB_c-9");
         assert_eq!(j.user_name, "Al");
         assert_eq!(j.avatar, None);
@@ -424,10 +462,14 @@ mod tests {
             json!(null),
             json!([1]),
         ] {
-            assert_eq!(code(decode_join(&bad)), ErrorCode::InvalidPayload, "{bad}");
+            assert_eq!(
+                code(decode_join(&p(bad.clone()))),
+                ErrorCode::InvalidPayload,
+                "{bad}"
+            );
         }
         let fifty = "é".repeat(50);
-        assert!(decode_join(&json!({"roomId": "R", "userName": fifty})).is_ok());
+        assert!(decode_join(&p(json!({"roomId": "R", "userName": fifty}))).is_ok());
     }
 
     #[test]
@@ -450,27 +492,27 @@ mod tests {
 
     #[test]
     fn room_only_payloads_accept_null_absent_and_object() {
-        assert_eq!(decode_room_only(&Value::Null).unwrap(), None);
-        assert_eq!(decode_room_only(&json!({})).unwrap(), None);
+        assert_eq!(decode_room_only(&p(Value::Null)).unwrap(), None);
+        assert_eq!(decode_room_only(&p(json!({}))).unwrap(), None);
         assert_eq!(
-            decode_room_only(&json!({"roomId": "A"})).unwrap(),
+            decode_room_only(&p(json!({"roomId": "A"}))).unwrap(),
             Some("A".into())
         );
         assert_eq!(
-            code(decode_room_only(&json!("A"))),
+            code(decode_room_only(&p(json!("A")))),
             ErrorCode::InvalidPayload
         );
         assert_eq!(
-            code(decode_room_only(&json!({"roomId": 1}))),
+            code(decode_room_only(&p(json!({"roomId": 1})))),
             ErrorCode::InvalidPayload
         );
     }
 
     #[test]
     fn chat_trims_and_bounds_the_text() {
-        let c = decode_chat(&json!({"message": " hi "})).unwrap();
+        let c = decode_chat(&p(json!({"message": " hi "}))).unwrap();
         assert_eq!(c.text, "hi");
-        assert!(decode_chat(&json!({"message": "x".repeat(2000)})).is_ok());
+        assert!(decode_chat(&p(json!({"message": "x".repeat(2000)}))).is_ok());
         for bad in [
             json!({"message": "x".repeat(2001)}),
             json!({"message": " \n\t "}),
@@ -478,28 +520,37 @@ mod tests {
             json!({}),
             json!("hi"),
         ] {
-            assert_eq!(code(decode_chat(&bad)), ErrorCode::InvalidPayload, "{bad}");
+            assert_eq!(
+                code(decode_chat(&p(bad.clone()))),
+                ErrorCode::InvalidPayload,
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn relay_reads_either_target_alias_and_keeps_body() {
-        let offer = json!({"type": "offer", "sdp": "v=0"});
+        let raw = |text: &str| RawValue::from_string(text.to_owned()).unwrap();
         let r = decode_relay(
             RelayKind::Offer,
-            json!({"targetSocketId": "abc", "offer": offer}),
+            &raw(r#"{"targetSocketId":"abc","offer":{"type":"offer","sdp":"v=0\r\n","z":1.0,"a":1e3}}"#),
         )
         .unwrap();
         assert_eq!(r.target, "abc");
-        assert_eq!(r.body, offer);
+        assert_eq!(
+            r.body.unwrap().get(),
+            r#"{"type":"offer","sdp":"v=0\r\n","z":1.0,"a":1e3}"#,
+            "byte for byte"
+        );
         let r = decode_relay(
             RelayKind::IceCandidate,
-            json!({"targetId": "t", "candidate": null}),
+            &p(json!({"targetId": "t", "candidate": null})),
         )
         .unwrap();
-        assert_eq!(r.body, Value::Null);
-        let r = decode_relay(RelayKind::ConnectionRequest, json!({"targetId": "t"})).unwrap();
+        assert_eq!(r.body.unwrap().get(), "null");
+        let r = decode_relay(RelayKind::ConnectionRequest, &p(json!({"targetId": "t"}))).unwrap();
         assert_eq!(r.kind.server_event(), "connection-request");
+        assert!(r.body.is_none());
         for (kind, bad) in [
             (RelayKind::IceCandidate, json!({"targetId": "t"})),
             (
@@ -512,10 +563,15 @@ mod tests {
             (RelayKind::Offer, json!({"offer": {}})),
             (RelayKind::Offer, json!({"targetId": 7, "offer": {}})),
             (RelayKind::Offer, json!({"targetId": "", "offer": {}})),
+            (
+                RelayKind::Offer,
+                json!({"targetId": "t", "roomId": 5, "offer": {}}),
+            ),
             (RelayKind::Offer, json!(true)),
+            (RelayKind::Offer, json!([{"targetId": "t", "offer": {}}])),
         ] {
             assert_eq!(
-                code(decode_relay(kind, bad.clone())),
+                code(decode_relay(kind, &p(bad.clone()))),
                 ErrorCode::InvalidPayload,
                 "{bad}"
             );
@@ -524,7 +580,7 @@ mod tests {
 
     #[test]
     fn toggles_read_both_spellings() {
-        let audio = |v: Value| decode_toggle(MediaKind::Audio, &v).map(|r| r.change.enabled);
+        let audio = |v: Value| decode_toggle(MediaKind::Audio, &p(v)).map(|r| r.change.enabled);
         assert_eq!(audio(json!({"isAudioMuted": true})), Ok(false));
         assert_eq!(audio(json!({"isAudioEnabled": true})), Ok(true));
         assert_eq!(
@@ -534,7 +590,7 @@ mod tests {
         assert!(audio(json!({"isAudioMuted": true, "isAudioEnabled": true})).is_err());
         assert!(audio(json!({"isAudioMuted": "yes"})).is_err());
         assert!(audio(json!({})).is_err());
-        let video = decode_toggle(MediaKind::Video, &json!({"isVideoOff": true})).unwrap();
+        let video = decode_toggle(MediaKind::Video, &p(json!({"isVideoOff": true}))).unwrap();
         assert_eq!(
             video.change,
             MediaChange {
@@ -542,7 +598,7 @@ mod tests {
                 enabled: false
             }
         );
-        let m = decode_toggle_media(&json!({"type": "video", "enabled": true})).unwrap();
+        let m = decode_toggle_media(&p(json!({"type": "video", "enabled": true}))).unwrap();
         assert_eq!(
             m.change,
             MediaChange {
@@ -550,10 +606,10 @@ mod tests {
                 enabled: true
             }
         );
-        assert!(decode_toggle_media(&json!({"type": "screen", "enabled": true})).is_err());
-        assert!(decode_toggle_media(&json!({"type": "audio"})).is_err());
-        let s = decode_toggle_screen_share(&json!({"isScreenSharing": true})).unwrap();
+        assert!(decode_toggle_media(&p(json!({"type": "screen", "enabled": true}))).is_err());
+        assert!(decode_toggle_media(&p(json!({"type": "audio"}))).is_err());
+        let s = decode_toggle_screen_share(&p(json!({"isScreenSharing": true}))).unwrap();
         assert!(s.sharing);
-        assert!(decode_toggle_screen_share(&json!({})).is_err());
+        assert!(decode_toggle_screen_share(&p(json!({}))).is_err());
     }
 }

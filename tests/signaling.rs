@@ -2,8 +2,10 @@
 //! every aliased field, both transports, the ordering rules and the room lifecycle.
 
 mod common;
+mod raw;
 
 use common::{TestServer, assert_participant, ids};
+use raw::{RawWs, Recv};
 use rust_socketio::TransportType;
 use serde_json::{Value, json};
 
@@ -588,4 +590,44 @@ async fn a_room_named_like_a_socket_id_gets_none_of_its_relays() {
     eve.expect("new-message").await;
     eve.expect_quiet().await;
     alice.expect_quiet().await;
+}
+
+/// A relay carries the sender's `offer`, `answer` or `candidate` byte for byte — key order,
+/// number formats, escapes — plus `senderId`/`senderSocketId`; in a cluster the two
+/// participants are on different instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_are_forwarded_byte_for_byte() {
+    let server = TestServer::start().await;
+    let last = server.addrs[server.addrs.len() - 1];
+    let mut a = RawWs::connect(server.addr).await;
+    a.join("EXACT", "Ann").await;
+    let mut b = RawWs::connect(last).await;
+    b.join("EXACT", "Bob").await;
+    let body = r#"{"z":1.0,"type":"offer","a":1e3,"sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n","n":[-0.0,1E-7,12345678901234567890,0.10],"u":"\u00e9\ud83d\ude00/"}"#;
+    for (event, field) in [
+        ("webrtc-offer", "offer"),
+        ("webrtc-answer", "answer"),
+        ("webrtc-ice-candidate", "candidate"),
+    ] {
+        a.send_sio(&format!(
+            r#"2["{event}",{{"{field}":{body},"targetId":"{}","roomId":"EXACT"}}]"#,
+            b.sid
+        ))
+        .await
+        .expect("send");
+        let expected = format!(
+            r#"2["{event}",{{"senderId":"{a}","senderSocketId":"{a}","{field}":{body}}}]"#,
+            a = a.sid
+        );
+        loop {
+            match b.recv(raw::WAIT).await {
+                Recv::Msg(m) if m.starts_with(&format!(r#"2["{event}""#)) => {
+                    assert_eq!(m, expected);
+                    break;
+                }
+                Recv::Msg(_) | Recv::Binary(_) => {}
+                other => panic!("no {event}: {other:?}"),
+            }
+        }
+    }
 }

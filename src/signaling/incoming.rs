@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use serde_json::Value as JsonValue;
+use serde_json::value::RawValue;
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::extract::{AckSender, Event, SocketRef, State};
 use socketioxide::handler::{FromMessageParts, Value};
@@ -22,7 +22,7 @@ pub struct Incoming<A: Adapter = LocalAdapter> {
     socket: SocketRef<A>,
     app: AppState,
     event: String,
-    payload: Result<JsonValue, ProtocolError>,
+    payload: Result<Box<RawValue>, ProtocolError>,
     ack: AckSender<A>,
     turn: Turn,
 }
@@ -33,7 +33,7 @@ pub struct Incoming<A: Adapter = LocalAdapter> {
 pub struct Admitted<A: Adapter = LocalAdapter>(
     pub SocketRef<A>,
     pub AppState,
-    pub Result<JsonValue, ProtocolError>,
+    pub Result<Box<RawValue>, ProtocolError>,
     pub Reply<A>,
     pub TurnGuard,
 );

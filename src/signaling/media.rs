@@ -3,7 +3,7 @@
 //! participant list for everyone.
 
 use serde::Serialize;
-use serde_json::Value as JsonValue;
+use serde_json::value::RawValue;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
@@ -56,7 +56,7 @@ struct Changed<'a> {
     participant: &'a ParticipantView,
 }
 
-fn decode_media(event: &str, payload: &JsonValue) -> Option<Decoded<MediaRequest>> {
+fn decode_media(event: &str, payload: &RawValue) -> Option<Decoded<MediaRequest>> {
     match event {
         "toggle-audio" => Some(decode_toggle(MediaKind::Audio, payload)),
         "toggle-video" => Some(decode_toggle(MediaKind::Video, payload)),

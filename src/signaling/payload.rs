@@ -1,22 +1,26 @@
-//! An event's first argument as JSON, read from the raw packet so that every case
+//! An event's first argument as raw JSON text, read from the packet so that every case
 //! PROTOCOL.md allows is told apart — no argument at all reads as `null`
 //! (`socket.emit('leave-room')`), and binary attachments are refused rather than decoded.
+//! It stays raw: a relayed offer goes on byte for byte, and every other handler parses it
+//! ([`crate::protocol`]).
 
-use serde_json::Value as JsonValue;
+use serde_json::value::RawValue;
 use socketioxide::handler::Value;
 
 use crate::protocol::ProtocolError;
 
-/// An event's first argument as JSON, or the error its sender gets.
-pub(super) fn first_argument(value: &Value) -> Result<JsonValue, ProtocolError> {
+/// An event's first argument as raw JSON, or the error its sender gets.
+pub(super) fn first_argument(value: &Value) -> Result<Box<RawValue>, ProtocolError> {
     let binary = || ProtocolError::invalid("Binary attachments are not accepted");
     match value {
         Value::Str(_, Some(attachments)) if !attachments.is_empty() => Err(binary()),
         Value::Str(text, _) => {
             // The packet data is `["event", arg1, arg2, …]`; only the first argument counts.
-            let args: Vec<JsonValue> = serde_json::from_str(text)
+            let args: Vec<&RawValue> = serde_json::from_str(text)
                 .map_err(|_| ProtocolError::invalid("The payload is not valid JSON"))?;
-            Ok(args.into_iter().nth(1).unwrap_or(JsonValue::Null))
+            Ok(args
+                .get(1)
+                .map_or_else(|| RawValue::NULL.to_owned(), |arg| (*arg).to_owned()))
         }
         Value::Bytes(_) => Err(binary()),
     }
@@ -25,23 +29,24 @@ pub(super) fn first_argument(value: &Value) -> Result<JsonValue, ProtocolError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn text(raw: &str) -> Value {
         Value::Str(raw.to_owned().into(), None)
     }
 
+    fn first(raw: &str) -> String {
+        first_argument(&text(raw)).unwrap().get().to_owned()
+    }
+
     #[test]
     fn first_argument_or_null() {
+        assert_eq!(first(r#"["leave-room"]"#), "null");
         assert_eq!(
-            first_argument(&text(r#"["leave-room"]"#)),
-            Ok(JsonValue::Null)
+            first(r#"["e",{"b":1.0,"a":1e3},2]"#),
+            r#"{"b":1.0,"a":1e3}"#
         );
-        assert_eq!(
-            first_argument(&text(r#"["e",{"a":1},2]"#)),
-            Ok(json!({"a": 1}))
-        );
-        assert_eq!(first_argument(&text(r#"["e",null]"#)), Ok(JsonValue::Null));
+        assert_eq!(first(r#"["e",null]"#), "null");
+        assert!(first_argument(&text(r#"["e",{"a":]"#)).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! one target, only within the sender's room, stamped with the sender's real id.
 
 use serde::Serialize;
-use serde_json::Value as JsonValue;
+use serde_json::value::RawValue;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 
@@ -17,7 +17,7 @@ use crate::ratelimit::Class;
 struct Relayed<'a> {
     sender_id: &'a str,
     sender_socket_id: &'a str,
-    /// `offer`, `answer` or `candidate` (carried as received), or `roomId`.
+    /// `offer`, `answer` or `candidate` (byte for byte as received), or `roomId`.
     #[serde(flatten)]
     body: Body<'a>,
 }
@@ -25,9 +25,9 @@ struct Relayed<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 enum Body<'a> {
-    Offer(&'a JsonValue),
-    Answer(&'a JsonValue),
-    Candidate(&'a JsonValue),
+    Offer(&'a RawValue),
+    Answer(&'a RawValue),
+    Candidate(&'a RawValue),
     RoomId(&'a str),
 }
 
@@ -40,7 +40,7 @@ pub async fn on_relay<A: Adapter>(incoming: Incoming<A>, io: SocketIo<A>) {
         return reply.fail(internal());
     };
     let sender = s.id.to_string();
-    let req = match data.and_then(|p| decode_relay(kind, p)) {
+    let req = match data.and_then(|p| decode_relay(kind, &p)) {
         Ok(req) => req,
         Err(e) => return reply.fail(e),
     };
@@ -52,11 +52,12 @@ pub async fn on_relay<A: Adapter>(incoming: Incoming<A>, io: SocketIo<A>) {
         Ok(room) => room,
         Err(e) => return reply.fail(e),
     };
-    let body = match kind {
-        RelayKind::Offer => Body::Offer(&req.body),
-        RelayKind::Answer => Body::Answer(&req.body),
-        RelayKind::IceCandidate => Body::Candidate(&req.body),
-        RelayKind::ConnectionRequest => Body::RoomId(&room),
+    let body = match (kind, req.body.as_deref()) {
+        (RelayKind::Offer, Some(offer)) => Body::Offer(offer),
+        (RelayKind::Answer, Some(answer)) => Body::Answer(answer),
+        (RelayKind::IceCandidate, Some(candidate)) => Body::Candidate(candidate),
+        (RelayKind::ConnectionRequest, _) => Body::RoomId(&room),
+        _ => return reply.fail(internal()),
     };
     let relayed = Relayed {
         sender_id: &sender,
