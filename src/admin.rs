@@ -15,7 +15,7 @@ use crate::App;
 use crate::auth::has_bearer;
 use crate::http::{error, unavailable};
 use crate::model::{ParticipantView, Timestamp};
-use crate::rooms::RoomSummary;
+use crate::registry::RoomSummary;
 use crate::signaling::moderation;
 
 pub fn router<A: Adapter>(app: App<A>) -> Router<App<A>> {

@@ -26,8 +26,8 @@ use crate::auth::has_bearer;
 use crate::metrics::{Live, to_prometheus_text};
 use crate::model::Timestamp;
 use crate::net::PeerAddr;
+use crate::registry::RoomInfo;
 use crate::registry::StoreUnavailable;
-use crate::rooms::RoomInfo;
 use crate::state::AppState;
 use crate::static_files;
 

@@ -20,7 +20,6 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod registry;
 mod request_buffers;
-pub mod rooms;
 pub mod signaling;
 pub mod state;
 mod static_files;
@@ -44,8 +43,9 @@ use tracing::Level;
 use cluster::ClusterAdapter;
 use cluster::driver::ReconnectingDriver;
 pub use config::Config;
+use registry::Limits;
 use registry::Registry;
-use rooms::{Limits, MemoryRegistry};
+use registry::memory::MemoryRegistry;
 pub use state::AppState;
 
 /// How long open connections get to close after a shutdown signal before the server exits

@@ -14,7 +14,7 @@ use prolitemeet_server::protocol::{
     decode_relay, decode_room_only, decode_toggle, decode_toggle_media, decode_toggle_screen_share,
     is_valid_room_id, usable_avatar,
 };
-use prolitemeet_server::rooms::{
+use prolitemeet_server::registry::{
     JoinOutcome, Limits, MemoryRegistry as Registry, RoomLimitReached,
 };
 use proptest::prelude::*;

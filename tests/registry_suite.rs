@@ -17,11 +17,11 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use prolitemeet_server::cluster::store::RedisRegistry;
 use prolitemeet_server::model::MediaKind;
 use prolitemeet_server::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
 use prolitemeet_server::registry::Registry;
-use prolitemeet_server::rooms::{JoinOutcome, Joined, Left, Limits, MemoryRegistry};
+use prolitemeet_server::registry::redis::RedisRegistry;
+use prolitemeet_server::registry::{JoinOutcome, Joined, Left, Limits, MemoryRegistry};
 use redis_server::RedisServer;
 
 /// How long a state that must come (a sweep after a TTL, a reap) may take to come.

@@ -6,7 +6,6 @@
 pub mod connection;
 pub mod driver;
 pub mod liveness;
-pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +14,9 @@ use socketioxide::adapter::Emitter;
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
 use crate::config::Config;
-use crate::rooms::Limits;
+use crate::registry::Limits;
+use crate::registry::redis::RedisRegistry;
 use driver::ReconnectingDriver;
-use store::RedisRegistry;
 
 /// socketioxide's Redis adapter on the reconnecting driver.
 pub type ClusterAdapter = CustomRedisAdapter<Emitter, ReconnectingDriver>;

@@ -16,7 +16,7 @@ use crate::protocol::{
     decode_toggle_screen_share,
 };
 use crate::ratelimit::Class;
-use crate::rooms::Updated;
+use crate::registry::Updated;
 use crate::state::AppState;
 
 #[derive(Serialize)]

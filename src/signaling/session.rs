@@ -16,7 +16,7 @@ use crate::ice::IceServer;
 use crate::model::{ChatMessage, ParticipantView};
 use crate::protocol::{ProtocolError, decode_join, decode_room_only};
 use crate::ratelimit::Class;
-use crate::rooms::{JoinOutcome, Joined, Left};
+use crate::registry::{JoinOutcome, Joined, Left};
 use crate::state::AppState;
 
 #[derive(Serialize)]

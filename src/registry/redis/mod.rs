@@ -1,7 +1,7 @@
 //! The Redis registry of cluster mode: rooms, participants, host order, chat history and
 //! TTLs live in Redis, and every change is one Lua script, so instances joining people into
 //! the same room at once cannot pass `MAX_PARTICIPANTS`, disagree on the host or lose anyone.
-//! It returns exactly the outcomes of [`crate::rooms::MemoryRegistry`].
+//! It returns exactly the outcomes of [`super::memory::MemoryRegistry`].
 //!
 //! Key schema, all under one hash tag `{p}` (from the configured prefix `p`), so every script
 //! touches one slot:
@@ -31,16 +31,15 @@ use redis::{Script, ScriptInvocation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::{
+    JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomLimitReached, RoomSummary, Said,
+    StoreUnavailable, Updated,
+};
 use crate::model::{ChatMessage, MediaKind, Participant, ParticipantView, Timestamp};
 use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
-use crate::registry::StoreUnavailable;
-use crate::rooms::{
-    JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomLimitReached, RoomSummary, Said,
-    Updated,
-};
 
 /// An upper bound on a whole call, reconnection attempts included (timeouts and backoff of
-/// each attempt: [`super::connection::manager_config`]), so a call during an outage fails
+/// each attempt: [`crate::cluster::connection::manager_config`]), so a call during an outage fails
 /// as `unavailable` rather than hanging the handler.
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
 /// Rooms one sweep removes at most; the rest go on the next (once a second).
@@ -404,7 +403,7 @@ impl RedisRegistry {
         prefix: &str,
         instance: Arc<str>,
     ) -> Result<Self, redis::RedisError> {
-        let config = super::connection::manager_config();
+        let config = crate::cluster::connection::manager_config();
         let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
         // Loaded once now rather than by every first call racing on NOSCRIPT (they still load

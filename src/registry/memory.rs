@@ -1,29 +1,20 @@
-//! The in-memory room registry (one instance, the default) and the outcome types both
-//! registry backends return. Every operation is synchronous, takes its locks briefly and
-//! returns *what happened*, so handlers decide what to emit after every lock is released, and
-//! all of it can be tested without sockets.
+//! The in-memory registry of a single instance (the default): rooms, participants, host
+//! order and chat history in `DashMap`s. Every operation is synchronous, takes its locks
+//! briefly and returns *what happened*; handlers decide what to emit once every lock is
+//! released.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
+use super::error::RoomLimitReached;
+use super::{JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated};
 use crate::model::{ChatMessage, MediaKind, Participant, ParticipantView, Timestamp};
 use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
-
-/// The limits the registry enforces, from the configuration.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_participants: usize,
-    pub chat_history_limit: usize,
-    pub empty_room_ttl: Duration,
-    pub unused_room_ttl: Duration,
-    /// Most rooms in existence at once; 0 = no cap.
-    pub max_rooms: usize,
-}
 
 /// Whether a room has ever had anyone in it, and since when it has been empty.
 #[derive(Debug, Clone, Copy)]
@@ -78,78 +69,6 @@ impl Room {
     }
 }
 
-/// Public facts about a room, for `GET /api/room/:roomId`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomInfo {
-    pub room_id: Arc<str>,
-    pub participant_count: usize,
-    pub created_at: Timestamp,
-}
-
-/// A room as operators see it (`GET /api/admin/rooms`).
-#[derive(Debug, Clone)]
-pub struct RoomSummary {
-    pub room_id: Arc<str>,
-    pub created_at: Timestamp,
-    pub participant_count: usize,
-    pub host: Option<ParticipantView>,
-    pub message_count: usize,
-}
-
-/// One room in detail, without its chat text (`GET /api/admin/rooms/:roomId`).
-#[derive(Debug, Clone)]
-pub struct RoomDetail {
-    pub summary: RoomSummary,
-    pub participants: Vec<ParticipantView>,
-}
-
-/// A socket's arrival in a room.
-#[derive(Debug, Clone)]
-pub struct Joined {
-    pub room_id: Arc<str>,
-    pub me: ParticipantView,
-    /// Everyone, the joiner included, in join order.
-    pub participants: Vec<ParticipantView>,
-    /// The room's chat history, oldest first.
-    pub messages: Vec<Arc<ChatMessage>>,
-    /// The room did not exist before this join.
-    pub created_room: bool,
-}
-
-#[derive(Debug, Clone)]
-pub enum JoinOutcome {
-    /// Joined the room, having first left `left` if the socket was elsewhere.
-    Joined { left: Option<Left>, joined: Joined },
-    /// Already in that room: nothing changed, the joiner is told again.
-    AlreadyIn(Joined),
-}
-
-/// A participant's departure from a room.
-#[derive(Debug, Clone)]
-pub struct Left {
-    pub room_id: Arc<str>,
-    pub participant: Participant,
-    /// Who remains, in join order (the new host first).
-    pub participants: Vec<ParticipantView>,
-    /// The room was removed because it emptied and `EMPTY_ROOM_TTL_SECS` is 0.
-    pub room_removed: bool,
-}
-
-/// A chat message was recorded; everyone in the room gets it.
-#[derive(Debug, Clone)]
-pub struct Said {
-    pub room_id: Arc<str>,
-    pub message: Arc<ChatMessage>,
-}
-
-/// A participant's state changed; everyone in the room is told.
-#[derive(Debug, Clone)]
-pub struct Updated {
-    pub room_id: Arc<str>,
-    pub participant: ParticipantView,
-    pub participants: Vec<ParticipantView>,
-}
-
 #[derive(Debug)]
 pub struct MemoryRegistry {
     rooms: DashMap<Arc<str>, Room>,
@@ -158,17 +77,6 @@ pub struct MemoryRegistry {
     /// How many rooms exist, kept beside `rooms` so the room cap is exact under concurrency.
     room_count: AtomicUsize,
     limits: Limits,
-}
-
-/// The server already holds `MAX_ROOMS` rooms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("The server has reached its room limit; try again later")]
-pub struct RoomLimitReached;
-
-impl From<RoomLimitReached> for ProtocolError {
-    fn from(e: RoomLimitReached) -> Self {
-        ProtocolError::new(ErrorCode::TooManyRooms, e.to_string())
-    }
 }
 
 impl MemoryRegistry {
@@ -514,6 +422,7 @@ fn summary(id: &Arc<str>, room: &Room) -> RoomSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn registry(max_participants: usize, empty_secs: u64) -> MemoryRegistry {
         MemoryRegistry::new(Limits {
