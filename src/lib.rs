@@ -4,14 +4,10 @@
 //! [`app`] builds everything from a [`Config`]; [`serve`] runs it until a shutdown signal.
 //! Tests start exactly these two.
 
-mod admin;
-mod auth;
 pub mod cluster;
 pub mod config;
-mod cors;
 pub mod http;
 pub mod ice;
-mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod model;
@@ -19,10 +15,8 @@ pub mod net;
 pub mod protocol;
 pub mod ratelimit;
 pub mod registry;
-mod request_buffers;
 pub mod signaling;
 pub mod state;
-mod static_files;
 mod sweeper;
 
 use std::future::Future;
@@ -30,23 +24,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::FromRef;
-use socketioxide::adapter::{Adapter, LocalAdapter};
-use socketioxide::layer::SocketIoLayer;
+use socketioxide::adapter::Adapter;
 use socketioxide::{SocketIo, SocketIoBuilder};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tower_http::LatencyUnit;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use cluster::ClusterAdapter;
-use cluster::driver::ReconnectingDriver;
 pub use config::Config;
 use registry::Limits;
 use registry::Registry;
 use registry::memory::MemoryRegistry;
-pub use state::AppState;
+pub use state::{App, AppState};
 
 /// How long open connections get to close after a shutdown signal before the server exits
 /// anyway (PaaS platforms kill after ~10 s; we stay well inside that).
@@ -54,31 +42,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// How long a new Engine.IO session may take to connect to the Socket.IO namespace.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The assembled server: its shared state and the Socket.IO handle (over the in-memory
-/// adapter on one instance, over the Redis adapter in a cluster).
-pub struct App<A: Adapter = LocalAdapter> {
-    pub state: AppState,
-    pub io: SocketIo<A>,
-    /// The cluster's pub/sub connection, watched by the liveness task.
-    cluster_driver: Option<ReconnectingDriver>,
-}
-
-impl<A: Adapter> Clone for App<A> {
-    fn clone(&self) -> Self {
-        Self {
-            state: self.state.clone(),
-            io: self.io.clone(),
-            cluster_driver: self.cluster_driver.clone(),
-        }
-    }
-}
-
-impl<A: Adapter> FromRef<App<A>> for AppState {
-    fn from_ref(app: &App<A>) -> AppState {
-        app.state.clone()
-    }
-}
 
 /// Builds the single-instance server (rooms in memory): the router (REST + Socket.IO +
 /// CORS) and the state behind it.
@@ -93,7 +56,7 @@ pub fn app(config: Config) -> (Router, App) {
         io,
         cluster_driver: None,
     };
-    (router(&app, socket_layer), app)
+    (http::service(&app, socket_layer), app)
 }
 
 /// Builds one instance of a cluster (`REDIS_URL`): rooms in Redis, emits through the Redis
@@ -122,7 +85,7 @@ pub async fn cluster_app(
         io,
         cluster_driver: Some(cluster.driver),
     };
-    Ok((router(&app, socket_layer), app))
+    Ok((http::service(&app, socket_layer), app))
 }
 
 fn limits(config: &Config) -> Limits {
@@ -152,40 +115,6 @@ fn socket_io(config: &Config) -> SocketIoBuilder {
         // handshakes (not counted by MAX_CONNECTIONS until they connect) cannot pile up.
         .connect_timeout(CONNECT_TIMEOUT)
         .max_buffer_size(config.socket_buffer_packets)
-}
-
-fn router<A: Adapter>(app: &App<A>, socket_layer: SocketIoLayer<A>) -> Router {
-    let state = &app.state;
-    let config = &state.config;
-    let policy = Arc::new(cors::OriginPolicy {
-        origins: config.allowed_origins.clone(),
-        same_origin: config.static_dir.is_some(),
-    });
-    http::router(app.clone())
-        .layer(socket_layer)
-        .layer(axum::middleware::from_fn(request_buffers::detach))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            limits::connection_cap,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            config.max_payload_bytes,
-        ))
-        .layer(cors::cors_layer(&policy.origins))
-        .layer(axum::middleware::from_fn_with_state(
-            policy,
-            cors::origin_guard,
-        ))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_request(())
-                .on_response(
-                    DefaultOnResponse::new()
-                        .level(Level::INFO)
-                        .latency_unit(LatencyUnit::Millis),
-                ),
-        )
 }
 
 /// Closing the server does not run the sockets' disconnect handlers (socketioxide closes the

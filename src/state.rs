@@ -1,14 +1,45 @@
 //! The state shared by every HTTP and socket handler, passed explicitly to both
-//! (axum `State` and socketioxide `State`).
+//! (axum `State` and socketioxide `State`), and the assembled [`App`]: that state with the
+//! Socket.IO handle. It sits below the handlers, which all take it from here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use axum::extract::FromRef;
+use socketioxide::SocketIo;
+use socketioxide::adapter::{Adapter, LocalAdapter};
+
+use crate::cluster::driver::ReconnectingDriver;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ratelimit::AddressLimiter;
 use crate::registry::Registry;
+
+/// The assembled server: its shared state and the Socket.IO handle (over the in-memory
+/// adapter on one instance, over the Redis adapter in a cluster).
+pub struct App<A: Adapter = LocalAdapter> {
+    pub state: AppState,
+    pub io: SocketIo<A>,
+    /// The cluster's pub/sub connection, watched by the liveness task.
+    pub cluster_driver: Option<ReconnectingDriver>,
+}
+
+impl<A: Adapter> Clone for App<A> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            io: self.io.clone(),
+            cluster_driver: self.cluster_driver.clone(),
+        }
+    }
+}
+
+impl<A: Adapter> FromRef<App<A>> for AppState {
+    fn from_ref(app: &App<A>) -> AppState {
+        app.state.clone()
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {

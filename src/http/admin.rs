@@ -11,12 +11,12 @@ use axum::{Json, Router};
 use serde::Serialize;
 use socketioxide::adapter::Adapter;
 
-use crate::App;
-use crate::auth::has_bearer;
-use crate::http::{error, unavailable};
+use super::auth::has_bearer;
+use super::error::{ApiError, error};
 use crate::model::{ParticipantView, Timestamp};
 use crate::registry::RoomSummary;
 use crate::signaling::moderation;
+use crate::state::App;
 
 pub fn router<A: Adapter>(app: App<A>) -> Router<App<A>> {
     Router::new()
@@ -78,14 +78,11 @@ struct Rooms {
     rooms: Vec<RoomRow>,
 }
 
-async fn rooms<A: Adapter>(State(app): State<App<A>>) -> Response {
-    match app.state.registry.summaries().await {
-        Ok(summaries) => Json(Rooms {
-            rooms: summaries.into_iter().map(RoomRow::from).collect(),
-        })
-        .into_response(),
-        Err(e) => unavailable(e),
-    }
+async fn rooms<A: Adapter>(State(app): State<App<A>>) -> Result<Json<Rooms>, ApiError> {
+    let summaries = app.state.registry.summaries().await?;
+    Ok(Json(Rooms {
+        rooms: summaries.into_iter().map(RoomRow::from).collect(),
+    }))
 }
 
 #[derive(Serialize)]
@@ -95,15 +92,16 @@ struct RoomDetailBody {
     participants: Vec<ParticipantView>,
 }
 
-async fn room<A: Adapter>(State(app): State<App<A>>, Path(room_id): Path<String>) -> Response {
-    match app.state.registry.detail(&room_id).await {
-        Ok(Some(detail)) => Json(RoomDetailBody {
+async fn room<A: Adapter>(
+    State(app): State<App<A>>,
+    Path(room_id): Path<String>,
+) -> Result<Json<RoomDetailBody>, ApiError> {
+    match app.state.registry.detail(&room_id).await? {
+        Some(detail) => Ok(Json(RoomDetailBody {
             row: detail.summary.into(),
             participants: detail.participants,
-        })
-        .into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "Room not found"),
-        Err(e) => unavailable(e),
+        })),
+        None => Err(ApiError::not_found("Room not found")),
     }
 }
 
@@ -118,7 +116,7 @@ async fn close_room<A: Adapter>(
         }))
         .into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "Room not found"),
-        Err(e) => unavailable(e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -128,6 +126,6 @@ async fn kick<A: Adapter>(State(app): State<App<A>>, Path(socket_id): Path<Strin
             Json(serde_json::json!({ "socketId": socket_id, "removed": true })).into_response()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "Participant not found"),
-        Err(e) => unavailable(e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

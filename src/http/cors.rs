@@ -11,8 +11,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use super::error::error;
 use crate::config::AllowedOrigins;
-use crate::http::error;
 
 /// Which origins the guard lets through.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::http::error;
+use super::error::error;
 use crate::state::AppState;
 
 /// A new Engine.IO session is a `/socket.io/` request without a `sid` yet.

@@ -1,0 +1,67 @@
+//! Rooms over REST: `GET /api/room/:roomId` (does it exist, how many are in it) and
+//! `POST /api/create-room`.
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use super::error::ApiError;
+use crate::model::Timestamp;
+use crate::registry::RoomInfo;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomBody {
+    room_id: String,
+    participant_count: usize,
+    created_at: Timestamp,
+}
+
+impl From<RoomInfo> for RoomBody {
+    fn from(info: RoomInfo) -> Self {
+        Self {
+            room_id: info.room_id.to_string(),
+            participant_count: info.participant_count,
+            created_at: info.created_at,
+        }
+    }
+}
+
+pub async fn room(
+    State(app): State<AppState>,
+    room_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<RoomBody>, ApiError> {
+    let Ok(Path(room_id)) = room_id else {
+        return Err(ApiError::not_found("Room not found"));
+    };
+    match app.registry.room_info(&room_id).await? {
+        Some(info) => Ok(Json(RoomBody::from(info))),
+        None => Err(ApiError::not_found("Room not found")),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Created {
+    room_id: String,
+    message: &'static str,
+}
+
+pub async fn create_room(State(app): State<AppState>) -> Result<Json<Created>, ApiError> {
+    match app.registry.create_room().await {
+        Ok(info) => {
+            tracing::info!(room = %info.room_id, "room created (create-room)");
+            Ok(Json(Created {
+                room_id: info.room_id.to_string(),
+                message: "Room created successfully",
+            }))
+        }
+        Err(refused) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            refused.message,
+        )),
+    }
+}
