@@ -359,6 +359,7 @@ mod errors;
 mod io;
 mod ns;
 mod parser;
+pub(crate) mod recovery;
 
 /// Socket.IO protocol version.
 /// It is accessible with the [`Socket::protocol`](socket::Socket) method or as an extractor
