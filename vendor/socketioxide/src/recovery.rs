@@ -719,7 +719,13 @@ impl<A: Adapter> Namespace<A> {
 
     fn forget_session(&self, pid: &Pid) {
         if let Some(recovery) = &self.recovery {
-            recovery.sessions.lock().unwrap().remove(pid);
+            let mut sessions = recovery.sessions.lock().unwrap();
+            sessions.remove(pid);
+            // After a wave of sessions, the map gives its room back.
+            if sessions.capacity() > 64 && sessions.len() < sessions.capacity() / 4 {
+                let len = sessions.len();
+                sessions.shrink_to(len * 2);
+            }
         }
     }
 
