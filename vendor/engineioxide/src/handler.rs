@@ -64,4 +64,14 @@ pub trait EngineIoHandler: std::fmt::Debug + Send + Sync + 'static {
 
     /// Called when a binary message is received from the client.
     fn on_binary(self: &Arc<Self>, data: Bytes, socket: Arc<Socket<Self::Data>>);
+
+    /// Called when the client answers a ping of the heartbeat with a pong (engine.io protocol v4).
+    ///
+    /// It is the only acknowledgement engine.io has: pings travel in order with the other
+    /// packets, and a ping is sent only once the previous one was answered. So when the client
+    /// answers a ping, it has received every packet emitted before the previous call of this
+    /// function for this socket. Does nothing by default.
+    fn on_pong(&self, socket: &Arc<Socket<Self::Data>>) {
+        let _ = socket;
+    }
 }

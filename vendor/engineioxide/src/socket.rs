@@ -141,6 +141,18 @@ impl Permit<'_> {
         self.inner.send(packets);
     }
 
+    /// Consume the permit and emit several messages, each with its adjacent binary data, at
+    /// once and in order, in one place of the internal channel however many they are (e.g. to
+    /// replay a backlog to a new connection).
+    pub fn emit_many_messages(self, messages: impl IntoIterator<Item = (Str, VecDeque<Bytes>)>) {
+        let mut packets = SmallVec::new();
+        for (msg, data) in messages {
+            packets.push(Packet::Message(msg));
+            packets.extend(data.into_iter().map(Packet::Binary));
+        }
+        self.inner.send(packets);
+    }
+
     /// Consume the permit and emit a message with multiple binary data to the client.
     ///
     /// It can be used to ensure atomicity when sending a string packet with adjacent binary packets.

@@ -67,8 +67,9 @@ impl<A: Adapter> Client<A> {
         ns_path: &str,
         esocket: &Arc<engineioxide::Socket<SocketData<A>>>,
     ) {
+        // Not the auth itself: it may hold secrets (tokens, private session ids).
         #[cfg(feature = "tracing")]
-        tracing::debug!("auth: {:?}", auth);
+        tracing::debug!(ns = ns_path, has_auth = auth.is_some(), "namespace connect");
         let protocol: ProtocolVersion = esocket.protocol.into();
         if self.closing.load(Ordering::Acquire) {
             #[cfg(feature = "tracing")]
@@ -124,12 +125,17 @@ impl<A: Adapter> Client<A> {
     }
 
     /// Propagate a packet to its target namespace
-    fn sock_propagate_packet(&self, packet: Packet, sid: Sid) -> Result<(), Error> {
+    fn sock_propagate_packet(
+        &self,
+        packet: Packet,
+        esocket: &Arc<EIoSocket<SocketData<A>>>,
+    ) -> Result<(), Error> {
         if let Some(ns) = self.get_ns(&packet.ns) {
-            ns.recv(sid, packet.inner)
+            let sid = self.socket_id(esocket, &ns.path);
+            ns.recv(sid, packet.inner, esocket)
         } else {
             #[cfg(feature = "tracing")]
-            tracing::debug!(?sid, "invalid namespace requested: {}", packet.ns);
+            tracing::debug!(sid = ?esocket.id, "invalid namespace requested: {}", packet.ns);
             Ok(())
         }
     }
@@ -225,6 +231,15 @@ impl<A: Adapter> Client<A> {
     pub(crate) fn parser(&self) -> Parser {
         self.config.parser
     }
+
+    /// The id of the socket that the connection `esocket` carries in namespace `ns`: the
+    /// connection's own, unless it recovered the session of another socket there.
+    fn socket_id(&self, esocket: &EIoSocket<SocketData<A>>, ns: &str) -> Sid {
+        match self.config.recovery {
+            Some(_) => esocket.data.routed(ns).unwrap_or(esocket.id),
+            None => esocket.id,
+        }
+    }
 }
 
 pub struct SocketData<A: Adapter> {
@@ -234,6 +249,25 @@ pub struct SocketData<A: Adapter> {
 
     /// Used to store the [`SocketIo`] instance so it can be accessed by any sockets
     pub io: OnceLock<SocketIo<A>>,
+
+    /// The sockets whose session this connection recovered, by namespace: their id is not
+    /// the connection's.
+    recovered: Mutex<Vec<(Str, Sid)>>,
+}
+impl<A: Adapter> SocketData<A> {
+    /// Routes the packets this connection receives for namespace `ns` to socket `sid`.
+    pub(crate) fn route(&self, ns: Str, sid: Sid) {
+        self.recovered.lock().unwrap().push((ns, sid));
+    }
+
+    /// The socket this connection recovered in namespace `ns`, if any.
+    pub(crate) fn routed(&self, ns: &str) -> Option<Sid> {
+        let recovered = self.recovered.lock().unwrap();
+        recovered
+            .iter()
+            .find(|(n, _)| n.as_str() == ns)
+            .map(|(_, sid)| *sid)
+    }
 }
 impl<A: Adapter> Default for SocketData<A> {
     fn default() -> Self {
@@ -241,6 +275,7 @@ impl<A: Adapter> Default for SocketData<A> {
             parser_state: ParserState::default(),
             connect_recv_tx: Mutex::new(None),
             io: OnceLock::new(),
+            recovered: Mutex::new(Vec::new()),
         }
     }
 }
@@ -286,7 +321,9 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
             .read()
             .unwrap()
             .values()
-            .filter_map(|ns| ns.get_socket(socket.id).ok())
+            .filter_map(|ns| ns.get_socket(self.socket_id(&socket, &ns.path)).ok())
+            // A connection whose session was taken over by another one ends nothing.
+            .filter(|s| s.is_transport(&socket))
             .collect();
 
         let _cnt = socks
@@ -299,8 +336,6 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
     }
 
     fn on_message(self: &Arc<Self>, msg: Str, socket: Arc<EIoSocket<SocketData<A>>>) {
-        #[cfg(feature = "tracing")]
-        tracing::debug!("received message: {:?}", msg);
         let packet = match self.parser().decode_str(
             &self.config.parse_config,
             &socket.data.parser_state,
@@ -315,15 +350,19 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
                 return;
             }
         };
+        // A CONNECT packet may carry secrets (tokens, private session ids): not its payload.
         #[cfg(feature = "tracing")]
-        tracing::debug!("Packet: {:?}", packet);
+        match packet.inner {
+            PacketData::Connect(_) => tracing::debug!(ns = ?packet.ns, "Packet: connect"),
+            _ => tracing::debug!("Packet: {:?}", packet),
+        }
 
         let res: Result<(), Error> = match packet.inner {
             PacketData::Connect(auth) => {
                 self.sock_connect(auth, &packet.ns, &socket);
                 Ok(())
             }
-            _ => self.sock_propagate_packet(packet, socket.id),
+            _ => self.sock_propagate_packet(packet, &socket),
         };
         if let Err(ref err) = res {
             #[cfg(feature = "tracing")]
@@ -343,7 +382,7 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
     /// If the packet is complete, it is propagated to the namespace
     fn on_binary(self: &Arc<Self>, data: Bytes, socket: Arc<EIoSocket<SocketData<A>>>) {
         #[cfg(feature = "tracing")]
-        tracing::debug!("received binary: {:?}", &data);
+        tracing::debug!(len = data.len(), "received binary");
         let packet = match self.parser().decode_bin(
             &self.config.parse_config,
             &socket.data.parser_state,
@@ -364,7 +403,7 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
                 self.sock_connect(auth, &packet.ns, &socket);
                 Ok(())
             }
-            _ => self.sock_propagate_packet(packet, socket.id),
+            _ => self.sock_propagate_packet(packet, &socket),
         };
         if let Err(ref err) = res {
             #[cfg(feature = "tracing")]
@@ -378,7 +417,28 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
             }
         }
     }
+
+    fn on_pong(&self, socket: &Arc<EIoSocket<SocketData<A>>>) {
+        if self.config.recovery.is_some() {
+            self.forward_pong(socket);
+        }
+    }
 }
+impl<A: Adapter> Client<A> {
+    /// The pong of a connection proves that its client received what was sent before its
+    /// previous one: the sessions of the sockets it carries forget those packets.
+    fn forward_pong(&self, esocket: &Arc<EIoSocket<SocketData<A>>>) {
+        for ns in self.nsps.read().unwrap().values() {
+            if let Ok(socket) = ns.get_socket(self.socket_id(esocket, &ns.path))
+                && let Some(session) = &socket.session
+                && socket.is_transport(esocket)
+            {
+                socket.on_pong(session);
+            }
+        }
+    }
+}
+
 impl<A: Adapter> std::fmt::Debug for Client<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut f = f.debug_struct("Client");

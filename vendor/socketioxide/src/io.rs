@@ -25,6 +25,7 @@ use crate::{
     layer::SocketIoLayer,
     operators::BroadcastOperators,
     parser::Parser,
+    recovery::RecoveryConfig,
     service::SocketIoService,
     socket::RemoteSocket,
 };
@@ -115,6 +116,9 @@ pub struct SocketIoConfig {
 
     /// A global server identifier
     pub server_id: Uid,
+
+    /// Connection state recovery, if on.
+    pub(crate) recovery: Option<RecoveryConfig>,
 }
 
 impl Default for SocketIoConfig {
@@ -129,6 +133,7 @@ impl Default for SocketIoConfig {
             parser: Parser::default(),
             parse_config: ParseConfig::default(),
             server_id: Uid::new(),
+            recovery: None,
         }
     }
 }
@@ -280,6 +285,43 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// Turns on [connection state recovery](https://socket.io/docs/v4/connection-state-recovery)
+    /// (Socket.IO protocol v5 clients, such as socket.io-client ≥ 4.6): a client whose
+    /// connection ended for any reason but an explicit disconnect gets its socket back if it
+    /// reconnects within `window`, with the same id, rooms, extensions and handlers, and with
+    /// the packets sent to it meanwhile. At most `max_buffered_packets` packets are kept per
+    /// socket: a disconnected session that would need more ends.
+    ///
+    /// A zero `window` leaves recovery off, which is the default. Recovery needs the common
+    /// (JSON) parser: [`build_layer`](Self::build_layer) and the other build functions panic
+    /// with the msgpack parser.
+    ///
+    /// The sockets' lifecycle then has three handlers: see
+    /// [`Socket::on_transport_lost`](crate::socket::Socket::on_transport_lost),
+    /// [`Socket::on_recovered`](crate::socket::Socket::on_recovered) and
+    /// [`Socket::on_disconnect`](crate::socket::Socket::on_disconnect), which runs when the
+    /// session ends. The wire and the memory it costs are described in `vendor/README.md`.
+    ///
+    /// ```
+    /// # use socketioxide::SocketIo;
+    /// # use std::time::Duration;
+    /// let (layer, io) = SocketIo::builder()
+    ///     .connection_state_recovery(Duration::from_secs(120), 1000)
+    ///     .build_layer();
+    /// ```
+    #[inline]
+    pub fn connection_state_recovery(
+        mut self,
+        window: Duration,
+        max_buffered_packets: usize,
+    ) -> Self {
+        self.config.recovery = (!window.is_zero()).then_some(RecoveryConfig {
+            window,
+            max_buffered_packets,
+        });
+        self
+    }
+
     /// Sets a custom [`SocketIoConfig`] created previously for this [`SocketIoBuilder`]
     #[inline]
     pub fn with_config(mut self, config: SocketIoConfig) -> Self {
@@ -343,8 +385,16 @@ impl<A: Adapter> SocketIoBuilder<A> {
 }
 
 impl<A: Adapter> SocketIoBuilder<A> {
+    fn check_recovery(&self) {
+        assert!(
+            self.config.recovery.is_none() || self.config.parser.supports_recovery(),
+            "connection state recovery needs the common parser: its offsets are text"
+        );
+    }
+
     /// Build a [`SocketIoLayer`] and a [`SocketIo`] instance that can be used as a [`tower_layer::Layer`].
     pub fn build_layer(mut self) -> (SocketIoLayer<A>, SocketIo<A>) {
+        self.check_recovery();
         self.config.engine_config = self.engine_config_builder.build();
 
         let (layer, client) = SocketIoLayer::from_config(
@@ -361,6 +411,7 @@ impl<A: Adapter> SocketIoBuilder<A> {
     ///
     /// This service will be a _standalone_ service that return a 404 error for every non-socket.io request
     pub fn build_svc(mut self) -> (SocketIoService<NotFoundService, A>, SocketIo<A>) {
+        self.check_recovery();
         self.config.engine_config = self.engine_config_builder.build();
         let (svc, client) = SocketIoService::with_config_inner(
             NotFoundService,
@@ -378,6 +429,7 @@ impl<A: Adapter> SocketIoBuilder<A> {
         mut self,
         svc: S,
     ) -> (SocketIoService<S, A>, SocketIo<A>) {
+        self.check_recovery();
         self.config.engine_config = self.engine_config_builder.build();
 
         let (svc, client) = SocketIoService::with_config_inner(

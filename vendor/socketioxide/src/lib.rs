@@ -21,6 +21,7 @@
 //! * [Emiting data](#emiting-data)
 //! * [Acknowledgements](#acknowledgements)
 //! * [State management](#state-management)
+//! * [Connection state recovery](#connection-state-recovery)
 //! * [Adapters](#adapters)
 //! * [Parsers](#parsers)
 //! * [Feature flags](#feature-flags)
@@ -250,6 +251,19 @@
 //! [`AckStream`]: crate::ack::AckStream
 //! [`ParserError`]: crate::parser::ParserError
 //!
+//! ## Connection state recovery
+//! With [`SocketIoBuilder::connection_state_recovery`], a client (socket.io-client ≥ 4.6) whose
+//! connection dropped gets its socket back if it reconnects within the window: same id, rooms,
+//! extensions and handlers, and every event sent to it meanwhile, replayed in order
+//! (`socket.recovered` is true on its side, [`Socket::recovered`](socket::Socket::recovered) on
+//! this one). While its client is away the socket stays in its namespace and rooms, and what is
+//! emitted to it is kept. Its lifecycle then has three handlers, run one at a time in order:
+//! [`on_transport_lost`](socket::Socket::on_transport_lost) (the connection dropped, the session
+//! is kept), [`on_recovered`](socket::Socket::on_recovered), and
+//! [`on_disconnect`](socket::Socket::on_disconnect), which runs once, when the session ends
+//! (an explicit disconnect, the end of the window, or too many packets kept). A session is
+//! either recovered or ended, never both.
+//!
 //! ## [State management](#state-management)
 //! There are two ways to manage the state of the server:
 //!
@@ -359,6 +373,7 @@ mod errors;
 mod io;
 mod ns;
 mod parser;
+pub(crate) mod recovery;
 
 /// Socket.IO protocol version.
 /// It is accessible with the [`Socket::protocol`](socket::Socket) method or as an extractor

@@ -12,6 +12,7 @@ use crate::{
     errors::{ConnectFail, Error},
     handler::{BoxedConnectHandler, ConnectHandler, MakeErasedHandler},
     parser::Parser,
+    recovery::{NsRecovery, RecoveryRequest, Session, Stamped},
     socket::{DisconnectReason, Socket},
 };
 use socketioxide_core::{
@@ -36,6 +37,8 @@ pub struct Namespace<A: Adapter> {
     /// The ids of the sockets that are connecting to this namespace, but which are not yet
     /// in [`Self::sockets`] because their middlewares are still running.
     connecting: Mutex<HashSet<Sid>>,
+    /// The sessions of its sockets, when connection state recovery is on.
+    pub(crate) recovery: Option<NsRecovery>,
 }
 
 /// Marks a socket as connecting to a namespace until dropped.
@@ -113,6 +116,7 @@ impl<A: Adapter> Namespace<A> {
             parser,
             sockets: HashMap::new().into(),
             connecting: HashSet::new().into(),
+            recovery: config.recovery.map(NsRecovery::new),
             adapter: Arc::new(A::new(
                 adapter_state,
                 CoreLocalAdapter::new(Emitter::new(ns.clone(), parser, path, ack_timeout, uid)),
@@ -133,7 +137,7 @@ impl<A: Adapter> Namespace<A> {
         self: Arc<Self>,
         sid: Sid,
         esocket: Arc<engineioxide::Socket<SocketData<A>>>,
-        auth: Option<Value>,
+        mut auth: Option<Value>,
     ) -> Result<(), ConnectFail> {
         let Some(_guard) = ConnectingGuard::new(&self, sid) else {
             #[cfg(feature = "tracing")]
@@ -149,8 +153,25 @@ impl<A: Adapter> Namespace<A> {
             return Err(ConnectFail);
         }
 
+        let protocol = esocket.protocol.into();
+        let recovery = match protocol {
+            ProtocolVersion::V5 => self.recovery.as_ref().map(|r| r.config),
+            ProtocolVersion::V4 => None,
+        };
+        if recovery.is_some() {
+            // This connection already carries a recovered socket of this namespace.
+            if esocket.data.routed(&self.path).is_some() {
+                return Err(ConnectFail);
+            }
+            if let Some(request) = RecoveryRequest::take(self.parser, &mut auth)
+                && self.try_recover(request, &esocket)
+            {
+                return Ok(());
+            }
+        }
+        let session = recovery.map(Session::new);
         let socket: Arc<Socket<A>> =
-            Socket::new(sid, self.clone(), esocket.clone(), self.parser).into();
+            Socket::new(sid, self.clone(), esocket.clone(), self.parser, session).into();
 
         if let Err(e) = self.handler.call_middleware(socket.clone(), &auth).await {
             #[cfg(feature = "tracing")]
@@ -175,11 +196,14 @@ impl<A: Adapter> Namespace<A> {
         #[cfg(feature = "tracing")]
         tracing::trace!(?socket.id, ?self.path, "socket added to namespace");
 
-        let protocol = esocket.protocol.into();
         let payload = ConnectPacket { sid: socket.id };
-        let payload = match protocol {
-            ProtocolVersion::V5 => Some(self.parser.encode_default(&payload).unwrap()),
-            ProtocolVersion::V4 => None,
+        let payload = match (protocol, &socket.session) {
+            (ProtocolVersion::V5, Some(session)) => {
+                self.remember_session(session, sid);
+                Some(session.connect_payload(self.parser, sid))
+            }
+            (ProtocolVersion::V5, None) => Some(self.parser.encode_default(&payload).unwrap()),
+            (ProtocolVersion::V4, _) => None,
         };
         // Marked connected before the client is told, so that emits made as soon as the
         // client reacts to the CONNECT packet (e.g. answers to its first event) are not
@@ -213,11 +237,25 @@ impl<A: Adapter> Namespace<A> {
         self.sockets.read().unwrap().values().any(|s| s.id == sid)
     }
 
-    pub fn recv(&self, sid: Sid, packet: PacketData) -> Result<(), Error> {
+    /// Handles a packet that the connection `esocket` received for socket `sid`.
+    pub fn recv(
+        &self,
+        sid: Sid,
+        packet: PacketData,
+        esocket: &Arc<engineioxide::Socket<SocketData<A>>>,
+    ) -> Result<(), Error> {
         match packet {
             PacketData::Connect(_) => unreachable!("connect packets should be handled before"),
             PacketData::ConnectError(_) => Err(Error::InvalidPacketType),
-            packet => self.get_socket(sid)?.recv(packet),
+            packet => {
+                let socket = self.get_socket(sid)?;
+                // A connection whose session was taken over by another one is closing.
+                if socket.is_transport(esocket) {
+                    socket.recv(packet)
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 
@@ -249,9 +287,16 @@ impl<A: Adapter> Namespace<A> {
         tracing::debug!(?self.path, "closing {} sockets in namespace", sockets.len());
 
         if reason == DisconnectReason::ClosingServer {
+            // Sockets whose session waits for their client have no connection left to close.
+            let (detached, connected): (Vec<_>, Vec<_>) = sockets
+                .into_values()
+                .partition(|s| s.session.as_ref().is_some_and(|s| s.is_detached()));
+            for s in detached {
+                s.close(reason);
+            }
             // When closing the underlying transport, this will indirectly close the socket
             // Therefore there is no need to manually call `s.close()`.
-            future::join_all(sockets.values().map(|s| s.close_underlying_transport())).await;
+            future::join_all(connected.iter().map(|s| s.close_underlying_transport())).await;
         } else {
             for s in sockets.into_values() {
                 let _sid = s.id;
@@ -314,10 +359,12 @@ impl<A: Adapter> InnerEmitter for Namespace<A> {
     }
 
     fn send_many(&self, sids: BroadcastIter<'_>, data: Value) -> Result<(), Vec<SocketError>> {
+        // One offset for the whole broadcast, when recovery is on.
+        let stamped = self.recovery.as_ref().and_then(|_| Stamped::new(&data));
         let sockets = self.sockets.read().unwrap();
         let errs: Vec<SocketError> = sids
             .filter_map(|sid| sockets.get(&sid))
-            .filter_map(|socket| socket.send_raw(data.clone()).err())
+            .filter_map(|socket| socket.send_broadcast(&data, stamped.as_ref()).err())
             .collect();
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }

@@ -114,6 +114,11 @@ impl<A: Adapter> ConfOperators<'_, A> {
     ) -> Result<(), SendError> {
         use crate::SocketError;
         use crate::socket::PermitExt;
+        if let (Some(session), false) = (&self.socket.session, self.volatile) {
+            let packet = self.get_packet(event, data)?;
+            let packet = self.socket.parser.encode(packet);
+            return Ok(self.socket.send_tracked(session, &packet, None, false)?);
+        }
         if !self.socket.connected() {
             return Err(SendError::Socket(SocketError::Closed));
         }
@@ -125,7 +130,8 @@ impl<A: Adapter> ConfOperators<'_, A> {
             return Ok(());
         }
 
-        let permit = match self.socket.reserve() {
+        let transport = self.socket.transport();
+        let permit = match transport.reserve() {
             Ok(permit) => permit,
             Err(e) => {
                 #[cfg(feature = "tracing")]
@@ -149,7 +155,8 @@ impl<A: Adapter> ConfOperators<'_, A> {
         if !self.socket.connected() {
             return Err(SendError::Socket(SocketError::Closed));
         }
-        let permit = match self.socket.reserve() {
+        let transport = self.socket.transport();
+        let permit = match transport.reserve() {
             Ok(permit) => permit,
             Err(e) => {
                 #[cfg(feature = "tracing")]

@@ -32,14 +32,38 @@ pub(crate) enum Parser {
     MsgPack(MsgPackParser),
 }
 
+impl Parser {
+    /// Whether events can carry connection state recovery's offsets (text packets only).
+    pub(crate) fn supports_recovery(&self) -> bool {
+        matches!(self, Parser::Common(_))
+    }
+}
+
 impl Default for Parser {
     fn default() -> Self {
         Parser::Common(CommonParser)
     }
 }
 
+/// CONNECT packets may carry secrets (tokens, private session ids): never their payload.
+#[cfg(feature = "tracing")]
+fn trace_decoded(packet: &Packet) {
+    match packet.inner {
+        socketioxide_core::packet::PacketData::Connect(_) => {
+            tracing::trace!(ns = ?packet.ns, "connect packet decoded")
+        }
+        _ => tracing::trace!(?packet, "payload decoded:"),
+    }
+}
+
 impl Parse for Parser {
     fn encode(self, packet: Packet) -> Value {
+        // CONNECT packets may carry secrets (private session ids): never in logs.
+        #[cfg(feature = "tracing")]
+        let is_connect = matches!(
+            packet.inner,
+            socketioxide_core::packet::PacketData::Connect(_)
+        );
         let value = match self {
             Parser::Common(p) => p.encode(packet),
             #[cfg(feature = "msgpack")]
@@ -47,6 +71,7 @@ impl Parse for Parser {
         };
         #[cfg(feature = "tracing")]
         match &value {
+            _ if is_connect => tracing::trace!("connect packet encoded"),
             Value::Str(value, bins) => tracing::trace!(?value, ?bins, "packet encoded:"),
             Value::Bytes(value) => tracing::trace!("packet encoded: {:X}", value),
         }
@@ -61,7 +86,7 @@ impl Parse for Parser {
         bin: Bytes,
     ) -> Result<Packet, ParseError> {
         #[cfg(feature = "tracing")]
-        tracing::trace!(?state, "decoding bin payload: {:X}", bin);
+        tracing::trace!(?state, len = bin.len(), "decoding bin payload");
 
         let packet = match self {
             Parser::Common(p) => p.decode_bin(config, state, bin),
@@ -70,7 +95,7 @@ impl Parse for Parser {
         }?;
 
         #[cfg(feature = "tracing")]
-        tracing::trace!(?packet, "bin payload decoded:");
+        trace_decoded(&packet);
         Ok(packet)
     }
     fn decode_str(
@@ -80,7 +105,7 @@ impl Parse for Parser {
         data: Str,
     ) -> Result<Packet, ParseError> {
         #[cfg(feature = "tracing")]
-        tracing::trace!(?data, ?state, "decoding str payload:");
+        tracing::trace!(?state, len = data.len(), "decoding str payload");
 
         let packet = match self {
             Parser::Common(p) => p.decode_str(config, state, data),
@@ -89,7 +114,7 @@ impl Parse for Parser {
         }?;
 
         #[cfg(feature = "tracing")]
-        tracing::trace!(?packet, "str payload decoded:");
+        trace_decoded(&packet);
         Ok(packet)
     }
 

@@ -35,6 +35,7 @@ use crate::{
     ns::Namespace,
     operators::{BroadcastOperators, ConfOperators},
     parser::Parser,
+    recovery::{Session, Stamped},
 };
 use socketioxide_core::{
     Value,
@@ -288,7 +289,7 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     pub(crate) ns: Arc<Namespace<A>>,
     message_handlers: RwLock<HashMap<Cow<'static, str>, BoxedMessageHandler<A>>>,
     fallback_message_handler: RwLock<Option<BoxedMessageHandler<A>>>,
-    disconnect_handler: Mutex<Option<BoxedDisconnectHandler<A>>>,
+    pub(crate) disconnect_handler: Mutex<Option<BoxedDisconnectHandler<A>>>,
     ack_message: Mutex<HashMap<i64, oneshot::Sender<AckResult<Value>>>>,
     /// The number of entries in `ack_message` at which its abandoned entries are removed.
     ack_sweep_at: AtomicUsize,
@@ -305,7 +306,35 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     /// If you want to extract extensions from the http request, you should use the [`HttpExtension`](crate::extract::HttpExtension) extractor.
     #[cfg(feature = "extensions")]
     pub extensions: Extensions,
-    esocket: Arc<engineioxide::Socket<SocketData<A>>>,
+    /// The connection the socket connected with.
+    pub(crate) esocket: Arc<engineioxide::Socket<SocketData<A>>>,
+    /// Its session, when connection state recovery is on (see [`crate::recovery`]).
+    pub(crate) session: Option<Box<Session<A>>>,
+}
+
+/// The connection a socket sends through: the one it connected with, or the one that
+/// recovered its session last.
+pub(crate) enum Transport<'a, A: Adapter> {
+    Original(&'a Arc<engineioxide::Socket<SocketData<A>>>),
+    Recovered(Arc<engineioxide::Socket<SocketData<A>>>),
+}
+impl<A: Adapter> std::ops::Deref for Transport<'_, A> {
+    type Target = engineioxide::Socket<SocketData<A>>;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Transport::Original(esocket) => esocket,
+            Transport::Recovered(esocket) => esocket,
+        }
+    }
+}
+impl<A: Adapter> Transport<'_, A> {
+    pub(crate) fn reserve(&self) -> Result<Permit<'_>, SocketError> {
+        match engineioxide::Socket::reserve(self) {
+            Ok(permit) => Ok(permit),
+            Err(TrySendError::Full(_)) => Err(SocketError::InternalChannelFull),
+            Err(TrySendError::Closed(_)) => Err(SocketError::Closed),
+        }
+    }
 }
 
 impl<A: Adapter> Socket<A> {
@@ -314,6 +343,7 @@ impl<A: Adapter> Socket<A> {
         ns: Arc<Namespace<A>>,
         esocket: Arc<engineioxide::Socket<SocketData<A>>>,
         parser: Parser,
+        session: Option<Box<Session<A>>>,
     ) -> Self {
         Self {
             ns,
@@ -329,6 +359,7 @@ impl<A: Adapter> Socket<A> {
             #[cfg(feature = "extensions")]
             extensions: Extensions::new(),
             esocket,
+            session,
         }
     }
 
@@ -487,17 +518,100 @@ impl<A: Adapter> Socket<A> {
         self.disconnect_handler.lock().unwrap().replace(handler);
     }
 
+    /// # Register a handler for the loss of the connection of a socket whose session is kept.
+    ///
+    /// With [connection state recovery](crate::SocketIoBuilder::connection_state_recovery),
+    /// a socket whose connection ends for any reason but an explicit disconnect keeps its
+    /// session for the window: its id, rooms, extensions and handlers stay, and the packets
+    /// sent to it are kept for its client. This handler runs then, with the
+    /// [`DisconnectReason`] of the connection; [`on_disconnect`](Self::on_disconnect) only
+    /// runs when the session ends, at once if the window passes or too many packets wait.
+    ///
+    /// The socket's lifecycle handlers (this one, [`on_recovered`](Self::on_recovered) and
+    /// [`on_disconnect`](Self::on_disconnect)) run one after the other, in the order of the
+    /// events, each once the previous one returned. A session is either recovered or ended,
+    /// never both. Without recovery this handler never runs.
+    ///
+    /// # Example
+    /// ```
+    /// # use socketioxide::{SocketIo, socket::DisconnectReason, extract::*};
+    /// # use std::time::Duration;
+    /// let (_, io) = SocketIo::builder()
+    ///     .connection_state_recovery(Duration::from_secs(120), 1000)
+    ///     .build_svc();
+    /// io.ns("/", async |socket: SocketRef| {
+    ///     socket.join("room");
+    ///     socket.on_transport_lost(async |socket: SocketRef, reason: DisconnectReason| {
+    ///         socket.to("room").emit("reconnecting", &socket.id).await.ok();
+    ///     });
+    ///     socket.on_recovered(async |socket: SocketRef| {
+    ///         socket.to("room").emit("reconnected", &socket.id).await.ok();
+    ///     });
+    ///     socket.on_disconnect(async |socket: SocketRef| {
+    ///         socket.to("room").emit("left", &socket.id).await.ok();
+    ///     });
+    /// });
+    /// ```
+    pub fn on_transport_lost<C, T>(&self, callback: C)
+    where
+        C: DisconnectHandler<A, T> + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+    {
+        if let Some(session) = &self.session {
+            let handler = MakeErasedHandler::new_disconnect_boxed(callback);
+            session.set_on_transport_lost(handler.into());
+        }
+    }
+
+    /// # Register a handler for the recovery of the socket's session by a new connection.
+    ///
+    /// It runs when a client recovers the session (see
+    /// [`on_transport_lost`](Self::on_transport_lost)) after the packets it missed were
+    /// replayed to it, with the [`DisconnectReason`] of the connection it replaced. When its
+    /// client came back before the server noticed that the previous connection had died,
+    /// that connection is closed, the reason is [`DisconnectReason::TransportError`], and no
+    /// [`on_transport_lost`](Self::on_transport_lost) handler ran before.
+    ///
+    /// The namespace's middlewares and connect handler do not run again: the socket goes on.
+    /// Without recovery this handler never runs.
+    pub fn on_recovered<C, T>(&self, callback: C)
+    where
+        C: DisconnectHandler<A, T> + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+    {
+        if let Some(session) = &self.session {
+            let handler = MakeErasedHandler::new_disconnect_boxed(callback);
+            session.set_on_recovered(handler.into());
+        }
+    }
+
+    /// # Whether the socket's session was recovered by a new connection.
+    ///
+    /// It is the server side of socket.io-client's `socket.recovered`. See
+    /// [`on_recovered`](Self::on_recovered).
+    pub fn recovered(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.recovered())
+    }
+
     #[doc = include_str!("../docs/operators/emit.md")]
     pub fn emit<T: ?Sized + Serialize>(
         &self,
         event: impl AsRef<str>,
         data: &T,
     ) -> Result<(), SendError> {
+        if let Some(session) = &self.session {
+            let data = self.parser.encode_value(data, Some(event.as_ref()))?;
+            let packet = self
+                .parser
+                .encode(Packet::event(self.ns.path.clone(), data));
+            return Ok(self.send_tracked(session, &packet, None, false)?);
+        }
         if !self.connected() {
             return Err(SendError::Socket(SocketError::Closed));
         }
 
-        let permit = match self.reserve() {
+        let transport = self.transport();
+        let permit = match transport.reserve() {
             Ok(permit) => permit,
             Err(e) => {
                 #[cfg(feature = "tracing")]
@@ -522,7 +636,8 @@ impl<A: Adapter> Socket<A> {
         if !self.connected() {
             return Err(SendError::Socket(SocketError::Closed));
         }
-        let permit = match self.reserve() {
+        let transport = self.transport();
+        let permit = match transport.reserve() {
             Ok(permit) => permit,
             Err(e) => {
                 #[cfg(feature = "tracing")]
@@ -690,7 +805,7 @@ impl<A: Adapter> Socket<A> {
     ///     assert_eq!(socket.transport_type(), transport);
     /// });
     pub fn transport_type(&self) -> crate::TransportType {
-        self.esocket.transport_type()
+        self.transport().transport_type()
     }
 
     /// Get the socket.io [`ProtocolVersion`](crate::ProtocolVersion) used by the client to connect with this [`Socket`].
@@ -718,47 +833,64 @@ impl<A: Adapter> Socket<A> {
     ///
     /// Return a future that resolves when the underlying transport is closed.
     pub(crate) async fn close_underlying_transport(&self) {
-        if !self.esocket.is_closed() {
+        let transport = self.transport();
+        if !transport.is_closed() {
             #[cfg(feature = "tracing")]
             tracing::debug!("closing underlying transport for socket: {}", self.id);
-            self.esocket.close(EIoDisconnectReason::ClosingServer);
+            transport.close(EIoDisconnectReason::ClosingServer);
         }
-        self.esocket.closed().await;
+        transport.closed().await;
     }
 
     pub(crate) fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::SeqCst);
     }
 
-    pub(crate) fn reserve(&self) -> Result<Permit<'_>, SocketError> {
-        match self.esocket.reserve() {
-            Ok(permit) => Ok(permit),
-            Err(TrySendError::Full(_)) => Err(SocketError::InternalChannelFull),
-            Err(TrySendError::Closed(_)) => Err(SocketError::Closed),
+    /// The connection the socket sends through.
+    pub(crate) fn transport(&self) -> Transport<'_, A> {
+        match self.session.as_ref().and_then(|s| s.transport()) {
+            Some(recovered) => Transport::Recovered(recovered),
+            None => Transport::Original(&self.esocket),
         }
     }
 
     pub(crate) fn send(&self, packet: Packet) -> Result<(), SocketError> {
-        let permit = self.reserve()?;
+        let transport = self.transport();
+        let permit = transport.reserve()?;
         permit.send(packet, self.parser);
         Ok(())
     }
     pub(crate) fn send_raw(&self, value: Value) -> Result<(), SocketError> {
-        let permit = self.reserve()?;
+        let transport = self.transport();
+        let permit = transport.reserve()?;
         permit.send_raw(value);
         Ok(())
     }
 
+    /// Sends a packet broadcast to several sockets; `stamped` is its version with an offset,
+    /// for the sockets with a session.
+    pub(crate) fn send_broadcast(
+        &self,
+        value: &Value,
+        stamped: Option<&Stamped>,
+    ) -> Result<(), SocketError> {
+        match &self.session {
+            Some(session) => self.send_tracked(session, value, stamped, true),
+            None => self.send_raw(value.clone()),
+        }
+    }
+
     pub(crate) fn send_raw_volatile(&self, value: Value) {
+        let transport = self.transport();
         match value {
             Value::Str(msg, None) => {
-                self.esocket.emit_volatile(msg);
+                transport.emit_volatile(msg);
             }
             Value::Str(msg, Some(bin_payloads)) => {
-                self.esocket.emit_many_volatile(msg, bin_payloads);
+                transport.emit_many_volatile(msg, bin_payloads);
             }
             Value::Bytes(bin) => {
-                self.esocket.emit_binary_volatile(bin);
+                transport.emit_binary_volatile(bin);
             }
         }
     }
@@ -787,7 +919,8 @@ impl<A: Adapter> Socket<A> {
     }
 
     pub(crate) fn send_with_ack(&self, packet: Packet) -> Receiver<AckResult<Value>> {
-        match self.reserve() {
+        let transport = self.transport();
+        match transport.reserve() {
             Ok(permit) => self.send_with_ack_permit(packet, permit),
             Err(err) => {
                 let (tx, rx) = oneshot::channel();
@@ -801,6 +934,9 @@ impl<A: Adapter> Socket<A> {
     ///
     /// It maybe also close when the underlying transport is closed or failed.
     pub(crate) fn close(self: Arc<Self>, reason: DisconnectReason) {
+        if self.session.is_some() {
+            return self.close_session(reason);
+        }
         self.set_connected(false);
 
         let disconnect_handler = { self.disconnect_handler.lock().unwrap().take() };
@@ -892,6 +1028,7 @@ impl Socket<LocalAdapter> {
             ns,
             engineioxide::Socket::new_dummy(sid, close_fn),
             Parser::default(),
+            None,
         );
         s.esocket.data.io.set(io).unwrap();
         s.set_connected(true);

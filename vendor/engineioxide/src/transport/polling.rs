@@ -151,7 +151,8 @@ where
     rx.peeked_packet = peeked;
 
     #[cfg(feature = "tracing")]
-    tracing::trace!(%sid, %protocol, supports_binary = socket.supports_binary, "sending data: {:?}", data);
+    // The length only: payloads carry secrets, such as socket.io's private session ids.
+    tracing::trace!(%sid, %protocol, supports_binary = socket.supports_binary, len = data.len(), "sending data");
 
     Ok(http_response(StatusCode::OK, data, has_binary))
 }
@@ -191,7 +192,10 @@ where
                 engine.close_session(sid, DisconnectReason::TransportClose);
                 break;
             }
-            Ok(Packet::Pong | Packet::Ping) => {
+            Ok(packet @ (Packet::Pong | Packet::Ping)) => {
+                if matches!(packet, Packet::Pong) {
+                    engine.handler.on_pong(&socket);
+                }
                 // A full channel means that the client is already known to be alive.
                 socket.heartbeat_tx.try_send(()).ok();
                 Ok(())

@@ -245,7 +245,10 @@ where
                     engine.close_session(socket.id, DisconnectReason::TransportClose);
                     break;
                 }
-                Packet::Pong | Packet::Ping => {
+                packet @ (Packet::Pong | Packet::Ping) => {
+                    if matches!(packet, Packet::Pong) {
+                        engine.handler.on_pong(socket);
+                    }
                     // A full channel means that the client is already known to be alive.
                     socket.heartbeat_tx.try_send(()).ok();
                     Ok::<(), Error>(())

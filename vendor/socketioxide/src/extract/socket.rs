@@ -109,7 +109,8 @@ impl<A: Adapter> AckSender<A> {
     pub fn send<T: Serialize + ?Sized>(self, data: &T) -> Result<(), SendError> {
         use crate::socket::PermitExt;
         if let Some(ack_id) = self.ack_id {
-            let permit = match self.socket.reserve() {
+            let transport = self.socket.transport();
+            let permit = match transport.reserve() {
                 Ok(permit) => permit,
                 Err(e) => {
                     #[cfg(feature = "tracing")]

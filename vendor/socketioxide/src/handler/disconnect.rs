@@ -162,6 +162,8 @@ macro_rules! impl_handler_async {
                         Err(_e) => {
                             #[cfg(feature = "tracing")]
                             tracing::error!("Error while extracting data: {}", _e);
+                            // What follows the handler must still happen.
+                            defer(s);
                             return;
                         },
                     };
