@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::ice::{IceConfig, TurnConfig, check_url};
-use crate::ratelimit::{Rate, RateLimits};
+use crate::limits::{Rate, RateLimits};
 
 /// Which browser origins may call the server.
 #[derive(Debug, Clone, PartialEq, Eq)]

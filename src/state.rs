@@ -12,8 +12,8 @@ use socketioxide::adapter::{Adapter, LocalAdapter};
 
 use crate::cluster::driver::ReconnectingDriver;
 use crate::config::Config;
+use crate::limits::AddressLimiter;
 use crate::metrics::Metrics;
-use crate::ratelimit::AddressLimiter;
 use crate::registry::Registry;
 
 /// The assembled server: its shared state and the Socket.IO handle (over the in-memory

@@ -4,9 +4,9 @@
 //! store makes each removal happen once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::ratelimit::AddressLimiter;
+use crate::limits::AddressLimiter;
 use crate::registry::Registry;
 
 /// PROTOCOL.md promises removal within 5 s of the TTL; once a second keeps well inside that.
@@ -25,6 +25,6 @@ pub async fn run(registry: Arc<Registry>, ice_limiter: Arc<AddressLimiter>) {
             }
             Err(e) => tracing::debug!("sweep skipped: {e}"),
         }
-        ice_limiter.prune(Instant::now());
+        ice_limiter.prune();
     }
 }

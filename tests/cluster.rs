@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::redis::RedisServer;
 use common::{Running, TestClient, TestServer, assert_participant, ids, server_command};
 use prolitemeet_server::Config;
-use prolitemeet_server::ratelimit::RateLimits;
+use prolitemeet_server::limits::RateLimits;
 use serde_json::{Value, json};
 
 /// How long a killed instance's participants may stay listed (the promise is 15 s).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::TestServer;
 use futures_util::{SinkExt, StreamExt};
 use prolitemeet_server::Config;
-use prolitemeet_server::ratelimit::{Rate, RateLimits};
+use prolitemeet_server::limits::{Rate, RateLimits};
 use raw::{RawWs, Sio, eio_message, event_packet, parse_sio};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;

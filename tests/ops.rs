@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::{Running, TestServer, server_command};
-use prolitemeet_server::ratelimit::{Rate, RateLimits};
+use prolitemeet_server::limits::{Rate, RateLimits};
 use serde_json::{Value, json};
 
 /// Every sample of `/metrics` as `name{labels}` → value, labels sorted.

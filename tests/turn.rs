@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{Running, TestServer};
 use prolitemeet_server::ice::{IceConfig, TurnConfig, credential};
-use prolitemeet_server::ratelimit::Rate;
+use prolitemeet_server::limits::Rate;
 use serde_json::Value;
 
 const SECRET: &str = "test-static-auth-secret";

@@ -2,7 +2,6 @@
 //! for the caller; rate-limited per client address.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -30,10 +29,7 @@ pub async fn ice_servers(
     headers: HeaderMap,
     query: Result<Query<IceQuery>, QueryRejection>,
 ) -> Response {
-    if !app
-        .ice_limiter
-        .allow(client_address(&headers, peer), Instant::now())
-    {
+    if !app.ice_limiter.allow(client_address(&headers, peer)) {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many requests; slow down",

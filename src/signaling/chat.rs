@@ -5,8 +5,8 @@ use socketioxide::adapter::Adapter;
 
 use super::deliver::to_room;
 use super::incoming::{Admitted, Incoming};
+use crate::limits::Class;
 use crate::protocol::decode_chat;
-use crate::ratelimit::Class;
 
 pub async fn on_send_message<A: Adapter>(incoming: Incoming<A>) {
     let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Chat).await else {

@@ -1,19 +1,18 @@
 //! What the server keeps per connected socket, in the socket's extensions: its event queue
 //! (see [`super::order`]), its rate limiter, and whether the server has evicted it.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use super::order::{Queue, Turn};
-use crate::ratelimit::{Class, Limiter, RateLimits, Verdict};
+use crate::limits::{Class, RateLimits, SocketLimiter, Verdict};
 use crate::state::ConnectionSlot;
 
 pub struct Client {
     queue: Queue,
     /// Disconnected by the server (flooding, slow consumer): its remaining events are ignored.
     pub(super) evicted: AtomicBool,
-    limiter: Mutex<Limiter>,
+    limiter: SocketLimiter,
     /// Counts this socket in `MAX_CONNECTIONS` until the socket (and so this) is dropped.
     _slot: ConnectionSlot,
 }
@@ -23,7 +22,7 @@ impl Client {
         Arc::new(Self {
             queue: Queue::default(),
             evicted: AtomicBool::new(false),
-            limiter: Mutex::new(Limiter::new(limits, Instant::now())),
+            limiter: SocketLimiter::new(limits),
             _slot: slot,
         })
     }
@@ -34,10 +33,6 @@ impl Client {
     }
 
     pub(super) fn check(&self, class: Class) -> Verdict {
-        let mut limiter = match self.limiter.lock() {
-            Ok(limiter) => limiter,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        limiter.check(class, Instant::now())
+        self.limiter.check(class)
     }
 }

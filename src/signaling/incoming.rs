@@ -14,8 +14,8 @@ use socketioxide::socket::Socket;
 use super::order::{Turn, TurnGuard};
 use super::payload::first_argument;
 use super::reply::Reply;
+use crate::limits::{Class, Verdict};
 use crate::protocol::{ErrorCode, ProtocolError};
-use crate::ratelimit::{Class, Verdict};
 use crate::state::AppState;
 
 pub struct Incoming<A: Adapter = LocalAdapter> {

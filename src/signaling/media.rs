@@ -10,12 +10,12 @@ use socketioxide::extract::SocketRef;
 use super::deliver::{to_others, to_room};
 use super::incoming::{Admitted, Incoming};
 use super::reply::{Reply, internal};
+use crate::limits::Class;
 use crate::model::{MediaKind, ParticipantView};
 use crate::protocol::{
     Decoded, MediaRequest, decode_room_only, decode_toggle, decode_toggle_media,
     decode_toggle_screen_share,
 };
-use crate::ratelimit::Class;
 use crate::registry::Updated;
 use crate::state::AppState;
 

@@ -9,8 +9,8 @@ use socketioxide::adapter::Adapter;
 use super::deliver::to_participant;
 use super::incoming::{Admitted, Incoming};
 use super::reply::{Done, internal};
+use crate::limits::Class;
 use crate::protocol::{RelayKind, decode_relay};
-use crate::ratelimit::Class;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

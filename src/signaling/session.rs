@@ -13,9 +13,9 @@ use super::deliver::{channel, to_others, to_room, to_room_from_server};
 use super::incoming::{Admitted, Incoming};
 use super::order::Turn;
 use crate::ice::IceServer;
+use crate::limits::Class;
 use crate::model::{ChatMessage, ParticipantView};
 use crate::protocol::{ProtocolError, decode_join, decode_room_only};
-use crate::ratelimit::Class;
 use crate::registry::{JoinOutcome, Joined, Left};
 use crate::state::AppState;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 pub mod redis;
 
-use prolitemeet_server::ratelimit::RateLimits;
+use prolitemeet_server::limits::RateLimits;
 use prolitemeet_server::{Config, app, cluster_app, serve};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload, TransportType};
