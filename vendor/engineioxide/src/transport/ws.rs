@@ -118,6 +118,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ws_config = WebSocketConfig::default()
+        // An idle session holds no read or write buffer (they are allocated per burst).
+        .release_idle_buffers(true)
         .read_buffer_size(engine.config.ws_read_buffer_size)
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));

@@ -24,6 +24,10 @@ use std::io::{self, Cursor, Error as IoError, ErrorKind as IoErrorKind, Read, Wr
 /// Read buffer size used for `FrameSocket`.
 const READ_BUF_LEN: usize = 128 * 1024;
 
+/// The most a codec that holds no read buffer reads at once (on the stack, see
+/// [`FrameCodec::set_release_idle_buffers`]).
+const STACK_READ_LEN: usize = 4096;
+
 /// A reader and writer for WebSocket frames.
 #[derive(Debug)]
 pub struct FrameSocket<Stream> {
@@ -117,6 +121,9 @@ pub(super) struct FrameCodec {
     out_buffer_write_len: usize,
     /// Header and remaining size of the incoming packet being processed.
     header: Option<(FrameHeader, u64)>,
+    /// Hold no buffer while there is nothing to read or write (see
+    /// [`Self::set_release_idle_buffers`]).
+    release_idle_buffers: bool,
 }
 
 impl FrameCodec {
@@ -129,6 +136,7 @@ impl FrameCodec {
             max_out_buffer_len: usize::MAX,
             out_buffer_write_len: 0,
             header: None,
+            release_idle_buffers: false,
         }
     }
 
@@ -143,6 +151,7 @@ impl FrameCodec {
             max_out_buffer_len: usize::MAX,
             out_buffer_write_len: 0,
             header: None,
+            release_idle_buffers: false,
         }
     }
 
@@ -155,6 +164,27 @@ impl FrameCodec {
     /// writing to the stream.
     pub(super) fn set_out_buffer_write_len(&mut self, len: usize) {
         self.out_buffer_write_len = len;
+    }
+
+    /// When set, the codec holds no buffer while idle: the write buffer is freed once it has
+    /// been written out, the read buffer once every byte read has been handed out as frames,
+    /// and a read with no buffer held goes through the stack (at most
+    /// [`STACK_READ_LEN`] bytes), so a connection waiting for data holds nothing.
+    pub(super) fn set_release_idle_buffers(&mut self, release: bool) {
+        self.release_idle_buffers = release;
+        if release {
+            self.release_empty_buffers();
+        }
+    }
+
+    /// Frees the buffers that hold no data, when releasing idle buffers.
+    fn release_empty_buffers(&mut self) {
+        if self.in_buffer.is_empty() && self.in_buffer.capacity() > 0 {
+            self.in_buffer = BytesMut::new();
+        }
+        if self.out_buffer.is_empty() && self.out_buffer.capacity() > 0 {
+            self.out_buffer = Vec::new();
+        }
     }
 
     /// Read a frame from the provided stream.
@@ -189,7 +219,9 @@ impl FrameCodec {
                     // Reserve full message length only once, even for multiple
                     // loops or if WouldBlock errors cause multiple fn calls.
                     self.in_buffer.reserve(len);
-                } else {
+                } else if !(self.release_idle_buffers && self.in_buffer.is_empty()) {
+                    // (With nothing buffered and buffers released, `read_in` reads on the
+                    // stack and allocates only for the bytes that arrive.)
                     self.in_buffer.reserve(FrameHeader::MAX_SIZE);
                 }
             }
@@ -207,6 +239,11 @@ impl FrameCodec {
                 return Ok(None);
             }
         };
+
+        if self.release_idle_buffers && self.in_buffer.is_empty() {
+            // The payload keeps its bytes alive (it shares the allocation) until it is dropped.
+            self.in_buffer = BytesMut::new();
+        }
 
         let (mut header, length) = self.header.take().expect("Bug: no frame header");
         debug_assert_eq!(payload.len() as u64, length);
@@ -232,6 +269,13 @@ impl FrameCodec {
 
     /// Read into available `in_buffer` capacity.
     fn read_in(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+        if self.release_idle_buffers && self.in_buffer.capacity() == 0 {
+            // No buffer held: read on the stack, keep only what arrived.
+            let mut chunk = [0u8; STACK_READ_LEN];
+            let size = stream.read(&mut chunk[..self.in_buf_max_read.min(STACK_READ_LEN)])?;
+            self.in_buffer.extend_from_slice(&chunk[..size]);
+            return Ok(size);
+        }
         let len = self.in_buffer.len();
         debug_assert!(self.in_buffer.capacity() > len);
         self.in_buffer.resize(self.in_buffer.capacity().min(len + self.in_buf_max_read), 0);
@@ -285,6 +329,9 @@ impl FrameCodec {
                 .into());
             }
             self.out_buffer.drain(0..len);
+        }
+        if self.release_idle_buffers {
+            self.out_buffer = Vec::new();
         }
 
         Ok(())
@@ -343,6 +390,68 @@ mod tests {
 
         let (buf, _) = sock.into_inner();
         assert_eq!(buf, vec![0x89, 0x02, 0x04, 0x05, 0x8a, 0x01, 0x01]);
+    }
+
+    /// Hands out the bytes of `data` a few at a time, then `WouldBlock`.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.at == self.data.len() {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let n = self.step.min(buf.len()).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn released_buffers_read_the_same_frames_and_hold_nothing_when_idle() {
+        let mut data = vec![0x82, 0x07, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07];
+        data.extend([0x82, 0x7e, 0x01, 0x2c]); // 300 bytes, 16-bit length
+        data.extend((0..300).map(|i| i as u8));
+        data.extend([0x82, 0x03, 0x03, 0x02, 0x01]);
+        for step in [1, 2, 5, 64, 4096] {
+            let mut codec = FrameCodec::new(1024);
+            codec.set_release_idle_buffers(true);
+            assert_eq!(codec.in_buffer.capacity(), 0, "nothing held before any read");
+            let mut stream = Trickle { data: data.clone(), at: 0, step };
+            let mut frames = Vec::new();
+            loop {
+                match codec.read_frame(&mut stream, None, false, true) {
+                    Ok(Some(frame)) => frames.push(frame.into_payload()),
+                    Ok(None) => break,
+                    Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("step {step}: {e}"),
+                }
+            }
+            assert_eq!(frames.len(), 3, "step {step}");
+            assert_eq!(frames[0], &[0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07][..]);
+            assert_eq!(frames[1].len(), 300);
+            assert!(frames[1].iter().enumerate().all(|(i, b)| *b == i as u8));
+            assert_eq!(frames[2], &[0x03, 0x02, 0x01][..]);
+            assert_eq!(codec.in_buffer.capacity(), 0, "step {step}: read buffer released");
+        }
+    }
+
+    #[test]
+    fn released_write_buffer_is_freed_once_written() {
+        let mut codec = FrameCodec::new(1024);
+        codec.set_release_idle_buffers(true);
+        codec.set_out_buffer_write_len(128 * 1024);
+        let mut out = Vec::new();
+        codec.buffer_frame(&mut out, Frame::ping(vec![0x04, 0x05])).unwrap();
+        codec.buffer_frame(&mut out, Frame::pong(vec![0x01])).unwrap();
+        assert!(out.is_empty(), "buffered until flushed");
+        codec.write_out_buffer(&mut out).unwrap();
+        assert_eq!(out, vec![0x89, 0x02, 0x04, 0x05, 0x8a, 0x01, 0x01]);
+        assert_eq!(codec.out_buffer.capacity(), 0);
     }
 
     #[test]
