@@ -13,7 +13,7 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, TransportType};
 
 use crate::{
     DisconnectReason, body::ResponseBody, engine::EngineIo, errors::Error,
-    handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    handler::EngineIoHandler, heartbeat::Scheduler, socket::InternalRx, transport::make_open_packet,
 };
 
 /// Create a response for http request
@@ -54,7 +54,7 @@ where
 
     let packet = make_open_packet(TransportType::Polling, socket.id, &engine.config);
 
-    socket.spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+    Scheduler::start(&engine, &socket);
 
     let packet: String = Packet::Open(packet).into();
     let packet = {
@@ -191,8 +191,7 @@ where
                 break;
             }
             Ok(Packet::Pong | Packet::Ping) => {
-                // A full channel means that the client is already known to be alive.
-                socket.heartbeat_tx.try_send(()).ok();
+                Scheduler::on_client_beat(&engine, &socket);
                 Ok(())
             }
             Ok(Packet::Message(msg)) => {

@@ -27,7 +27,8 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, heartbeat::Scheduler, socket::InternalRx,
+    transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -161,9 +162,7 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+        Scheduler::start(&engine, &socket);
         (socket, ws)
     };
     let (tx, rx) = ws.split();
@@ -216,8 +215,7 @@ where
                     break;
                 }
                 Packet::Pong | Packet::Ping => {
-                    // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_tx.try_send(()).ok();
+                    Scheduler::on_client_beat(engine, socket);
                     Ok::<(), Error>(())
                 }
                 Packet::Message(msg) => {
