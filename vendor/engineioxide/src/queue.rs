@@ -22,7 +22,7 @@ use std::{
 use engineioxide_core::PacketBuf;
 use tokio::sync::{
     Notify,
-    mpsc::error::{SendError, TryRecvError, TrySendError},
+    mpsc::error::{SendError, TrySendError},
 };
 
 struct State {
@@ -229,11 +229,16 @@ impl Receiver {
         Poll::Pending
     }
 
+    #[cfg(any(test, feature = "__test_harness"))]
     pub(crate) async fn recv(&self) -> Option<PacketBuf> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    pub(crate) fn try_recv(&self) -> Result<PacketBuf, TryRecvError> {
+    #[cfg(test)]
+    pub(crate) fn try_recv(
+        &self,
+    ) -> Result<PacketBuf, tokio::sync::mpsc::error::TryRecvError> {
+        use tokio::sync::mpsc::error::TryRecvError;
         match self.poll_recv(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Some(packets)) => Ok(packets),
             Poll::Ready(None) => Err(TryRecvError::Disconnected),
@@ -262,6 +267,7 @@ impl Receiver {
         Poll::Pending
     }
 
+    #[cfg(test)]
     pub(crate) async fn volatile(&self) -> PacketBuf {
         poll_fn(|cx| self.poll_volatile(cx)).await
     }
@@ -313,6 +319,7 @@ impl std::fmt::Debug for Receiver {
 mod tests {
     use engineioxide_core::{Packet, Str};
     use smallvec::smallvec;
+    use tokio::sync::mpsc::error::TryRecvError;
 
     use super::*;
 
