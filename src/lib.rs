@@ -13,6 +13,7 @@ pub mod http;
 pub mod ice;
 mod limits;
 pub mod logging;
+mod memory;
 pub mod metrics;
 pub mod model;
 pub mod net;
@@ -209,6 +210,7 @@ pub async fn serve<A: Adapter>(
         app.state.registry.clone(),
         app.state.ice_limiter.clone(),
     ));
+    let trimmer = tokio::spawn(memory::run(app.state.clone()));
     let liveness = app.cluster_driver.clone().map(|driver| {
         tokio::spawn(cluster::liveness::run(
             app.state.clone(),
@@ -245,6 +247,7 @@ pub async fn serve<A: Adapter>(
         }
     };
     sweeper.abort();
+    trimmer.abort();
     if let Some(liveness) = liveness {
         liveness.abort();
     }

@@ -2,7 +2,7 @@
 //! (axum `State` and socketioxide `State`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::config::Config;
@@ -23,6 +23,8 @@ pub struct AppState {
     store_reachable: Arc<AtomicBool>,
     started: Instant,
     connections: Arc<AtomicUsize>,
+    /// Connections opened plus connections closed since the start (see `memory`).
+    connection_changes: Arc<AtomicU64>,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -37,6 +39,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             started: Instant::now(),
             connections: Arc::default(),
+            connection_changes: Arc::default(),
             shutting_down: Arc::default(),
         }
     }
@@ -52,10 +55,17 @@ impl AppState {
 
     pub fn connection_opened(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+        self.connection_changes.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn connection_closed(&self) {
         self.connections.fetch_sub(1, Ordering::Relaxed);
+        self.connection_changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections opened plus connections closed since the start.
+    pub fn connection_changes(&self) -> u64 {
+        self.connection_changes.load(Ordering::Relaxed)
     }
 
     pub fn store_reachable(&self) -> bool {

@@ -11,9 +11,10 @@
 //! counts queued packets plus outstanding [`Permit`]s, `try_send`/`try_reserve` report
 //! `Full`/`Closed`, a closed queue still hands out what it holds, then `None`.
 
+#[cfg(any(test, feature = "__test_harness"))]
+use std::future::poll_fn;
 use std::{
     collections::VecDeque,
-    future::poll_fn,
     pin::pin,
     sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, Waker},
