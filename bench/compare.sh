@@ -12,7 +12,9 @@
 #                                      and, for reference, one instance without Redis
 #   bench/compare.sh --smoke           a few seconds: the tools work (CI)
 #
-# SCENARIO is one of loadgen's: idle, fanout, relay, churn (see `target/release/loadgen -h`).
+# SCENARIO is one of loadgen's: idle, fanout, relay, churn, storm (see `target/release/loadgen -h`).
+# storm: K times 3,000 clients (say) connect and join, then leave at once; the table gives how
+# far above its pre-storm RSS the server stays 10 s after each storm (memory given back).
 # Each measured run gets a fresh server pinned to CPU $SERVER_CPU (0) while the load
 # generator runs on CPU $LOADGEN_CPU (1); both see `ulimit -n` raised as far as allowed. The
 # server's memory is read from /proc/PID/status. Results go to bench/results/ as JSON (plus a
@@ -335,14 +337,15 @@ run_one() {
     has_arg --source-ips "${args[@]}" || args+=(--source-ips "$SOURCE_IPS")
     start_server "$name"
     # The CPU of each instance (and Redis) over the measured window of paced runs.
-    if [[ $scenario == fanout || $scenario == relay ]] && ! has_arg --watch-pids "${args[@]}"; then
+    # storm: the server's RSS around each storm (the first pid).
+    if [[ $scenario == fanout || $scenario == relay || $scenario == storm ]] && ! has_arg --watch-pids "${args[@]}"; then
         args+=(--watch-pids "$(IFS=,; echo "${SERVER_PIDS[*]}")${REDIS_PID:+,$REDIS_PID}")
     fi
     local rss_start rss_loaded="" ready="$WORK/ready"
     rss_start="$(instances_kb VmRSS)"
     # Warm-up on the fresh server (fanout and relay also warm up inside loadgen, --warmup).
     case "$scenario" in
-        idle) loadgen idle --clients 200 --room-size 5 --hold 0 --url "$urls" >/dev/null 2>&1 || true ;;
+        idle|storm) loadgen idle --clients 200 --room-size 5 --hold 0 --url "$urls" >/dev/null 2>&1 || true ;;
         churn) loadgen churn --clients 10 --cycles 5 --url "$urls" --source-ips "$SOURCE_IPS" >/dev/null 2>&1 || true ;;
     esac
     [[ $scenario == idle ]] && sleep 1
@@ -636,6 +639,7 @@ if [[ $SMOKE -eq 1 ]]; then
         run_one "$s" smoke relay --pairs 5 --rate 100 --duration 1 --warmup 0.3 --drain 1 >/dev/null
         run_one "$s" smoke relay --pairs 5 --closed-loop --duration 1 --warmup 0.3 >/dev/null
         run_one "$s" smoke churn --clients 4 --cycles 3 >/dev/null
+        run_one "$s" smoke storm --clients 20 --storms 2 --settle 0.3 >/dev/null
     done
     # Two instances of ours on one Redis, each room spread over both (every message crosses).
     cluster_failed=0
@@ -661,7 +665,7 @@ fi
 MODE="$1"
 shift
 case "$MODE" in
-    idle|fanout|relay|churn)
+    idle|fanout|relay|churn|storm)
         for s in $SERVERS; do
             rec="$(run_one "$s" measure "$MODE" "$@")"
         done
@@ -742,6 +746,6 @@ case "$MODE" in
         fi
         ;;
     *)
-        die "unknown mode $MODE (idle, fanout, relay, churn, find-max, suite, cluster, --smoke)"
+        die "unknown mode $MODE (idle, fanout, relay, churn, storm, find-max, suite, cluster, --smoke)"
         ;;
 esac

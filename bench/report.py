@@ -236,6 +236,12 @@ def scenario_rows(runs):
                   ("p99", lambda r: lat(r).get("p99") or lat(r, "rtt_ms").get("p99"), "p99 ms", "node/ours")],
         "churn": [("cycles_per_sec", lambda r: r["loadgen"].get("cycles_per_sec"), "cycles/s", "ours/node"),
                   ("p99", lambda r: lat(r, "cycle_ms").get("p99"), "cycle p99 ms", "node/ours")],
+        "storm": [("max_above", lambda r: r["loadgen"].get("max_after_above_start_mb"),
+                   "RSS after each storm above the start, max MB", "node/ours"),
+                  ("above", lambda r: " ".join(str(v) for v in r["loadgen"].get("after_above_start_mb", [])),
+                   "RSS after storm 1..K above the start, MB", None),
+                  ("joined_peak", lambda r: round(max(r["loadgen"].get("rss_joined_kb") or [0]) / 1024, 1),
+                   "RSS with every client joined, peak MB", None)],
     }
     rows = []
     if not runs:
@@ -450,6 +456,7 @@ def check_smoke(runs):
                 "fanout": lg.get("deliveries"),
                 "relay": lg.get("relayed", lg.get("round_trips")),
                 "churn": lg.get("completed"),
+                "storm": sum(lg.get("joined") or []),
             }.get(r["scenario"])
             if not got:
                 problems.append("nothing measured")

@@ -10,6 +10,7 @@ pub mod http;
 pub mod ice;
 pub mod limits;
 pub mod logging;
+mod memory;
 pub mod metrics;
 pub mod model;
 pub mod net;
@@ -138,6 +139,7 @@ pub async fn serve<A: Adapter>(
         app.state.registry.clone(),
         app.state.ice_limiter.clone(),
     ));
+    let trimmer = tokio::spawn(memory::run(app.state.clone()));
     let liveness = app.cluster_driver.clone().map(|driver| {
         tokio::spawn(cluster::liveness::run(
             app.state.clone(),
@@ -174,6 +176,7 @@ pub async fn serve<A: Adapter>(
         }
     };
     sweeper.abort();
+    trimmer.abort();
     if let Some(liveness) = liveness {
         liveness.abort();
     }

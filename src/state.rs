@@ -3,7 +3,7 @@
 //! Socket.IO handle. It sits below the handlers, which all take it from here.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use axum::extract::FromRef;
@@ -54,6 +54,8 @@ pub struct AppState {
     store_reachable: Arc<AtomicBool>,
     started: Instant,
     connections: Arc<AtomicUsize>,
+    /// Connections opened plus connections closed since the start (see `memory`).
+    connection_changes: Arc<AtomicU64>,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -68,6 +70,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             started: Instant::now(),
             connections: Arc::default(),
+            connection_changes: Arc::default(),
             shutting_down: Arc::default(),
         }
     }
@@ -91,7 +94,16 @@ impl AppState {
                 (cap == 0 || open < cap).then_some(open + 1)
             })
             .ok()?;
-        Some(ConnectionSlot(self.connections.clone()))
+        self.connection_changes.fetch_add(1, Ordering::Relaxed);
+        Some(ConnectionSlot {
+            open: self.connections.clone(),
+            changes: self.connection_changes.clone(),
+        })
+    }
+
+    /// Connections opened plus connections closed since the start.
+    pub fn connection_changes(&self) -> u64 {
+        self.connection_changes.load(Ordering::Relaxed)
     }
 
     pub fn store_reachable(&self) -> bool {
@@ -116,10 +128,14 @@ impl AppState {
 /// exist however a connection ends: a normal disconnect, a connect that failed half way (its
 /// session closed meanwhile), an eviction.
 #[derive(Debug)]
-pub struct ConnectionSlot(Arc<AtomicUsize>);
+pub struct ConnectionSlot {
+    open: Arc<AtomicUsize>,
+    changes: Arc<AtomicU64>,
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.changes.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -14,6 +14,9 @@ scenarios (each prints exactly one JSON line on stdout):
   relay   --pairs P --rate OFFERS_PER_SEC --duration SECS
   relay   --pairs P --closed-loop [--inflight K] --duration SECS
   churn   --clients N --cycles C [--room-size S]
+  storm   --clients N --watch-pids SERVER_PID [--storms K] [--room-size S] [--settle SECS]
+          K times: N clients connect and join, then all leave at once; the server's RSS
+          before, joined, and SECS after each storm                 [K 5, SECS 10]
 
 common options:
   --url URL[,URL...]     server (http://, ws:// or host:port)    [http://127.0.0.1:3001];
@@ -90,6 +93,8 @@ impl Args {
             "inflight",
             "cycles",
             "watch-pids",
+            "storms",
+            "settle",
         ];
         const FLAGS: &[&str] = &["closed-loop"];
         if let Some(key) = self.values.keys().find(|k| !VALUES.contains(&k.as_str())) {

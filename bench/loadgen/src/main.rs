@@ -23,7 +23,7 @@ use tokio::task::{JoinHandle, spawn_local};
 
 use args::{Args, Target};
 use eio::{Conn, Frame, event_name, stamp};
-use stats::{Stats, cpu_secs, now_ns, proc_cpu_secs, round};
+use stats::{Stats, cpu_secs, now_ns, proc_cpu_secs, proc_rss_kb, round};
 
 fn main() {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -135,6 +135,16 @@ async fn run(args: &Args) -> Result<Value, String> {
             } else {
                 relay_open(&common, pairs, args.require("rate")?, duration, pad).await
             }
+        }
+        "storm" => {
+            storm(
+                &common,
+                args.require("clients")?,
+                args.get("storms", 5usize)?.max(1),
+                args.get("room-size", 5usize)?.max(1),
+                secs(args, "settle", 10.0)?,
+            )
+            .await
         }
         "churn" => {
             churn(
@@ -322,6 +332,87 @@ async fn idle(
         "setup_secs": round(setup, 3),
         "joins_per_sec": round(joined.get() as f64 / setup.max(1e-9), 1),
         "hold_secs": hold.as_secs_f64(),
+    }))
+}
+
+// ---- storm ----------------------------------------------------------------------------
+
+/// `storms` times: `clients` clients connect and join (rooms of `room_size`) as fast as the
+/// server takes them, then all leave and disconnect at once; `settle` later the watched
+/// server's RSS is read again. Reports, per storm, the RSS before it, with every client
+/// joined, and `settle` after it (`--watch-pids`: the first pid is the server).
+async fn storm(
+    common: &Common,
+    clients: usize,
+    storms: usize,
+    room_size: usize,
+    settle: Duration,
+) -> Result<Value, String> {
+    let pid = *common
+        .watch
+        .first()
+        .ok_or("storm needs --watch-pids SERVER_PID (its RSS is what is measured)")?;
+    let rss = || proc_rss_kb(pid).unwrap_or(0);
+    let stats = Rc::new(Stats::new());
+    let mut before = Vec::with_capacity(storms);
+    let mut joined_rss = Vec::with_capacity(storms);
+    let mut after = Vec::with_capacity(storms);
+    let mut joined_counts = Vec::with_capacity(storms);
+    let mut storm_secs = Vec::with_capacity(storms);
+    for s in 0..storms {
+        before.push(rss());
+        let started = now_ns();
+        let conns = connect_all(
+            common,
+            clients,
+            room_size,
+            |i| format!("storm{s}-{}", i / room_size),
+            &stats,
+        )
+        .await;
+        joined_rss.push(rss());
+        joined_counts.push(conns.iter().flatten().count());
+        // Everyone leaves at once.
+        let leaving: Vec<JoinHandle<()>> = conns
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, conn)| conn.map(|c| (format!("storm{s}-{}", i / room_size), c)))
+            .map(|(room, mut conn)| {
+                spawn_local(async move {
+                    let _ = conn
+                        .send(format!(r#"42["leave-room",{{"roomId":"{room}"}}]"#))
+                        .await;
+                    conn.close().await;
+                })
+            })
+            .collect();
+        for task in leaving {
+            let _ = task.await;
+        }
+        storm_secs.push(round((now_ns() - started) as f64 / 1e9, 3));
+        tokio::time::sleep(settle).await;
+        after.push(rss());
+    }
+    let start = before.first().copied().unwrap_or(0);
+    let above_mb: Vec<f64> = after
+        .iter()
+        .map(|&kb| round((kb as f64 - start as f64) / 1024.0, 1))
+        .collect();
+    Ok(json!({
+        "scenario": "storm",
+        "clients": clients,
+        "storms": storms,
+        "room_size": room_size,
+        "settle_secs": settle.as_secs_f64(),
+        "joined": joined_counts,
+        "errors": stats.errors.get(),
+        "first_errors": errors_json(&stats),
+        "storm_secs": storm_secs,
+        "rss_before_kb": before,
+        "rss_joined_kb": joined_rss,
+        "rss_after_kb": after,
+        "after_above_start_mb": above_mb,
+        "max_after_above_start_mb": above_mb.iter().copied().fold(0.0, f64::max),
     }))
 }
 

@@ -123,6 +123,13 @@ pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / tck.max(1) as f64)
 }
 
+/// A process's resident memory (`VmRSS` of `/proc/PID/status`), in KiB.
+pub fn proc_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
 /// Rounds to `places` decimals for the report.
 pub fn round(value: f64, places: i32) -> f64 {
     let factor = 10f64.powi(places);
@@ -147,5 +154,7 @@ mod tests {
             cpu_secs()
         );
         assert_eq!(proc_cpu_secs(u32::MAX), None);
+        assert!(proc_rss_kb(std::process::id()).is_some_and(|kb| kb > 0));
+        assert_eq!(proc_rss_kb(u32::MAX), None);
     }
 }

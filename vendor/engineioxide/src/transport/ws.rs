@@ -6,10 +6,13 @@
 
 use std::sync::Arc;
 
-use futures_util::{
-    SinkExt, StreamExt, TryStreamExt,
-    stream::{SplitSink, SplitStream},
+use std::{
+    future::{Future, poll_fn},
+    pin::pin,
+    task::{Context, Poll},
 };
+
+use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -27,7 +30,8 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, heartbeat::Scheduler, queue::Receiver,
+    transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -150,6 +154,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ws_config = WebSocketConfig::default()
+        // An idle session holds no read or write buffer (they are allocated per burst).
+        .release_idle_buffers(true)
         .read_buffer_size(engine.config.ws_read_buffer_size)
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));
@@ -191,110 +197,230 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+        Scheduler::start(&engine, &socket);
         (socket, ws)
     };
-    let (tx, rx) = ws.split();
-
-    // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
-
-    // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
-        .with_cancellation_token(&socket.cancellation_token)
-        .await
-    {
-        Some(Err(ref e)) => {
-            let reason =
-                Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
-
-            #[cfg(feature = "tracing")]
-            tracing::debug!("error when handling packet: {:?}", e);
-            engine.close_session(socket.id, reason);
-        }
-        Some(Ok(())) => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "ws transport was closed");
-            engine.close_session(socket.id, DisconnectReason::TransportClose);
-        }
-        None => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "socket is closing");
-        }
-    }
+    // The connection lives in a task of its own, sized for it alone (not for the handshake).
+    tokio::spawn(connection::<H, S>(engine, socket, ws));
     Ok(())
 }
 
-/// Forwards all packets received from a websocket to a EngineIo [`Socket`]
-async fn forward_to_handler<H: EngineIoHandler, S>(
+/// Handles one message from the websocket. `Ok(false)` once the session is closed.
+fn on_ws_message<H: EngineIoHandler>(
     engine: &Arc<EngineIo<H>>,
-    mut rx: SplitStream<WebSocketStream<S>>,
     socket: &Arc<Socket<H::Data>>,
-) -> Result<(), Error>
+    msg: Message,
+) -> Result<bool, Error> {
+    match msg {
+        Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
+            Packet::Close => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("[sid={}] closing session", socket.id);
+                engine.close_session(socket.id, DisconnectReason::TransportClose);
+                Ok(false)
+            }
+            packet @ (Packet::Pong | Packet::Ping) => {
+                if matches!(packet, Packet::Pong) {
+                    engine.handler.on_pong(socket);
+                }
+                Scheduler::on_client_beat(engine, socket);
+                Ok(true)
+            }
+            Packet::Message(msg) => {
+                engine.handler.on_message(msg, socket.clone());
+                Ok(true)
+            }
+            p => Err(Error::BadPacket(p)),
+        },
+        Message::Binary(mut data) => {
+            if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
+                // The first byte is the message type, which we don't need.
+                data = data.split_off(1);
+            }
+            engine.handler.on_binary(data, socket.clone());
+            Ok(true)
+        }
+        Message::Close(_) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("websocket closed, closing session");
+            engine.close_session(socket.id, DisconnectReason::TransportClose);
+            Ok(false)
+        }
+        _ => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = ?socket.id, "unexpected ws message");
+            Ok(true)
+        }
+    }
+}
+
+/// Reads what the websocket has for the handler. False once reading is over (the session
+/// is then being closed).
+fn poll_read<H: EngineIoHandler, S>(
+    cx: &mut Context<'_>,
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    ws: &mut WebSocketStream<S>,
+) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    while let Some(msg) = rx.try_next().await? {
-        match msg {
-            Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
-                Packet::Close => {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] closing session", socket.id);
-                    engine.close_session(socket.id, DisconnectReason::TransportClose);
-                    break;
-                }
-                packet @ (Packet::Pong | Packet::Ping) => {
-                    if matches!(packet, Packet::Pong) {
-                        engine.handler.on_pong(socket);
-                    }
-                    // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_tx.try_send(()).ok();
-                    Ok::<(), Error>(())
-                }
-                Packet::Message(msg) => {
-                    engine.handler.on_message(msg, socket.clone());
-                    Ok(())
-                }
-                p => return Err(Error::BadPacket(p)),
-            },
-            Message::Binary(mut data) => {
-                if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
-                    // The first byte is the message type, which we don't need.
-                    data = data.split_off(1);
-                }
-                engine.handler.on_binary(data, socket.clone());
-                Ok(())
-            }
-            Message::Close(_) => {
+    loop {
+        let result = match ws.poll_next_unpin(cx) {
+            Poll::Pending => return true,
+            Poll::Ready(Some(Ok(msg))) => on_ws_message(engine, socket, msg),
+            Poll::Ready(Some(Err(e))) => Err(e.into()),
+            Poll::Ready(None) => Ok(false),
+        };
+        match result {
+            Ok(true) => continue,
+            Ok(false) => {
                 #[cfg(feature = "tracing")]
-                tracing::debug!("websocket closed, closing session");
+                tracing::debug!(sid = %socket.id, "ws transport was closed");
                 engine.close_session(socket.id, DisconnectReason::TransportClose);
-                break;
             }
-            _ => {
+            Err(ref e) => {
+                let reason =
+                    Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
                 #[cfg(feature = "tracing")]
-                tracing::debug!(sid = ?socket.id, "unexpected ws message");
-                Ok(())
+                tracing::debug!("error when handling packet: {:?}", e);
+                engine.close_session(socket.id, reason);
             }
-        }?
+        }
+        return false;
     }
-    Ok(())
 }
 
-/// Forwards all packets waiting to be sent to the websocket
+/// The writing side of a connection: the session's queued packets go to the websocket in
+/// batches (everything queued), each batch flushed before the next is taken, so that a
+/// client that does not read leaves packets in the session's bounded queue.
+#[derive(Default)]
+struct Writer {
+    /// What is left of the packets being written.
+    packets: Option<smallvec::IntoIter<[Packet; 2]>>,
+    /// A message waiting for the websocket to accept it.
+    pending: Option<Message>,
+    /// A batch was written and is not flushed yet.
+    unflushed: bool,
+}
+
+impl Writer {
+    /// Ready once the session is closed or closing and everything queued is written.
+    fn poll<D: Default + Send + Sync + 'static, S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        socket: &Socket<D>,
+        ws: &mut WebSocketStream<S>,
+        rx: &Receiver,
+        cancelled: bool,
+    ) -> Poll<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        loop {
+            if let Some(msg) = self.pending.take() {
+                match ws.poll_ready_unpin(cx) {
+                    Poll::Pending => {
+                        self.pending = Some(msg);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(_e)) => {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+                    }
+                    Poll::Ready(Ok(())) => {
+                        if let Err(_e) = ws.start_send_unpin(msg) {
+                            #[cfg(feature = "tracing")]
+                            tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+                        }
+                    }
+                }
+                self.unflushed = true;
+                continue;
+            }
+            if let Some(packets) = &mut self.packets {
+                match packets.next() {
+                    Some(packet) => self.pending = to_message(socket.protocol, packet),
+                    None => self.packets = None,
+                }
+                continue;
+            }
+            // Everything queued so far is written: take more, or flush.
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(packets)) => {
+                    self.packets = Some(packets.into_iter());
+                    continue;
+                }
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
+            if self.unflushed {
+                #[cfg(feature = "tracing")]
+                tracing::trace!(sid = %socket.id, "ws flush");
+                if ws.poll_flush_unpin(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.unflushed = false;
+                continue;
+            }
+            if cancelled {
+                return Poll::Ready(());
+            }
+            match rx.poll_volatile(cx) {
+                Poll::Ready(packets) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
+                    self.packets = Some(packets.into_iter());
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// A packet as a websocket message (`None`: nothing to send).
+fn to_message(protocol: ProtocolVersion, packet: Packet) -> Option<Message> {
+    match packet {
+        Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+            if protocol == ProtocolVersion::V3 {
+                // v3 protocol requires packet type as the first byte.
+                // This requires a new buffer. This is OK as it is only for the V3 protocol.
+                let mut buff = Vec::with_capacity(bin.len() + 1);
+                buff.push(0x04);
+                buff.extend(bin);
+                Some(Message::Binary(buff.into()))
+            } else {
+                Some(Message::Binary(bin))
+            }
+        }
+        // A Noop Packet maybe sent by the server to upgrade from a polling connection
+        // In the case that the packet was not poll in time it will remain in the buffer and therefore
+        // it should be discarded here
+        Packet::Noop => None,
+        packet => {
+            Some(Message::Text(String::from(packet).into()))
+        }
+    }
+}
+
+/// Drives a websocket session in one task: the client's messages go to the handler, the
+/// session's queued packets to the client. (Formerly a reader task and a writer task over
+/// a split stream: two task allocations, their futures, and the split's lock, for every
+/// idle session.)
 ///
-/// The websocket stream is flushed only when the internal channel is drained
-async fn forward_to_socket<H: EngineIoHandler, S>(
+/// Reading stops when the session is closing (its cancellation token); writing goes on
+/// until what was queued is written, then the websocket is flushed and closed. The queue's
+/// lock is held throughout, so the session's `on_disconnect` runs after that.
+async fn connection<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
     socket: Arc<Socket<H::Data>>,
-    mut tx: SplitSink<WebSocketStream<S>, Message>,
+    mut ws: WebSocketStream<S>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // A polling request that was in progress during the upgrade may still hold the lock.
     let lock = socket.internal_rx.lock();
-    let Some(mut internal_rx) = lock
+    let Some(internal_rx) = lock
         .with_cancellation_token(&socket.cancellation_token)
         .await
     else {
@@ -302,88 +428,32 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
         return;
     };
-    let InternalRx {
-        buffered_rx,
-        volatile_rx,
-        ..
-    } = &mut *internal_rx;
-
-    // map a packet to a websocket message
-    // It is declared as a macro rather than a closure to avoid ownership issues
-    macro_rules! map_fn {
-            ($item:ident) => {
-                let res = match $item {
-                    Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                        if socket.protocol == ProtocolVersion::V3 {
-                            // v3 protocol requires packet type as the first byte.
-                            // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                            let mut buff = Vec::with_capacity(bin.len() + 1);
-                            buff.push(0x04);
-                            buff.extend(bin);
-                            tx.feed(Message::Binary(buff.into())).await
-                        } else {
-                            tx.feed(Message::Binary(bin)).await
-                        }
-                    }
-                    // A Noop Packet maybe sent by the server to upgrade from a polling connection
-                    // In the case that the packet was not poll in time it will remain in the buffer and therefore
-                    // it should be discarded here
-                    Packet::Noop => Ok(()),
-                    _ => {
-                        let packet: String = $item.try_into().unwrap();
-                        tx.feed(Message::Text(packet.into())).await
-                    }
-                };
-                if let Err(_e) = res {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
-                }
-            };
+    let rx = &internal_rx.buffered_rx;
+    let mut cancellation = pin!(socket.cancellation_token.cancelled());
+    let mut cancelled = false;
+    let mut reading = true;
+    let mut writer = Writer::default();
+    poll_fn(|cx| {
+        if !cancelled {
+            cancelled = cancellation.as_mut().poll(cx).is_ready();
         }
-
-    // Forward buffered packets until the channel is closed or the session is cancelled.
-    loop {
-        tokio::select! {
-            biased;
-            items = buffered_rx.recv() => {
-                match items {
-                    Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
-                        }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
-                    }
-                    None => break
-                }
+        if reading && !cancelled {
+            reading = poll_read(cx, &engine, &socket, &mut ws);
+            // Reading is over only when the session is closed: see it now.
+            if !reading {
+                cancelled = socket.cancellation_token.is_cancelled();
             }
-            _ = socket.cancellation_token.cancelled() => break,
-            Ok(()) = volatile_rx.changed() => {
-                let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
-                    }
-                }
-            },
         }
-
-        #[cfg(feature = "tracing")]
-        tracing::trace!(sid = %socket.id, "ws flush");
-        tx.flush().await.ok();
-    }
+        writer.poll(cx, &socket, &mut ws, rx, cancelled)
+    })
+    .await;
 
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
-
-    tx.flush().await.ok();
-    tx.close().await.ok();
+    ws.flush().await.ok();
+    SinkExt::close(&mut ws).await.ok();
 }
+
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
     sid: Sid,
@@ -521,6 +591,10 @@ mod tests {
         fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
     }
 
+    fn engine() -> Arc<EngineIo<StubHandler>> {
+        Arc::new(EngineIo::new(Arc::new(StubHandler), EngineIoConfig::default()))
+    }
+
     fn socket() -> Arc<Socket<()>> {
         Arc::new(Socket::new(
             ProtocolVersion::V4,
@@ -545,10 +619,9 @@ mod tests {
     async fn writer_waits_for_the_lock_of_a_polling_request() {
         let socket = socket();
         let (server, mut client) = ws_pair().await;
-        let (tx, _rx) = server.split();
 
         let polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let writer = tokio::spawn(connection(engine(), socket.clone(), server));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!writer.is_finished(), "the writer should wait for the lock");
 
@@ -566,10 +639,9 @@ mod tests {
     async fn writer_waiting_for_the_lock_stops_with_the_session() {
         let socket = socket();
         let (server, _client) = ws_pair().await;
-        let (tx, _rx) = server.split();
 
         let _polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let writer = tokio::spawn(connection(engine(), socket.clone(), server));
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.cancellation_token.cancel();
