@@ -72,11 +72,36 @@ pub struct Config {
     pub ice: IceConfig,
     /// Per client address limit of `GET /api/ice-servers`.
     pub ice_rate: Rate,
-    /// Cluster mode: the Redis every instance shares. `None` = one instance, rooms in memory.
-    pub redis_url: Option<String>,
-    /// Prefix of every Redis key and pub/sub channel, so several deployments can share a Redis.
-    pub redis_prefix: String,
+    /// Where rooms live: in this process, or in a Redis several instances share.
+    pub deployment: Deployment,
 }
+
+/// The one switch between the two ways to run: decided here, once, at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deployment {
+    /// One instance, rooms in memory (`REDIS_URL` unset).
+    Memory,
+    /// Several instances sharing rooms through Redis (`REDIS_URL`).
+    Redis {
+        url: String,
+        /// Prefix of every Redis key and pub/sub channel (`REDIS_PREFIX`), so several
+        /// deployments can share a Redis.
+        prefix: String,
+    },
+}
+
+impl Deployment {
+    /// `memory` or `redis`, as `/health` reports it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis { .. } => "redis",
+        }
+    }
+}
+
+/// `REDIS_PREFIX` when unset.
+pub const DEFAULT_REDIS_PREFIX: &str = "prolitemeet";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {var}={value:?}: {reason}")]
@@ -130,8 +155,7 @@ impl Default for Config {
                 per_sec: 1.0,
                 burst: 10.0,
             },
-            redis_url: None,
-            redis_prefix: "prolitemeet".into(),
+            deployment: Deployment::Memory,
         }
     }
 }
@@ -282,10 +306,18 @@ impl Config {
             admin_token: get("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
             ice: ice(&get, defaults.ice)?,
             ice_rate: rate(&get, "ICE_RATE_PER_SEC", "ICE_BURST", defaults.ice_rate)?,
-            redis_url: get("REDIS_URL").map(|url| redis_url(&url)).transpose()?,
-            redis_prefix: match get("REDIS_PREFIX") {
-                None => defaults.redis_prefix,
-                Some(raw) => redis_prefix(&raw)?,
+            deployment: {
+                let prefix = match get("REDIS_PREFIX") {
+                    None => DEFAULT_REDIS_PREFIX.to_owned(),
+                    Some(raw) => redis_prefix(&raw)?,
+                };
+                match get("REDIS_URL") {
+                    None => Deployment::Memory,
+                    Some(url) => Deployment::Redis {
+                        url: redis_url(&url)?,
+                        prefix,
+                    },
+                }
             },
         })
     }
@@ -562,18 +594,27 @@ mod tests {
     #[test]
     fn redis_url_turns_on_cluster_mode() {
         let single = config(&[]).unwrap();
-        assert_eq!(single.redis_url, None);
-        assert_eq!(single.redis_prefix, "prolitemeet");
+        assert_eq!(single.deployment, Deployment::Memory);
         let cluster = config(&[
             ("REDIS_URL", " redis://:pw@10.0.0.5:6380/2 "),
             ("REDIS_PREFIX", "meet-eu"),
         ])
         .unwrap();
         assert_eq!(
-            cluster.redis_url.as_deref(),
-            Some("redis://:pw@10.0.0.5:6380/2")
+            cluster.deployment,
+            Deployment::Redis {
+                url: "redis://:pw@10.0.0.5:6380/2".into(),
+                prefix: "meet-eu".into()
+            }
         );
-        assert_eq!(cluster.redis_prefix, "meet-eu");
+        let default_prefix = config(&[("REDIS_URL", "redis://r:6379")]).unwrap();
+        assert_eq!(
+            default_prefix.deployment,
+            Deployment::Redis {
+                url: "redis://r:6379".into(),
+                prefix: DEFAULT_REDIS_PREFIX.into()
+            }
+        );
     }
 
     #[test]

@@ -25,16 +25,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use socketioxide::adapter::Adapter;
 use socketioxide::{SocketIo, SocketIoBuilder};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
-use cluster::ClusterAdapter;
-pub use config::Config;
-use registry::Limits;
-use registry::Registry;
+pub use cluster::StartError;
+pub use config::{Config, Deployment};
 use registry::memory::MemoryRegistry;
+use registry::{Limits, Registry};
 pub use state::{App, AppState};
 
 /// How long open connections get to close after a shutdown signal before the server exits
@@ -44,48 +42,34 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How long a new Engine.IO session may take to connect to the Socket.IO namespace.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Builds the single-instance server (rooms in memory): the router (REST + Socket.IO +
-/// CORS) and the state behind it.
-pub fn app(config: Config) -> (Router, App) {
+/// Builds the server `config` describes: the router (REST + Socket.IO + CORS) and the state
+/// behind it, with rooms in memory or — in cluster mode — in Redis, decided here once. Fails
+/// only in cluster mode, when Redis does not answer.
+pub async fn app(config: Config) -> Result<(Router, App), StartError> {
     let config = Arc::new(config);
-    let registry = Registry::Memory(MemoryRegistry::new(limits(&config)));
-    let state = AppState::new(config.clone(), Arc::new(registry), new_instance_id());
+    let instance = new_instance_id();
+    let (inbox, announcements) = mpsc::unbounded_channel();
+    let (registry, bus) = match &config.deployment {
+        Deployment::Memory => {
+            let registry = MemoryRegistry::new(limits(&config), inbox.clone(), instance.clone());
+            (Registry::Memory(registry), None)
+        }
+        Deployment::Redis { url, prefix } => {
+            let cluster = cluster::connect(
+                url,
+                prefix,
+                limits(&config),
+                instance.clone(),
+                inbox.clone(),
+            )
+            .await?;
+            (Registry::Redis(cluster.registry), Some(cluster.bus))
+        }
+    };
+    let state = AppState::new(config.clone(), Arc::new(registry), instance, inbox);
     let (socket_layer, io) = socket_io(&config).with_state(state.clone()).build_layer();
     signaling::register(&io);
-    let app = App {
-        state,
-        io,
-        cluster_driver: None,
-    };
-    (http::service(&app, socket_layer), app)
-}
-
-/// Builds one instance of a cluster (`REDIS_URL`): rooms in Redis, emits through the Redis
-/// adapter. Fails if Redis does not answer.
-pub async fn cluster_app(
-    config: Config,
-) -> Result<(Router, App<ClusterAdapter>), cluster::StartError> {
-    let config = Arc::new(config);
-    let url = config
-        .redis_url
-        .clone()
-        .ok_or_else(|| cluster::StartError::Adapter("REDIS_URL is not set".into()))?;
-    let instance = new_instance_id();
-    let cluster = cluster::connect(&config, &url, limits(&config), instance.clone()).await?;
-    let registry = Registry::Redis(cluster.registry);
-    let state = AppState::new(config.clone(), Arc::new(registry), instance);
-    let (socket_layer, io) = socket_io(&config)
-        .with_state(state.clone())
-        .with_adapter::<ClusterAdapter>(cluster.adapter)
-        .build_layer();
-    signaling::register_cluster(&io)
-        .await
-        .map_err(|e| cluster::StartError::Adapter(e.to_string()))?;
-    let app = App {
-        state,
-        io,
-        cluster_driver: Some(cluster.driver),
-    };
+    let app = App::new(state, io, bus, announcements);
     Ok((http::service(&app, socket_layer), app))
 }
 
@@ -118,21 +102,12 @@ fn socket_io(config: &Config) -> SocketIoBuilder {
         .max_buffer_size(config.socket_buffer_packets)
 }
 
-/// Closing the server does not run the sockets' disconnect handlers (socketioxide closes the
-/// namespace first), so in a cluster this instance first takes out and announces everyone it
-/// lists, while it can still emit: nobody lingers until the others' liveness timeout.
-async fn leave_cluster<A: Adapter>(app: &App<A>) {
-    if app.cluster_driver.is_some() {
-        cluster::liveness::retire(&app.state, &app.io).await;
-    }
-}
-
 /// Serves `router` on `listener` until `shutdown` resolves, then closes every socket and
 /// returns once connections are done (or after a short grace period).
-pub async fn serve<A: Adapter>(
+pub async fn serve(
     listener: TcpListener,
     router: Router,
-    app: App<A>,
+    app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweeper::run(
@@ -140,11 +115,18 @@ pub async fn serve<A: Adapter>(
         app.state.ice_limiter.clone(),
     ));
     let trimmer = tokio::spawn(memory::run(app.state.clone()));
-    let liveness = app.cluster_driver.clone().map(|driver| {
+    let announcer = app.take_announcements().map(|batches| {
+        tokio::spawn(signaling::announce::run(
+            app.io.clone(),
+            app.state.clone(),
+            batches,
+        ))
+    });
+    let liveness = app.bus.clone().map(|bus| {
         tokio::spawn(cluster::liveness::run(
             app.state.clone(),
             app.io.clone(),
-            driver,
+            bus,
         ))
     });
     let listener = net::GuardedListener::new(listener, app.state.config.write_stall_timeout);
@@ -156,7 +138,9 @@ pub async fn serve<A: Adapter>(
             tracing::info!("shutting down: closing sockets");
             app.state.begin_shutdown();
             closing.notify_one();
-            leave_cluster(&app).await;
+            // In a cluster, whoever this instance still lists is taken out and announced
+            // to the other instances first, while it can still publish.
+            cluster::liveness::retire(&app.state).await;
             app.io.close().await;
         }
     };
@@ -177,6 +161,9 @@ pub async fn serve<A: Adapter>(
     };
     sweeper.abort();
     trimmer.abort();
+    if let Some(announcer) = announcer {
+        announcer.abort();
+    }
     if let Some(liveness) = liveness {
         liveness.abort();
     }

@@ -1,10 +1,8 @@
-//! The binary: configuration → server → wait for a shutdown signal.
+//! The binary: configuration → app → serve → shutdown.
 
 use std::process::ExitCode;
 
-use axum::Router;
-use prolitemeet_server::{App, Config, app, cluster_app, logging, serve};
-use socketioxide::adapter::Adapter;
+use prolitemeet_server::{Config, Deployment, app, logging, serve};
 use tokio::net::TcpListener;
 
 /// Exit code for a bad configuration value, or a Redis that does not answer at start.
@@ -29,23 +27,14 @@ async fn main() -> ExitCode {
         eprintln!("prolitemeet-server: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    if config.redis_url.is_some() {
-        let mode = format!("cluster (redis, prefix {})", config.redis_prefix);
-        match cluster_app(config.clone()).await {
-            Ok((router, app)) => run(&config, &mode, router, app).await,
-            Err(e) => {
-                tracing::error!("{e}");
-                eprintln!("prolitemeet-server: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
+    let (router, app) = match app(config.clone()).await {
+        Ok(built) => built,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("prolitemeet-server: {e}");
+            return ExitCode::from(EXIT_CONFIG);
         }
-    } else {
-        let (router, app) = app(config.clone());
-        run(&config, "single instance (rooms in memory)", router, app).await
-    }
-}
-
-async fn run<A: Adapter>(config: &Config, mode: &str, router: Router, app: App<A>) -> ExitCode {
+    };
     let listener = match TcpListener::bind((config.host, config.port)).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -57,6 +46,10 @@ async fn run<A: Adapter>(config: &Config, mode: &str, router: Router, app: App<A
         |_| format!("{}:{}", config.host, config.port),
         |a| a.to_string(),
     );
+    let mode = match &config.deployment {
+        Deployment::Memory => "single instance (rooms in memory)".to_owned(),
+        Deployment::Redis { prefix, .. } => format!("cluster (redis, prefix {prefix})"),
+    };
     tracing::info!(
         %address,
         allowed_origins = %config.allowed_origins,

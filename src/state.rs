@@ -2,41 +2,58 @@
 //! (axum `State` and socketioxide `State`), and the assembled [`App`]: that state with the
 //! Socket.IO handle. It sits below the handlers, which all take it from here.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::FromRef;
 use socketioxide::SocketIo;
-use socketioxide::adapter::{Adapter, LocalAdapter};
+use tokio::sync::mpsc;
 
-use crate::cluster::driver::ReconnectingDriver;
+use crate::cluster::bus::Bus;
 use crate::config::Config;
 use crate::limits::AddressLimiter;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::registry::events::{Batch, Deliveries, Inbox};
 
-/// The assembled server: its shared state and the Socket.IO handle (over the in-memory
-/// adapter on one instance, over the Redis adapter in a cluster).
-pub struct App<A: Adapter = LocalAdapter> {
+/// The assembled server: its shared state, the Socket.IO handle, and what `serve` starts.
+#[derive(Clone)]
+pub struct App {
     pub state: AppState,
-    pub io: SocketIo<A>,
-    /// The cluster's pub/sub connection, watched by the liveness task.
-    pub cluster_driver: Option<ReconnectingDriver>,
+    pub io: SocketIo,
+    /// The cluster's pub/sub connection (cluster mode), watched by the liveness task.
+    pub bus: Option<Bus>,
+    /// The announcer's end of the inbox, taken once by `serve`.
+    announcements: Arc<Mutex<Option<mpsc::UnboundedReceiver<Batch>>>>,
 }
 
-impl<A: Adapter> Clone for App<A> {
-    fn clone(&self) -> Self {
+impl App {
+    pub fn new(
+        state: AppState,
+        io: SocketIo,
+        bus: Option<Bus>,
+        announcements: mpsc::UnboundedReceiver<Batch>,
+    ) -> Self {
         Self {
-            state: self.state.clone(),
-            io: self.io.clone(),
-            cluster_driver: self.cluster_driver.clone(),
+            state,
+            io,
+            bus,
+            announcements: Arc::new(Mutex::new(Some(announcements))),
         }
+    }
+
+    /// The batches to announce; `None` once taken.
+    pub fn take_announcements(&self) -> Option<mpsc::UnboundedReceiver<Batch>> {
+        self.announcements
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }
 
-impl<A: Adapter> FromRef<App<A>> for AppState {
-    fn from_ref(app: &App<A>) -> AppState {
+impl FromRef<App> for AppState {
+    fn from_ref(app: &App) -> AppState {
         app.state.clone()
     }
 }
@@ -50,6 +67,10 @@ pub struct AppState {
     pub ice_limiter: Arc<AddressLimiter>,
     /// This instance among its cluster (reported by `/health`).
     pub instance_id: Arc<str>,
+    /// The announcer's inbox, for changes made outside the registry (operator actions).
+    pub inbox: Inbox,
+    /// Handlers waiting for their change to be announced.
+    pub deliveries: Arc<Deliveries>,
     /// The room store answers (always, in memory; in cluster mode, while Redis does).
     store_reachable: Arc<AtomicBool>,
     started: Instant,
@@ -60,8 +81,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, registry: Arc<Registry>, instance_id: Arc<str>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        registry: Arc<Registry>,
+        instance_id: Arc<str>,
+        inbox: Inbox,
+    ) -> Self {
         Self {
+            inbox,
+            deliveries: Arc::default(),
             ice_limiter: Arc::new(AddressLimiter::new(config.ice_rate)),
             instance_id,
             store_reachable: Arc::new(AtomicBool::new(true)),

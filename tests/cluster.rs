@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::{Running, TestClient, TestServer, assert_participant, ids, server_command};
-use prolitemeet_server::Config;
 use prolitemeet_server::limits::RateLimits;
+use prolitemeet_server::{Config, Deployment};
 use serde_json::{Value, json};
 
 /// How long a killed instance's participants may stay listed (the promise is 15 s).
@@ -37,8 +37,10 @@ fn config(redis: &RedisServer) -> Config {
         host: [127, 0, 0, 1].into(),
         port: 0,
         rate_limits: RateLimits::UNLIMITED,
-        redis_url: Some(redis.url()),
-        redis_prefix: common::unique_prefix(),
+        deployment: Deployment::Redis {
+            url: redis.url(),
+            prefix: common::unique_prefix(),
+        },
         ..Config::default()
     }
 }

@@ -1,6 +1,8 @@
 //! Property tests: payload decoding never panics and answers exactly what PROTOCOL.md allows,
 //! and the room registry keeps its invariants under any sequence of operations (checked
-//! against a model kept by the test), and under concurrent operations from many threads.
+//! against a model kept by the test), and under concurrent operations from many threads —
+//! including what it announces: the last participant list announced for each room is the
+//! room's true list, whatever the interleaving.
 
 mod raw;
 
@@ -9,17 +11,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prolitemeet_server::model::MediaKind;
+use prolitemeet_server::model::ParticipantView;
 use prolitemeet_server::protocol::{
     self, Decoded, ErrorCode, JoinRequest, MediaChange, RelayKind, decode_chat, decode_join,
     decode_relay, decode_room_only, decode_toggle, decode_toggle_media, decode_toggle_screen_share,
     is_valid_room_id, usable_avatar,
 };
+use prolitemeet_server::registry::events::{Batch, Event};
 use prolitemeet_server::registry::{
-    JoinOutcome, Limits, MemoryRegistry as Registry, RoomLimitReached,
+    JoinOutcome, LeaveReason, Limits, MemoryRegistry as Registry, RoomLimitReached,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
 
 // =============================================================================================
 // Payload decoding
@@ -673,7 +678,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
                 user_name: name.clone(),
                 avatar: None,
             };
-            let result = reg.join(&id, &req);
+            let result = reg.join(&id, &req, None);
             let current = model.room_of(&id);
             if current.as_deref() == Some(target.as_str()) {
                 match result {
@@ -742,7 +747,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
         }
         Op::Leave { sock } | Op::Disconnect { sock } => {
             let id = model.id(*sock);
-            let left = reg.leave(&id);
+            let left = reg.leave(&id, LeaveReason::Left, None);
             match (model.remove(&id), left) {
                 (None, None) => {}
                 (Some((room, member, rest, removed)), Some(left)) => {
@@ -767,7 +772,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
         Op::Chat { sock, named, text } => {
             let id = model.id(*sock);
             let named = named.as_ref().map(|r| model.room_name(r));
-            let result = reg.chat(&id, named.as_deref(), text);
+            let result = reg.chat(&id, named.as_deref(), text, None);
             let current = model.room_of(&id);
             let allowed = current.is_some() && (named.is_none() || named == current);
             if !allowed {
@@ -832,6 +837,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
                     kind,
                     enabled: *enabled,
                 },
+                None,
             );
             let Some(room) = model.room_of(&id) else {
                 prop_assert_eq!(result.err().map(|e| e.code), Some(ErrorCode::NotInRoom));
@@ -849,7 +855,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
         }
         Op::ScreenShare { sock, sharing } => {
             let id = model.id(*sock);
-            let result = reg.set_screen_sharing(&id, None, *sharing);
+            let result = reg.set_screen_sharing(&id, None, *sharing, None);
             let Some(room) = model.room_of(&id) else {
                 prop_assert_eq!(result.err().map(|e| e.code), Some(ErrorCode::NotInRoom));
                 return Ok(());
@@ -861,7 +867,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
         }
         Op::CloseRoom { room } => {
             let name = model.room_name(room);
-            let closed = reg.close_room(&name);
+            let closed = reg.close_room(&name, None);
             match (model.rooms.remove(&name), closed) {
                 (None, None) => {}
                 (Some(r), Some(list)) => {
@@ -1030,12 +1036,56 @@ fn limits() -> impl Strategy<Value = Limits> {
         )
 }
 
+/// A registry and the batches it announces.
+fn registry(limits: Limits) -> (Registry, mpsc::UnboundedReceiver<Batch>) {
+    let (inbox, batches) = mpsc::unbounded_channel();
+    (Registry::new(limits, inbox, "test".into()), batches)
+}
+
+/// Each room's participant list as last announced.
+type Announced = BTreeMap<String, Vec<ParticipantView>>;
+
+/// Folds the batches announced so far into `lists`.
+fn fold(lists: &mut Announced, batches: &mut mpsc::UnboundedReceiver<Batch>) {
+    while let Ok(batch) = batches.try_recv() {
+        for event in batch.events {
+            let (room, list) = match event {
+                Event::Joined(j) => (j.room_id.clone(), j.participants.clone()),
+                Event::Left { left, .. } => (left.room_id.clone(), left.participants.clone()),
+                Event::Updated { updated, .. } => {
+                    (updated.room_id.clone(), updated.participants.clone())
+                }
+                Event::Closed { room_id, .. } => (room_id, Vec::new()),
+                _ => continue,
+            };
+            lists.insert(room.to_string(), list);
+        }
+    }
+}
+
+/// What was announced of every room matches the model.
+fn check_announced(model: &Model, lists: &Announced) -> Result<(), TestCaseError> {
+    for (room, r) in &model.rooms {
+        match lists.get(room) {
+            Some(list) => check_list(model, room, list)?,
+            None => prop_assert!(r.members.is_empty(), "nothing announced of {}", room),
+        }
+    }
+    for (room, list) in lists {
+        if !model.rooms.contains_key(room) {
+            prop_assert!(list.is_empty(), "{} is gone but listed {:?}", room, list);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
     fn registry_keeps_its_invariants(limits in limits(), ops in prop::collection::vec(op(), 1..80)) {
-        let reg = Registry::new(limits.clone());
+        let (reg, mut batches) = registry(limits.clone());
+        let mut announced = Announced::new();
         let mut model = Model {
             limits,
             rooms: BTreeMap::new(),
@@ -1046,6 +1096,8 @@ proptest! {
         for op in &ops {
             apply(&reg, &mut model, op)?;
             check_invariants(&reg, &model)?;
+            fold(&mut announced, &mut batches);
+            check_announced(&model, &announced)?;
         }
         // Everyone leaves.
         for sock in 0..SOCKETS {
@@ -1077,7 +1129,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
         (3, 4, false, 0),
         (4, 1, true, 2),
     ] {
-        let reg = Arc::new(Registry::new(Limits {
+        let (reg, mut batches) = registry(Limits {
             max_participants,
             chat_history_limit: 5,
             empty_room_ttl: if zero_ttl {
@@ -1087,7 +1139,8 @@ fn concurrent_operations_leave_a_consistent_registry() {
             },
             unused_room_ttl: Duration::from_secs(600),
             max_rooms,
-        }));
+        });
+        let reg = Arc::new(reg);
         let threads: Vec<_> = (0..6u64)
             .map(|t| {
                 let reg = reg.clone();
@@ -1107,7 +1160,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
                                     user_name: "x".into(),
                                     avatar: None,
                                 };
-                                match reg.join(&id, &req) {
+                                match reg.join(&id, &req, None) {
                                     Ok(_) => at[s] = Some(room),
                                     Err(e) => assert!(
                                         matches!(
@@ -1119,12 +1172,16 @@ fn concurrent_operations_leave_a_consistent_registry() {
                                 }
                             }
                             5 | 6 => {
-                                assert_eq!(reg.leave(&id).is_some(), at[s].is_some(), "leave {id}");
+                                assert_eq!(
+                                    reg.leave(&id, LeaveReason::Left, None).is_some(),
+                                    at[s].is_some(),
+                                    "leave {id}"
+                                );
                                 at[s] = None;
                             }
                             7 => {
                                 assert_eq!(
-                                    reg.leave(&id).is_some(),
+                                    reg.leave(&id, LeaveReason::Left, None).is_some(),
                                     at[s].is_some(),
                                     "disconnect {id}"
                                 );
@@ -1132,7 +1189,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
                                 generation[s] += 1;
                             }
                             8 => {
-                                let said = reg.chat(&id, None, "hi");
+                                let said = reg.chat(&id, None, "hi", None);
                                 assert_eq!(said.is_ok(), at[s].is_some(), "chat {id}: {said:?}");
                             }
                             _ => {
@@ -1146,6 +1203,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
                                             kind: MediaKind::Audio,
                                             enabled: rng.below(2) == 0,
                                         },
+                                        None,
                                     );
                                     assert_eq!(r.is_ok(), at[s].is_some(), "media {id}: {r:?}");
                                 }
@@ -1190,9 +1248,22 @@ fn concurrent_operations_leave_a_consistent_registry() {
         if max_rooms > 0 {
             assert!(summaries.len() <= max_rooms, "seed {seed}");
         }
+        // Whatever the interleaving, each room's last announced list is its true list.
+        let mut announced = Announced::new();
+        fold(&mut announced, &mut batches);
+        for s in &summaries {
+            let truth = reg.detail(&s.room_id).expect("detail").participants;
+            let last = announced.get(&*s.room_id).cloned().unwrap_or_default();
+            assert_eq!(
+                last.iter().map(|p| p.id.to_string()).collect::<Vec<_>>(),
+                truth.iter().map(|p| p.id.to_string()).collect::<Vec<_>>(),
+                "seed {seed}: room {}",
+                s.room_id
+            );
+        }
         // Everyone leaves: nothing is left behind.
         for id in everyone {
-            assert!(reg.leave(&id).is_some());
+            assert!(reg.leave(&id, LeaveReason::Left, None).is_some());
         }
         reg.sweep(Instant::now() + Duration::from_secs(100_000));
         assert_eq!(reg.stats(), (0, 0), "seed {seed}");

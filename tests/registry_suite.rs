@@ -17,12 +17,17 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use prolitemeet_server::cluster::bus::Bus;
 use prolitemeet_server::model::MediaKind;
 use prolitemeet_server::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
 use prolitemeet_server::registry::Registry;
+use prolitemeet_server::registry::events::{Batch, Change, Event};
 use prolitemeet_server::registry::redis::RedisRegistry;
-use prolitemeet_server::registry::{JoinOutcome, Joined, Left, Limits, MemoryRegistry};
+use prolitemeet_server::registry::{
+    JoinOutcome, Joined, LeaveReason, Left, Limits, MemoryRegistry,
+};
 use redis_server::RedisServer;
+use tokio::sync::mpsc;
 
 /// How long a state that must come (a sweep after a TTL, a reap) may take to come.
 const WAIT: Duration = Duration::from_secs(6);
@@ -38,10 +43,38 @@ enum Backend {
     Redis,
 }
 
-/// A registry under test, with the Redis server it uses kept alive.
+/// A registry under test, the batches it announces (received over pub/sub for Redis), and
+/// the Redis server it uses kept alive.
 struct Store {
     registry: Registry,
+    batches: tokio::sync::Mutex<mpsc::UnboundedReceiver<Batch>>,
+    _bus: Option<Bus>,
     _redis: Option<Arc<RedisServer>>,
+}
+
+impl Store {
+    /// The next batch announced, within `WAIT`.
+    async fn next_batch(&self) -> Batch {
+        let mut batches = self.batches.lock().await;
+        tokio::time::timeout(WAIT, batches.recv())
+            .await
+            .expect("a batch in time")
+            .expect("the inbox is open")
+    }
+
+    /// The next `n` events announced, in order, whatever batches they came in, with the
+    /// ticket of the batch each came in.
+    async fn next_events(&self, n: usize) -> Vec<(Event, Option<u64>)> {
+        let mut events = Vec::new();
+        while events.len() < n {
+            let batch = self.next_batch().await;
+            assert_eq!(&*batch.origin.instance, "instance-1");
+            let ticket = batch.origin.ticket;
+            events.extend(batch.events.into_iter().map(|e| (e, ticket)));
+        }
+        assert_eq!(events.len(), n, "more events than expected: {events:?}");
+        events
+    }
 }
 
 impl Deref for Store {
@@ -81,18 +114,39 @@ async fn connect_redis(
         .expect("connect to the test redis")
 }
 
+/// A subscriber to what `registry` publishes, as an instance has.
+async fn subscribe(
+    server: &RedisServer,
+    registry: &RedisRegistry,
+) -> (Bus, mpsc::UnboundedReceiver<Batch>) {
+    let (inbox, batches) = mpsc::unbounded_channel();
+    let client = prolitemeet_server::cluster::connection::client(&server.url()).expect("url");
+    let bus = Bus::connect(&client, registry.channels(), inbox)
+        .await
+        .expect("subscribe to the test redis");
+    (bus, batches)
+}
+
 /// The registry of `backend` with `limits`; `None` when Redis is wanted but not installed.
 async fn open(backend: Backend, limits: Limits) -> Option<Store> {
     match backend {
-        Backend::Memory => Some(Store {
-            registry: Registry::Memory(MemoryRegistry::new(limits)),
-            _redis: None,
-        }),
+        Backend::Memory => {
+            let (inbox, batches) = mpsc::unbounded_channel();
+            Some(Store {
+                registry: Registry::Memory(MemoryRegistry::new(limits, inbox, "instance-1".into())),
+                batches: batches.into(),
+                _bus: None,
+                _redis: None,
+            })
+        }
         Backend::Redis => {
             let server = shared_redis()?;
             let redis = connect_redis(&server, limits, &unique_prefix(), "instance-1").await;
+            let (bus, batches) = subscribe(&server, &redis).await;
             Some(Store {
                 registry: Registry::Redis(redis),
+                batches: batches.into(),
+                _bus: Some(bus),
                 _redis: Some(server),
             })
         }
@@ -134,6 +188,8 @@ both_backends!(
     unused_created_room_is_swept_after_its_ttl,
     closing_a_room_removes_everyone_and_its_history,
     stats_summaries_and_detail_describe_the_rooms,
+    every_change_is_announced_in_order,
+    a_closed_room_and_a_kick_are_announced,
 );
 
 // =============================================================================================
@@ -160,7 +216,7 @@ fn req(room: &str, name: &str) -> JoinRequest {
 
 /// Joins and expects a new join (not `AlreadyIn`).
 async fn join(r: &Registry, socket: &str, room: &str, name: &str) -> (Option<Left>, Joined) {
-    match r.join(socket, &req(room, name)).await {
+    match r.join(socket, &req(room, name), None).await {
         Ok(JoinOutcome::Joined { left, joined }) => (left, joined),
         Ok(JoinOutcome::AlreadyIn(_)) => panic!("{socket} was already in {room}"),
         Err(e) => panic!("{socket} could not join {room}: {e:?}"),
@@ -218,17 +274,31 @@ async fn first_joiner_is_host_and_host_passes_on(backend: Backend) {
     assert_eq!(ids(&c.participants), ["a", "b", "c"]);
     assert_host_first(&c.participants);
 
-    let left = r.leave("a").await.unwrap().expect("a was in R");
+    let left = r
+        .leave("a", LeaveReason::Left, None)
+        .await
+        .unwrap()
+        .expect("a was in R");
     assert_eq!(&*left.room_id, "R");
     assert_eq!(&*left.participant.user_name, "Ann");
     assert_eq!(&*left.participant.id, "a");
     assert_eq!(ids(&left.participants), ["b", "c"]);
     assert_host_first(&left.participants);
     assert!(!left.room_removed);
-    assert!(r.leave("a").await.unwrap().is_none(), "a left twice");
+    assert!(
+        r.leave("a", LeaveReason::Left, None)
+            .await
+            .unwrap()
+            .is_none(),
+        "a left twice"
+    );
     assert_eq!(r.stats().await.unwrap(), (1, 2));
 
-    let left = r.leave("b").await.unwrap().unwrap();
+    let left = r
+        .leave("b", LeaveReason::Left, None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ids(&left.participants), ["c"]);
     assert!(left.participants[0].is_admin);
 }
@@ -239,7 +309,7 @@ async fn rejoining_makes_a_new_last_participant(backend: Backend) {
     };
     join(&r, "a", "R", "Ann").await;
     join(&r, "b", "R", "Bob").await;
-    r.leave("a").await.unwrap();
+    r.leave("a", LeaveReason::Left, None).await.unwrap();
     let (_, again) = join(&r, "a", "R", "Ann").await;
     assert!(!again.me.is_admin && !again.created_room);
     assert_eq!(ids(&again.participants), ["b", "a"]);
@@ -252,8 +322,8 @@ async fn joining_the_same_room_changes_nothing(backend: Backend) {
     };
     join(&r, "a", "R", "Ann").await;
     join(&r, "b", "R", "Bob").await;
-    r.chat("a", None, "hello").await.unwrap();
-    match r.join("b", &req("R", "Other")).await.unwrap() {
+    r.chat("a", None, "hello", None).await.unwrap();
+    match r.join("b", &req("R", "Other"), None).await.unwrap() {
         JoinOutcome::AlreadyIn(j) => {
             assert_eq!(&*j.me.user_name, "Bob");
             assert!(!j.me.is_admin && !j.created_room);
@@ -320,7 +390,7 @@ async fn a_full_room_refuses_and_the_socket_stays(backend: Backend) {
     };
     join(&r, "a", "R1", "Ann").await;
     join(&r, "b", "R2", "Bob").await;
-    let err = r.join("b", &req("R1", "Bob")).await.unwrap_err();
+    let err = r.join("b", &req("R1", "Bob"), None).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::RoomFull);
     assert_eq!(err.message, "Room R1 is full (1 participants at most)");
     assert_eq!(r.current_room("b", None).await.unwrap().as_ref(), "R2");
@@ -334,7 +404,7 @@ async fn a_full_room_refuses_and_the_socket_stays(backend: Backend) {
     );
     // A newcomer is refused too, and is then in no room.
     assert_eq!(
-        code(r.join("c", &req("R1", "Cat")).await),
+        code(r.join("c", &req("R1", "Cat"), None).await),
         ErrorCode::RoomFull
     );
     assert_eq!(code(r.current_room("c", None).await), ErrorCode::NotInRoom);
@@ -359,19 +429,23 @@ async fn the_room_cap_counts_created_and_joined_rooms(backend: Backend) {
         "The server has reached its room limit; try again later"
     );
     assert_eq!(
-        code(r.join("b", &req("R2", "Bob")).await),
+        code(r.join("b", &req("R2", "Bob"), None).await),
         ErrorCode::TooManyRooms
     );
     // The cap is checked before the old room is left: a switch to a new room is refused
     // even when leaving would free one, and the socket stays.
     assert_eq!(
-        code(r.join("a", &req("R3", "Ann")).await),
+        code(r.join("a", &req("R3", "Ann"), None).await),
         ErrorCode::TooManyRooms
     );
     assert_eq!(r.current_room("a", None).await.unwrap().as_ref(), "R");
     join(&r, "b", "R", "Bob").await;
-    r.leave("a").await.unwrap();
-    let left = r.leave("b").await.unwrap().unwrap();
+    r.leave("a", LeaveReason::Left, None).await.unwrap();
+    let left = r
+        .leave("b", LeaveReason::Left, None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(left.room_removed);
     assert_eq!(r.stats().await.unwrap(), (1, 0));
     join(&r, "c", "R3", "Cat").await;
@@ -386,10 +460,10 @@ async fn chat_history_is_oldest_first_and_capped(backend: Backend) {
         avatar: Some("https://example.com/ann.png".into()),
         ..req("R", "Ann")
     };
-    r.join("a", &ann).await.unwrap();
+    r.join("a", &ann, None).await.unwrap();
     for i in 0..5 {
         let said = r
-            .chat("a", Some("R"), &format!("m{i} \"quoted\" é/😀"))
+            .chat("a", Some("R"), &format!("m{i} \"quoted\" é/😀"), None)
             .await
             .unwrap();
         assert_eq!(&*said.room_id, "R");
@@ -418,7 +492,7 @@ async fn chat_history_is_oldest_first_and_capped(backend: Backend) {
             .windows(2)
             .all(|w| w[0].timestamp <= w[1].timestamp)
     );
-    let said = r.chat("b", None, "from bob").await.unwrap().message;
+    let said = r.chat("b", None, "from bob", None).await.unwrap().message;
     assert_eq!(said.user_avatar, None);
     let detail = r.detail("R").await.unwrap().unwrap();
     assert_eq!(detail.summary.message_count, 3);
@@ -437,7 +511,7 @@ async fn chat_history_limit_zero_keeps_nothing(backend: Backend) {
         return;
     };
     join(&r, "a", "R", "Ann").await;
-    let said = r.chat("a", None, "hi").await.unwrap();
+    let said = r.chat("a", None, "hi", None).await.unwrap();
     assert_eq!(&*said.message.message, "hi");
     let (_, j) = join(&r, "b", "R", "Bob").await;
     assert!(j.messages.is_empty());
@@ -457,20 +531,23 @@ async fn events_from_outside_a_room_are_refused(backend: Backend) {
     };
     // In no room at all.
     assert_eq!(code(r.current_room("z", None).await), ErrorCode::NotInRoom);
-    assert_eq!(code(r.chat("z", None, "hi").await), ErrorCode::NotInRoom);
+    assert_eq!(
+        code(r.chat("z", None, "hi", None).await),
+        ErrorCode::NotInRoom
+    );
     assert_eq!(
         code(r.relay_room("z", None, "a").await),
         ErrorCode::NotInRoom
     );
     assert_eq!(
-        code(r.set_media("z", None, audio_off).await),
+        code(r.set_media("z", None, audio_off, None).await),
         ErrorCode::NotInRoom
     );
     assert_eq!(
-        code(r.set_screen_sharing("z", None, true).await),
+        code(r.set_screen_sharing("z", None, true, None).await),
         ErrorCode::NotInRoom
     );
-    let err = r.chat("z", None, "hi").await.unwrap_err();
+    let err = r.chat("z", None, "hi", None).await.unwrap_err();
     assert_eq!(err, ProtocolError::not_in_room());
 
     // In a room, but naming another.
@@ -485,7 +562,7 @@ async fn events_from_outside_a_room_are_refused(backend: Backend) {
         ErrorCode::NotInRoom
     );
     assert_eq!(
-        code(r.chat("a", Some("X"), "hi").await),
+        code(r.chat("a", Some("X"), "hi", None).await),
         ErrorCode::NotInRoom
     );
     assert_eq!(
@@ -493,19 +570,19 @@ async fn events_from_outside_a_room_are_refused(backend: Backend) {
         ErrorCode::NotInRoom
     );
     assert_eq!(
-        code(r.set_media("a", Some("X"), audio_off).await),
+        code(r.set_media("a", Some("X"), audio_off, None).await),
         ErrorCode::NotInRoom
     );
     assert_eq!(
-        code(r.set_screen_sharing("a", Some("X"), true).await),
+        code(r.set_screen_sharing("a", Some("X"), true, None).await),
         ErrorCode::NotInRoom
     );
     assert_eq!(r.current_room("a", Some("R")).await.unwrap().as_ref(), "R");
 
     // After leaving.
-    r.leave("a").await.unwrap();
+    r.leave("a", LeaveReason::Left, None).await.unwrap();
     assert_eq!(
-        code(r.chat("a", Some("R"), "hi").await),
+        code(r.chat("a", Some("R"), "hi", None).await),
         ErrorCode::NotInRoom
     );
     assert_eq!(
@@ -533,7 +610,7 @@ async fn relays_stay_within_a_room(backend: Backend) {
         code(r.relay_room("a", None, "nobody").await),
         ErrorCode::TargetNotInRoom
     );
-    r.leave("b").await.unwrap();
+    r.leave("b", LeaveReason::Left, None).await.unwrap();
     assert_eq!(
         code(r.relay_room("a", None, "b").await),
         ErrorCode::TargetNotInRoom
@@ -550,7 +627,7 @@ async fn media_and_screen_share_flags_show_in_the_views(backend: Backend) {
         kind: MediaKind::Audio,
         enabled: false,
     };
-    let u = r.set_media("b", None, audio_off).await.unwrap();
+    let u = r.set_media("b", None, audio_off, None).await.unwrap();
     assert_eq!(&*u.room_id, "R");
     assert_eq!(&*u.participant.id, "b");
     assert!(u.participant.is_audio_muted && !u.participant.is_audio_enabled);
@@ -563,10 +640,10 @@ async fn media_and_screen_share_flags_show_in_the_views(backend: Backend) {
         kind: MediaKind::Video,
         enabled: false,
     };
-    let u = r.set_media("b", Some("R"), video_off).await.unwrap();
+    let u = r.set_media("b", Some("R"), video_off, None).await.unwrap();
     assert!(u.participant.is_video_off && !u.participant.is_video_enabled);
     assert!(u.participant.is_audio_muted, "the audio flag stays");
-    let u = r.set_screen_sharing("b", None, true).await.unwrap();
+    let u = r.set_screen_sharing("b", None, true, None).await.unwrap();
     assert!(u.participant.is_screen_sharing && u.participant.is_video_off);
 
     let (_, c) = join(&r, "c", "R", "Cat").await;
@@ -578,9 +655,9 @@ async fn media_and_screen_share_flags_show_in_the_views(backend: Backend) {
         kind: MediaKind::Video,
         enabled: true,
     };
-    let u = r.set_media("b", None, video_on).await.unwrap();
+    let u = r.set_media("b", None, video_on, None).await.unwrap();
     assert!(!u.participant.is_video_off && u.participant.is_video_enabled);
-    let u = r.set_screen_sharing("b", None, false).await.unwrap();
+    let u = r.set_screen_sharing("b", None, false, None).await.unwrap();
     assert!(!u.participant.is_screen_sharing && u.participant.is_audio_muted);
     let detail = r.detail("R").await.unwrap().unwrap();
     assert!(detail.participants[1].is_audio_muted && !detail.participants[1].is_video_off);
@@ -599,8 +676,12 @@ async fn empty_room_goes_at_once_with_zero_ttl(backend: Backend) {
         return;
     };
     join(&r, "a", "R", "Ann").await;
-    r.chat("a", None, "hi").await.unwrap();
-    let left = r.leave("a").await.unwrap().unwrap();
+    r.chat("a", None, "hi", None).await.unwrap();
+    let left = r
+        .leave("a", LeaveReason::Left, None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(left.room_removed && left.participants.is_empty());
     assert_eq!(r.stats().await.unwrap(), (0, 0));
     assert!(r.room_info("R").await.unwrap().is_none());
@@ -626,9 +707,13 @@ async fn empty_room_stays_until_its_ttl_then_is_swept(backend: Backend) {
         return;
     };
     join(&r, "a", "R", "Ann").await;
-    r.chat("a", None, "kept").await.unwrap();
+    r.chat("a", None, "kept", None).await.unwrap();
     let left_at = Instant::now();
-    let left = r.leave("a").await.unwrap().unwrap();
+    let left = r
+        .leave("a", LeaveReason::Left, None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!left.room_removed && left.participants.is_empty());
     assert!(r.sweep().await.unwrap().is_empty(), "swept before its TTL");
     assert_eq!(
@@ -642,7 +727,7 @@ async fn empty_room_stays_until_its_ttl_then_is_swept(backend: Backend) {
     assert!(!j.created_room);
     assert_eq!(j.messages.len(), 1);
     let left_at_again = Instant::now();
-    r.leave("a").await.unwrap();
+    r.leave("a", LeaveReason::Left, None).await.unwrap();
 
     let swept = eventually("the empty room is swept", || async {
         let swept = r.sweep().await.unwrap();
@@ -709,8 +794,8 @@ async fn closing_a_room_removes_everyone_and_its_history(backend: Backend) {
     join(&r, "a", "R", "Ann").await;
     join(&r, "b", "R", "Bob").await;
     join(&r, "c", "S", "Cat").await;
-    r.chat("a", None, "hi").await.unwrap();
-    let gone = r.close_room("R").await.unwrap().expect("R existed");
+    r.chat("a", None, "hi", None).await.unwrap();
+    let gone = r.close_room("R", None).await.unwrap().expect("R existed");
     let gone: Vec<_> = gone
         .iter()
         .map(|p| (p.id.to_string(), p.user_name.to_string()))
@@ -721,8 +806,13 @@ async fn closing_a_room_removes_everyone_and_its_history(backend: Backend) {
     );
     assert_eq!(r.stats().await.unwrap(), (1, 1));
     assert_eq!(code(r.current_room("a", None).await), ErrorCode::NotInRoom);
-    assert!(r.leave("b").await.unwrap().is_none());
-    assert!(r.close_room("R").await.unwrap().is_none());
+    assert!(
+        r.leave("b", LeaveReason::Left, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(r.close_room("R", None).await.unwrap().is_none());
     assert!(r.room_info("R").await.unwrap().is_none());
     let (left, j) = join(&r, "a", "R", "Ann").await;
     assert!(left.is_none());
@@ -741,7 +831,7 @@ async fn stats_summaries_and_detail_describe_the_rooms(backend: Backend) {
 
     join(&r, "a", "R", "Ann").await;
     join(&r, "b", "R", "Bob").await;
-    r.chat("b", None, "hi").await.unwrap();
+    r.chat("b", None, "hi", None).await.unwrap();
     // Creation times are kept to the millisecond: space the rooms so their order is known.
     tokio::time::sleep(Duration::from_millis(5)).await;
     let created = r.create_room().await.unwrap();
@@ -812,7 +902,10 @@ async fn concurrent_joins_on_two_instances_respect_max_participants() {
             let r = instances[i % 2].clone();
             tokio::spawn(async move {
                 let socket = format!("s{i:02}");
-                (socket.clone(), r.join(&socket, &req("R", &socket)).await)
+                (
+                    socket.clone(),
+                    r.join(&socket, &req("R", &socket), None).await,
+                )
             })
         })
         .collect();
@@ -856,7 +949,7 @@ async fn concurrent_joins_on_two_instances_respect_max_participants() {
         .map(|(i, socket)| {
             let r = instances[i % 2].clone();
             let socket = socket.clone();
-            tokio::spawn(async move { r.leave(&socket).await })
+            tokio::spawn(async move { r.leave(&socket, LeaveReason::Left, None).await })
         })
         .collect();
     let mut removed = 0;
@@ -889,7 +982,7 @@ async fn concurrent_room_creation_on_two_instances_respects_max_rooms() {
                 if i % 4 == 0 {
                     r.create_room().await.map(drop)
                 } else {
-                    r.join(&format!("s{i}"), &req(&format!("R{i}"), "X"))
+                    r.join(&format!("s{i}"), &req(&format!("R{i}"), "X"), None)
                         .await
                         .map(drop)
                 }
@@ -931,7 +1024,7 @@ async fn a_dead_instance_is_reaped_once_by_a_survivor() {
     y.ping().await.unwrap();
 
     join(&x, "x1", "R1", "X1").await;
-    y.join("y1", &req("R1", "Y1")).await.unwrap();
+    y.join("y1", &req("R1", "Y1"), None).await.unwrap();
     join(&x, "x2", "R1", "X2").await;
     join(&x, "x3", "R2", "X3").await;
     assert_eq!(y.stats().await.unwrap(), (2, 4));
@@ -992,19 +1085,43 @@ async fn a_dead_instance_is_reaped_once_by_a_survivor() {
 async fn a_retried_leave_replays_a_leave_whose_answer_was_lost() {
     let Some(server) = shared_redis() else { return };
     let r = connect_redis(&server, limits(), &unique_prefix(), "x").await;
-    r.join("a", &req("R", "Ann")).await.unwrap();
-    r.join("b", &req("R", "Bob")).await.unwrap();
+    r.join("a", &req("R", "Ann"), None).await.unwrap();
+    r.join("b", &req("R", "Bob"), None).await.unwrap();
     // The first leave ran; say its answer never arrived.
-    assert!(r.leave("b").await.unwrap().is_some());
-    let replayed = r.leave_again("b").await.unwrap().expect("the lost Left");
+    assert!(
+        r.leave("b", LeaveReason::Left, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let replayed = r
+        .leave_again("b", LeaveReason::Disconnected)
+        .await
+        .unwrap()
+        .expect("the lost Left");
     assert_eq!(&*replayed.room_id, "R");
     assert_eq!(&*replayed.participant.user_name, "Bob");
     assert_eq!(ids(&replayed.participants), ["a"]);
     assert!(!replayed.room_removed);
     // Replayed once; a plain leave never replays.
-    assert!(r.leave_again("b").await.unwrap().is_none());
-    assert!(r.leave("a").await.unwrap().is_some());
-    assert!(r.leave("a").await.unwrap().is_none());
+    assert!(
+        r.leave_again("b", LeaveReason::Disconnected)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        r.leave("a", LeaveReason::Left, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        r.leave("a", LeaveReason::Left, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -1014,8 +1131,8 @@ async fn live_instances_and_the_reaper_itself_are_never_reaped() {
     let x = connect_redis(&server, limits(), &prefix, "x").await;
     let y = connect_redis(&server, limits(), &prefix, "y").await;
     let w = connect_redis(&server, limits(), &prefix, "w").await;
-    x.join("x1", &req("R", "X1")).await.unwrap();
-    y.join("y1", &req("R", "Y1")).await.unwrap();
+    x.join("x1", &req("R", "X1"), None).await.unwrap();
+    y.join("y1", &req("R", "Y1"), None).await.unwrap();
     x.heartbeat().await.unwrap();
     y.heartbeat().await.unwrap();
 
@@ -1086,10 +1203,13 @@ async fn an_outage_is_unavailable_then_the_store_recovers() {
     let started = Instant::now();
     assert!(r.stats().await.is_err());
     assert_eq!(
-        code(r.join("b", &req("R", "Bob")).await),
+        code(r.join("b", &req("R", "Bob"), None).await),
         ErrorCode::Unavailable
     );
-    assert_eq!(code(r.chat("a", None, "hi").await), ErrorCode::Unavailable);
+    assert_eq!(
+        code(r.chat("a", None, "hi", None).await),
+        ErrorCode::Unavailable
+    );
     assert_eq!(
         code(r.current_room("a", None).await),
         ErrorCode::Unavailable
@@ -1114,7 +1234,7 @@ async fn malformed_values_in_redis_are_errors_not_panics() {
     let r = Registry::Redis(connect_redis(&server, limits(), &prefix, "i").await);
     join(&r, "a", "R", "Ann").await;
     join(&r, "b", "R", "Bob").await;
-    r.chat("a", None, "hi").await.unwrap();
+    r.chat("a", None, "hi", None).await.unwrap();
 
     let client = redis::Client::open(server.url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
@@ -1129,13 +1249,16 @@ async fn malformed_values_in_redis_are_errors_not_panics() {
         .unwrap();
     assert!(r.detail("R").await.is_err());
     assert!(r.summaries().await.is_err());
-    assert_eq!(code(r.chat("a", None, "hi").await), ErrorCode::Unavailable);
     assert_eq!(
-        code(r.set_screen_sharing("a", None, true).await),
+        code(r.chat("a", None, "hi", None).await),
         ErrorCode::Unavailable
     );
     assert_eq!(
-        code(r.join("c", &req("R", "Cat")).await),
+        code(r.set_screen_sharing("a", None, true, None).await),
+        ErrorCode::Unavailable
+    );
+    assert_eq!(
+        code(r.join("c", &req("R", "Cat"), None).await),
         ErrorCode::Unavailable
     );
 
@@ -1152,4 +1275,197 @@ async fn malformed_values_in_redis_are_errors_not_panics() {
     assert!(r.room_info("R").await.is_err());
     // The untouched participant still works where the bad ones are not read.
     assert_eq!(r.relay_room("b", None, "a").await.unwrap().as_ref(), "R");
+}
+
+// =============================================================================================
+// What the registry announces
+// =============================================================================================
+
+/// The participant ids of a list.
+fn list_ids(list: &[prolitemeet_server::model::ParticipantView]) -> Vec<String> {
+    list.iter().map(|p| p.id.to_string()).collect()
+}
+
+async fn every_change_is_announced_in_order(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    r.join("a", &req("R", "Ann"), Some(1)).await.unwrap();
+    r.join("b", &req("R", "Bob"), Some(2)).await.unwrap();
+    r.chat("a", None, "hi", Some(3)).await.unwrap();
+    let audio_off = MediaChange {
+        kind: MediaKind::Audio,
+        enabled: false,
+    };
+    r.set_media("b", None, audio_off, Some(4)).await.unwrap();
+    r.set_screen_sharing("b", None, true, None).await.unwrap();
+    r.leave("a", LeaveReason::Left, Some(5)).await.unwrap();
+    r.join("b", &req("S", "Bob"), Some(6)).await.unwrap();
+    // Joining the room one is in changes nothing: nothing is announced.
+    r.join("b", &req("S", "Bob"), Some(7)).await.unwrap();
+    r.leave("b", LeaveReason::Disconnected, None).await.unwrap();
+    let events = r.next_events(12).await;
+    let mut events = events.into_iter();
+    let mut next = || events.next().expect("an event");
+
+    let (Event::Welcome(w), _) = next() else {
+        panic!("welcome of a")
+    };
+    assert_eq!((&*w.room_id, &*w.me.id), ("R", "a"));
+    assert!(w.created_room && w.me.is_admin);
+    let (Event::Joined(j), Some(1)) = next() else {
+        panic!("joined a, ticket 1")
+    };
+    assert_eq!(list_ids(&j.participants), ["a"]);
+    let (Event::Welcome(w), _) = next() else {
+        panic!("welcome of b")
+    };
+    assert_eq!(list_ids(&w.participants), ["a", "b"]);
+    let (Event::Joined(j), Some(2)) = next() else {
+        panic!("joined b, ticket 2")
+    };
+    assert_eq!(&*j.me.id, "b");
+    assert!(!j.me.is_admin);
+    assert_eq!(list_ids(&j.participants), ["a", "b"]);
+    let (Event::Said(said), Some(3)) = next() else {
+        panic!("said, ticket 3")
+    };
+    assert_eq!((&*said.room_id, &*said.message.message), ("R", "hi"));
+    assert_eq!(&*said.message.user_name, "Ann");
+    let (Event::Updated { updated, change }, Some(4)) = next() else {
+        panic!("media, ticket 4")
+    };
+    assert_eq!(
+        change,
+        Change::Media {
+            kind: MediaKind::Audio,
+            enabled: false
+        }
+    );
+    assert!(updated.participant.is_audio_muted && updated.participants[1].is_audio_muted);
+    let (Event::Updated { updated, change }, None) = next() else {
+        panic!("screen share")
+    };
+    assert_eq!(change, Change::ScreenShare { sharing: true });
+    assert!(updated.participant.is_screen_sharing);
+    let (Event::Left { left, reason }, Some(5)) = next() else {
+        panic!("a left, ticket 5")
+    };
+    assert_eq!(reason, LeaveReason::Left);
+    assert_eq!(
+        (&*left.participant.id, list_ids(&left.participants)),
+        ("a", vec!["b".to_owned()])
+    );
+    assert!(left.participants[0].is_admin, "b is the host now");
+    let (Event::Left { left, reason }, _) = next() else {
+        panic!("b switched")
+    };
+    assert_eq!(reason, LeaveReason::Switched);
+    assert_eq!(&*left.room_id, "R");
+    assert!(left.participants.is_empty());
+    let (Event::Welcome(w), _) = next() else {
+        panic!("welcome of b in S")
+    };
+    assert_eq!(&*w.room_id, "S");
+    let (Event::Joined(j), Some(6)) = next() else {
+        panic!("b joined S, ticket 6")
+    };
+    assert_eq!(&*j.room_id, "S");
+    let (Event::Left { left, reason }, None) = next() else {
+        panic!("b disconnected")
+    };
+    assert_eq!((reason, &*left.room_id), (LeaveReason::Disconnected, "S"));
+}
+
+async fn a_closed_room_and_a_kick_are_announced(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    r.join("a", &req("R", "Ann"), None).await.unwrap();
+    r.join("b", &req("R", "Bob"), None).await.unwrap();
+    r.join("c", &req("S", "Cat"), None).await.unwrap();
+    r.close_room("R", Some(9)).await.unwrap();
+    r.leave("c", LeaveReason::Kicked, None).await.unwrap();
+    let events = r.next_events(8).await;
+    let (
+        Event::Closed {
+            room_id,
+            participants,
+        },
+        Some(9),
+    ) = &events[6]
+    else {
+        panic!("closed, ticket 9: {events:?}")
+    };
+    assert_eq!(&**room_id, "R");
+    let closed: Vec<&str> = participants.iter().map(|p| &*p.id).collect();
+    assert_eq!(closed, ["a", "b"]);
+    let (Event::Left { left, reason }, None) = &events[7] else {
+        panic!("c kicked: {events:?}")
+    };
+    assert_eq!((*reason, &*left.participant.id), (LeaveReason::Kicked, "c"));
+}
+
+/// Joins and leaves racing on two instances: both instances receive the same events in the
+/// same order, and the last list each sees of the room is its true list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_instances_announce_one_order_to_all() {
+    let roomy = Limits {
+        max_participants: 100,
+        ..limits()
+    };
+    let Some((server, x, y)) = two_instances(roomy).await else {
+        return;
+    };
+    let (_bus_x, mut seen_by_x) = subscribe(&server, &x).await;
+    let (_bus_y, mut seen_by_y) = subscribe(&server, &y).await;
+    let (x, y) = (Arc::new(x), Arc::new(y));
+    let mut tasks = Vec::new();
+    for round in 0..20 {
+        for (i, instance) in [&x, &y, &x, &y].into_iter().enumerate() {
+            let instance = instance.clone();
+            let socket = format!("r{round}s{i}");
+            tasks.push(tokio::spawn(async move {
+                instance
+                    .join(&socket, &req("RACE", &socket), None)
+                    .await
+                    .unwrap();
+                if i % 2 == 0 {
+                    instance
+                        .leave(&socket, LeaveReason::Left, None)
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let truth = list_ids(&x.detail("RACE").await.unwrap().unwrap().participants);
+    assert_eq!(truth.len(), 40);
+    // 80 joins and 40 leaves; x also hears its own instance's welcomes (40), y its own (40).
+    let lists = |batches: &mut mpsc::UnboundedReceiver<Batch>| {
+        let mut order = Vec::new();
+        while let Ok(batch) = batches.try_recv() {
+            for event in batch.events {
+                match event {
+                    Event::Joined(j) => order.push(list_ids(&j.participants)),
+                    Event::Left { left, .. } => order.push(list_ids(&left.participants)),
+                    _ => {}
+                }
+            }
+        }
+        order
+    };
+    let deadline = Instant::now() + WAIT;
+    let (mut on_x, mut on_y) = (Vec::new(), Vec::new());
+    while (on_x.len() < 120 || on_y.len() < 120) && Instant::now() < deadline {
+        on_x.extend(lists(&mut seen_by_x));
+        on_y.extend(lists(&mut seen_by_y));
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(on_x.len(), 120);
+    assert_eq!(on_x, on_y, "both instances saw the same order");
+    assert_eq!(on_x.last(), Some(&truth), "the last list is the true list");
 }

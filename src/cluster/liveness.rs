@@ -1,17 +1,15 @@
 //! Instance liveness in a cluster. Every instance refreshes its heartbeat in Redis once a
 //! second; an instance silent for [`DEAD_AFTER`] is dead (killed, crashed, cut off), and the
-//! first survivor to notice removes its participants, with the usual `user-left` and
-//! `participants-updated` to the rest of each room. The same beat watches Redis itself:
-//! `/ready` answers 503 while it is away, and the connections come back by themselves.
+//! first survivor to notice removes its participants — the script publishes their departures,
+//! which every instance announces. The same beat watches Redis itself: `/ready` answers 503
+//! while it is away, and the connections come back by themselves.
 
 use std::time::{Duration, Instant};
 
 use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
 
-use super::driver::ReconnectingDriver;
+use super::bus::Bus;
 use crate::registry::Registry;
-use crate::signaling::session::announce_departure;
 use crate::state::AppState;
 
 const BEAT_EVERY: Duration = Duration::from_secs(1);
@@ -20,9 +18,9 @@ const BEAT_EVERY: Duration = Duration::from_secs(1);
 pub const DEAD_AFTER: Duration = Duration::from_secs(5);
 
 /// This instance was cut off from Redis long enough for the others to remove its
-/// participants. Its sockets no longer belong to any room, so they are closed: their clients
-/// reconnect (to this or another instance) and join again, instead of lingering unseen.
-async fn drop_orphaned_sockets<A: Adapter>(io: &SocketIo<A>) {
+/// participants. Its sockets no longer belong to any room, so they are closed; their clients
+/// see the server end the connection.
+fn drop_orphaned_sockets(io: &SocketIo) {
     tracing::warn!(
         "the cluster declared this instance dead while it was cut off from Redis; closing its sockets"
     );
@@ -35,26 +33,21 @@ async fn drop_orphaned_sockets<A: Adapter>(io: &SocketIo<A>) {
     }
 }
 
-/// Leaves the cluster at shutdown: whoever this instance still lists is taken out and
-/// announced to the rest of their rooms, and the heartbeat goes at once.
-pub async fn retire<A: Adapter>(app: &AppState, io: &SocketIo<A>) {
+/// Leaves the cluster at shutdown: whoever this instance still lists is taken out (their
+/// departures published to the rest of their rooms), and the heartbeat goes at once.
+pub async fn retire(app: &AppState) {
     const RETIRE_WITHIN: Duration = Duration::from_millis(1000);
     let Registry::Redis(store) = &*app.registry else {
         return;
     };
     match tokio::time::timeout(RETIRE_WITHIN, store.retire()).await {
-        Ok(Ok(removed)) => {
-            tracing::info!(participants = removed.len(), "left the cluster");
-            for left in &removed {
-                announce_departure(io, app, left).await;
-            }
-        }
+        Ok(Ok(removed)) => tracing::info!(participants = removed.len(), "left the cluster"),
         Ok(Err(e)) => tracing::warn!("could not leave the cluster cleanly: {e}"),
         Err(_) => tracing::warn!("could not leave the cluster within {RETIRE_WITHIN:?}"),
     }
 }
 
-pub async fn run<A: Adapter>(app: AppState, io: SocketIo<A>, driver: ReconnectingDriver) {
+pub async fn run(app: AppState, io: SocketIo, bus: Bus) {
     let Registry::Redis(store) = &*app.registry else {
         return;
     };
@@ -68,7 +61,7 @@ pub async fn run<A: Adapter>(app: AppState, io: SocketIo<A>, driver: Reconnectin
     loop {
         tick.tick().await;
         let beat = store.heartbeat().await;
-        let pubsub = driver.ping().await;
+        let pubsub = bus.ping().await;
         let reachable = beat.is_ok() && pubsub.is_ok();
         if reachable != app.store_reachable() {
             if reachable {
@@ -85,24 +78,18 @@ pub async fn run<A: Adapter>(app: AppState, io: SocketIo<A>, driver: Reconnectin
             continue;
         }
         if matches!(beat, Ok(true)) {
-            drop_orphaned_sockets(&io).await;
+            drop_orphaned_sockets(&io);
         }
         let since = *reachable_since.get_or_insert_with(Instant::now);
         if since.elapsed() < DEAD_AFTER {
             continue;
         }
         match store.reap_dead(DEAD_AFTER).await {
-            Ok(removed) => {
-                if !removed.is_empty() {
-                    tracing::warn!(
-                        participants = removed.len(),
-                        "removed the participants of a dead instance"
-                    );
-                }
-                for left in &removed {
-                    announce_departure(&io, &app, left).await;
-                }
-            }
+            Ok(removed) if !removed.is_empty() => tracing::warn!(
+                participants = removed.len(),
+                "removed the participants of a dead instance"
+            ),
+            Ok(_) => {}
             Err(e) => tracing::warn!("liveness check failed: {e}"),
         }
     }

@@ -11,7 +11,6 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use socketioxide::TransportType;
-use socketioxide::adapter::Adapter;
 
 use super::auth::has_bearer;
 use super::error::error;
@@ -49,16 +48,12 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION"),
         connections: app.connections(),
         instance_id: app.instance_id.clone(),
-        mode: if app.registry.is_shared() {
-            "redis"
-        } else {
-            "memory"
-        },
+        mode: app.config.deployment.name(),
     })
 }
 
 /// Prometheus scrape target; needs `Authorization: Bearer <METRICS_TOKEN>` when that is set.
-pub async fn metrics<A: Adapter>(State(app): State<App<A>>, headers: HeaderMap) -> Response {
+pub async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
     const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
     if let Some(token) = app.state.config.metrics_token.as_deref()

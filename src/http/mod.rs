@@ -19,7 +19,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use socketioxide::adapter::Adapter;
 use socketioxide::layer::SocketIoLayer;
 use tower_http::LatencyUnit;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
@@ -29,7 +28,7 @@ use crate::state::App;
 use error::error;
 
 /// The whole HTTP service: REST routes, Socket.IO, and the middleware around both.
-pub fn service<A: Adapter>(app: &App<A>, socket_layer: SocketIoLayer<A>) -> Router {
+pub fn service(app: &App, socket_layer: SocketIoLayer) -> Router {
     let state = &app.state;
     let config = &state.config;
     let policy = Arc::new(cors::OriginPolicy {
@@ -63,11 +62,11 @@ pub fn service<A: Adapter>(app: &App<A>, socket_layer: SocketIoLayer<A>) -> Rout
         )
 }
 
-fn routes<A: Adapter>(app: App<A>) -> Router {
+fn routes(app: App) -> Router {
     let router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics::<A>))
+        .route("/metrics", get(health::metrics))
         .route("/api/room/{room_id}", get(rooms::room))
         .route("/api/create-room", post(rooms::create_room))
         .route("/api/ice-servers", get(ice::ice_servers))

@@ -1,7 +1,8 @@
 //! The in-memory registry of a single instance (the default): rooms, participants, host
 //! order and chat history in `DashMap`s. Every operation is synchronous, takes its locks
-//! briefly and returns *what happened*; handlers decide what to emit once every lock is
-//! released.
+//! briefly and returns *what happened*. A change is also announced as a [`Batch`] sent while
+//! the room's lock is still held, so the announcer sees each room's changes in the order they
+//! were made; the emits themselves happen there, with no lock held.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::error::RoomLimitReached;
+use super::events::{Batch, Change, Event, Inbox, LeaveReason, Origin};
 use super::{JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated};
 use crate::model::{ChatMessage, MediaKind, Participant, ParticipantView, Timestamp};
 use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
@@ -36,6 +38,8 @@ struct Room {
     participants: Vec<Participant>,
     messages: VecDeque<Arc<ChatMessage>>,
     occupancy: Occupancy,
+    /// Places promised to sockets switching in from another room (see `join`).
+    reserved: usize,
 }
 
 impl Room {
@@ -45,6 +49,7 @@ impl Room {
             participants: Vec::new(),
             messages: VecDeque::new(),
             occupancy,
+            reserved: 0,
         }
     }
 
@@ -61,6 +66,9 @@ impl Room {
     }
 
     fn expired(&self, now: Instant, limits: &Limits) -> bool {
+        if self.reserved > 0 {
+            return false;
+        }
         match self.occupancy {
             Occupancy::Occupied => false,
             Occupancy::Unused { since } => now.duration_since(since) >= limits.unused_room_ttl,
@@ -77,16 +85,32 @@ pub struct MemoryRegistry {
     /// How many rooms exist, kept beside `rooms` so the room cap is exact under concurrency.
     room_count: AtomicUsize,
     limits: Limits,
+    /// Where changes are announced.
+    inbox: Inbox,
+    /// This instance, the origin of every change made here.
+    instance: Arc<str>,
 }
 
 impl MemoryRegistry {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: Limits, inbox: Inbox, instance: Arc<str>) -> Self {
         Self {
             rooms: DashMap::new(),
             members: DashMap::new(),
             room_count: AtomicUsize::new(0),
             limits,
+            inbox,
+            instance,
         }
+    }
+
+    /// Announces one change; called with the changed room's lock held.
+    fn announce(&self, ticket: Option<u64>, events: Vec<Event>) {
+        let origin = Origin {
+            instance: self.instance.clone(),
+            ticket,
+        };
+        // Only fails once the announcer is gone (the server is stopping).
+        self.inbox.send(Batch { origin, events }).ok();
     }
 
     pub fn limits(&self) -> &Limits {
@@ -165,13 +189,25 @@ impl MemoryRegistry {
 
     /// Puts `socket` in the requested room, leaving its current room first if it differs.
     /// A full room refuses it and it stays where it was.
-    pub fn join(&self, socket: &str, req: &JoinRequest) -> Result<JoinOutcome, ProtocolError> {
+    ///
+    /// A switch touches two rooms, each announced under its own lock: a place is first
+    /// reserved in the new room (so it cannot fill up meanwhile), the old room is left
+    /// (announced as a switch), then the place is taken (announced with `ticket`).
+    pub fn join(
+        &self,
+        socket: &str,
+        req: &JoinRequest,
+        ticket: Option<u64>,
+    ) -> Result<JoinOutcome, ProtocolError> {
         let current = self.members.get(socket).map(|r| r.value().clone());
         if current.as_deref() == Some(req.room_id.as_str())
             && let Some(joined) = self.snapshot(&req.room_id, socket)
         {
             return Ok(JoinOutcome::AlreadyIn(joined));
         }
+        let created_room = self.reserve_place(&req.room_id)?;
+        let left = current
+            .and_then(|old| self.remove_from_room(&old, socket, LeaveReason::Switched, None));
         let socket_id: Arc<str> = socket.into();
         let participant = Participant::new(
             socket_id.clone(),
@@ -179,74 +215,112 @@ impl MemoryRegistry {
             req.avatar.as_deref().map(Into::into),
         );
         let joined = {
-            let (room_id, created_room, mut room) =
-                match self.rooms.entry(req.room_id.as_str().into()) {
-                    Entry::Occupied(e) => (e.key().clone(), false, e.into_ref()),
-                    Entry::Vacant(e) => {
-                        self.reserve_room()?;
-                        let id = e.key().clone();
-                        (id, true, e.insert(Room::new(Occupancy::Occupied)))
-                    }
-                };
-            if room.participants.len() >= self.limits.max_participants {
-                return Err(ProtocolError::new(
-                    ErrorCode::RoomFull,
-                    format!(
-                        "Room {} is full ({} participants at most)",
-                        room_id, self.limits.max_participants
-                    ),
-                ));
-            }
+            let (room_id, mut room) = match self.rooms.entry(req.room_id.as_str().into()) {
+                Entry::Occupied(e) => (e.key().clone(), e.into_ref()),
+                // Closed by an operator since the place was reserved: made anew.
+                Entry::Vacant(e) => {
+                    self.reserve_room()?;
+                    let id = e.key().clone();
+                    let mut room = Room::new(Occupancy::Occupied);
+                    room.reserved = 1;
+                    (id, e.insert(room))
+                }
+            };
+            room.reserved = room.reserved.saturating_sub(1);
             room.participants.push(participant);
             room.occupancy = Occupancy::Occupied;
             let participants = room.views();
-            Joined {
+            let joined = Joined {
                 room_id,
                 me: participants[participants.len() - 1].clone(),
                 participants,
                 messages: room.messages.iter().cloned().collect(),
                 created_room,
-            }
+            };
+            let shared = Arc::new(joined.clone());
+            self.announce(
+                ticket,
+                vec![Event::Welcome(shared.clone()), Event::Joined(shared)],
+            );
+            joined
         };
-        let left = current.and_then(|old| self.remove_from_room(&old, socket));
         self.members.insert(socket_id, joined.room_id.clone());
         Ok(JoinOutcome::Joined { left, joined })
     }
 
-    /// Takes `socket` out of its room (explicit leave or disconnect); `None` if it was in none.
-    pub fn leave(&self, socket: &str) -> Option<Left> {
-        let (_, room_id) = self.members.remove(socket)?;
-        self.remove_from_room(&room_id, socket)
+    /// Promises `socket` a place in room `room_id` (creating the room within `MAX_ROOMS`);
+    /// `true` if the room is new. A full room refuses.
+    fn reserve_place(&self, room_id: &str) -> Result<bool, ProtocolError> {
+        let (mut room, created) = match self.rooms.entry(room_id.into()) {
+            Entry::Occupied(e) => (e.into_ref(), false),
+            Entry::Vacant(e) => {
+                self.reserve_room()?;
+                (e.insert(Room::new(Occupancy::Occupied)), true)
+            }
+        };
+        if room.participants.len() + room.reserved >= self.limits.max_participants {
+            return Err(ProtocolError::new(
+                ErrorCode::RoomFull,
+                format!(
+                    "Room {} is full ({} participants at most)",
+                    room_id, self.limits.max_participants
+                ),
+            ));
+        }
+        room.reserved += 1;
+        Ok(created)
     }
 
-    fn remove_from_room(&self, room_id: &str, socket: &str) -> Option<Left> {
-        let (participant, participants, now_empty) = {
+    /// Takes `socket` out of its room; `None` if it was in none.
+    pub fn leave(&self, socket: &str, reason: LeaveReason, ticket: Option<u64>) -> Option<Left> {
+        let (_, room_id) = self.members.remove(socket)?;
+        self.remove_from_room(&room_id, socket, reason, ticket)
+    }
+
+    fn remove_from_room(
+        &self,
+        room_id: &str,
+        socket: &str,
+        reason: LeaveReason,
+        ticket: Option<u64>,
+    ) -> Option<Left> {
+        let (left, now_empty) = {
             let mut room = self.rooms.get_mut(room_id)?;
             let index = room.position(socket)?;
             let participant = room.participants.remove(index);
-            let now_empty = room.participants.is_empty();
-            if now_empty {
+            let now_empty = room.participants.is_empty() && room.reserved == 0;
+            if room.participants.is_empty() {
                 room.occupancy = Occupancy::Empty {
                     since: Instant::now(),
                 };
             }
-            (participant, room.views(), now_empty)
+            let left = Left {
+                room_id: room_id.into(),
+                participant,
+                participants: room.views(),
+                room_removed: now_empty && self.limits.empty_room_ttl.is_zero(),
+            };
+            self.announce(
+                ticket,
+                vec![Event::Left {
+                    left: Arc::new(left.clone()),
+                    reason,
+                }],
+            );
+            (left, now_empty)
         };
-        let room_removed = now_empty
+        if now_empty
             && self.limits.empty_room_ttl.is_zero()
             && self
                 .rooms
-                .remove_if(room_id, |_, room| room.participants.is_empty())
-                .is_some();
-        if room_removed {
+                .remove_if(room_id, |_, room| {
+                    room.participants.is_empty() && room.reserved == 0
+                })
+                .is_some()
+        {
             self.release_rooms(1);
         }
-        Some(Left {
-            room_id: room_id.into(),
-            participant,
-            participants,
-            room_removed,
-        })
+        Some(left)
     }
 
     fn snapshot(&self, room_id: &str, socket: &str) -> Option<Joined> {
@@ -269,6 +343,7 @@ impl MemoryRegistry {
         socket: &str,
         named_room: Option<&str>,
         text: &str,
+        ticket: Option<u64>,
     ) -> Result<Said, ProtocolError> {
         let room_id = self.current_room(socket, named_room)?;
         let mut room = self
@@ -294,7 +369,9 @@ impl MemoryRegistry {
             }
             room.messages.push_back(message.clone());
         }
-        Ok(Said { room_id, message })
+        let said = Said { room_id, message };
+        self.announce(ticket, vec![Event::Said(said.clone())]);
+        Ok(said)
     }
 
     /// Checks that `target` is in the same room as `socket`; returns that room.
@@ -323,11 +400,16 @@ impl MemoryRegistry {
         &self,
         socket: &str,
         named_room: Option<&str>,
-        change: MediaChange,
+        media: MediaChange,
+        ticket: Option<u64>,
     ) -> Result<Updated, ProtocolError> {
-        self.update(socket, named_room, |p| match change.kind {
-            MediaKind::Audio => p.audio_muted = !change.enabled,
-            MediaKind::Video => p.video_off = !change.enabled,
+        let change = Change::Media {
+            kind: media.kind,
+            enabled: media.enabled,
+        };
+        self.update(socket, named_room, change, ticket, |p| match media.kind {
+            MediaKind::Audio => p.audio_muted = !media.enabled,
+            MediaKind::Video => p.video_off = !media.enabled,
         })
     }
 
@@ -336,15 +418,21 @@ impl MemoryRegistry {
         socket: &str,
         named_room: Option<&str>,
         sharing: bool,
+        ticket: Option<u64>,
     ) -> Result<Updated, ProtocolError> {
-        self.update(socket, named_room, |p| p.screen_sharing = sharing)
+        let change = Change::ScreenShare { sharing };
+        self.update(socket, named_room, change, ticket, |p| {
+            p.screen_sharing = sharing;
+        })
     }
 
     fn update(
         &self,
         socket: &str,
         named_room: Option<&str>,
-        change: impl FnOnce(&mut Participant),
+        change: Change,
+        ticket: Option<u64>,
+        apply: impl FnOnce(&mut Participant),
     ) -> Result<Updated, ProtocolError> {
         let room_id = self.current_room(socket, named_room)?;
         let mut room = self
@@ -354,13 +442,21 @@ impl MemoryRegistry {
         let index = room
             .position(socket)
             .ok_or_else(ProtocolError::not_in_room)?;
-        change(&mut room.participants[index]);
+        apply(&mut room.participants[index]);
         let participants = room.views();
-        Ok(Updated {
+        let updated = Updated {
             room_id,
             participant: participants[index].clone(),
             participants,
-        })
+        };
+        self.announce(
+            ticket,
+            vec![Event::Updated {
+                updated: Arc::new(updated.clone()),
+                change,
+            }],
+        );
+        Ok(updated)
     }
 
     /// Every room, for operators.
@@ -384,8 +480,18 @@ impl MemoryRegistry {
 
     /// Removes a room, its participants and its history at once (operator action).
     /// Returns who was in it.
-    pub fn close_room(&self, room_id: &str) -> Option<Vec<Participant>> {
-        let (_, room) = self.rooms.remove(room_id)?;
+    pub fn close_room(&self, room_id: &str, ticket: Option<u64>) -> Option<Vec<Participant>> {
+        let (id, room) = self.rooms.remove_if(room_id, |id, room| {
+            self.announce(
+                ticket,
+                vec![Event::Closed {
+                    room_id: id.clone(),
+                    participants: room.participants.clone().into(),
+                }],
+            );
+            true
+        })?;
+        drop(id);
         self.release_rooms(1);
         for p in &room.participants {
             self.members
@@ -416,237 +522,5 @@ fn summary(id: &Arc<str>, room: &Room) -> RoomSummary {
         participant_count: room.participants.len(),
         host: room.participants.first().map(|p| p.view(true)),
         message_count: room.messages.len(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn registry(max_participants: usize, empty_secs: u64) -> MemoryRegistry {
-        MemoryRegistry::new(Limits {
-            max_participants,
-            chat_history_limit: 3,
-            empty_room_ttl: Duration::from_secs(empty_secs),
-            unused_room_ttl: Duration::from_secs(600),
-            max_rooms: 0,
-        })
-    }
-
-    fn req(room: &str, name: &str) -> JoinRequest {
-        JoinRequest {
-            room_id: room.into(),
-            user_name: name.into(),
-            avatar: None,
-        }
-    }
-
-    fn joined(outcome: JoinOutcome) -> (Option<Left>, Joined) {
-        match outcome {
-            JoinOutcome::Joined { left, joined } => (left, joined),
-            JoinOutcome::AlreadyIn(_) => panic!("expected a new join"),
-        }
-    }
-
-    #[test]
-    fn first_joiner_is_host_and_host_passes_on() {
-        let r = registry(50, 300);
-        let (_, a) = joined(r.join("a", &req("R", "Ann")).unwrap());
-        assert!(a.created_room && a.me.is_admin);
-        let (_, b) = joined(r.join("b", &req("R", "Bob")).unwrap());
-        assert!(!b.me.is_admin);
-        assert_eq!(b.participants.len(), 2);
-        assert_eq!(&*b.participants[0].id, "a");
-        let left = r.leave("a").unwrap();
-        assert_eq!(&*left.participant.user_name, "Ann");
-        assert_eq!(left.participants.len(), 1);
-        assert!(left.participants[0].is_admin);
-        assert_eq!(r.stats(), (1, 1));
-    }
-
-    #[test]
-    fn rejoining_makes_a_new_last_participant() {
-        let r = registry(50, 300);
-        r.join("a", &req("R", "Ann")).unwrap();
-        r.join("b", &req("R", "Bob")).unwrap();
-        r.leave("a");
-        let (_, again) = joined(r.join("a", &req("R", "Ann")).unwrap());
-        assert!(!again.me.is_admin);
-        assert_eq!(&*again.participants[1].id, "a");
-    }
-
-    #[test]
-    fn joining_the_same_room_changes_nothing() {
-        let r = registry(50, 300);
-        r.join("a", &req("R", "Ann")).unwrap();
-        match r.join("a", &req("R", "Other")).unwrap() {
-            JoinOutcome::AlreadyIn(j) => {
-                assert_eq!(&*j.me.user_name, "Ann");
-                assert_eq!(j.participants.len(), 1);
-            }
-            JoinOutcome::Joined { .. } => panic!("joined twice"),
-        }
-    }
-
-    #[test]
-    fn switching_rooms_leaves_the_old_one() {
-        let r = registry(50, 300);
-        r.join("a", &req("R1", "Ann")).unwrap();
-        r.join("b", &req("R1", "Bob")).unwrap();
-        let (left, j) = joined(r.join("a", &req("R2", "Ann")).unwrap());
-        let left = left.unwrap();
-        assert_eq!(&*left.room_id, "R1");
-        assert_eq!(left.participants.len(), 1);
-        assert_eq!(&*j.room_id, "R2");
-        assert_eq!(r.room_info("R1").unwrap().participant_count, 1);
-        assert_eq!(r.current_room("a", None).unwrap().as_ref(), "R2");
-        assert_eq!(r.stats(), (2, 2));
-    }
-
-    #[test]
-    fn a_full_room_refuses_and_the_socket_stays() {
-        let r = registry(1, 300);
-        r.join("a", &req("R1", "Ann")).unwrap();
-        r.join("b", &req("R2", "Bob")).unwrap();
-        let err = r.join("b", &req("R1", "Bob")).unwrap_err();
-        assert_eq!(err.code, ErrorCode::RoomFull);
-        assert_eq!(r.current_room("b", None).unwrap().as_ref(), "R2");
-        assert_eq!(r.room_info("R2").unwrap().participant_count, 1);
-    }
-
-    #[test]
-    fn empty_rooms_go_at_once_with_zero_ttl_else_after_it() {
-        let r = registry(50, 0);
-        r.join("a", &req("R", "Ann")).unwrap();
-        assert!(r.leave("a").unwrap().room_removed);
-        assert_eq!(r.stats(), (0, 0));
-
-        let r = registry(50, 300);
-        r.join("a", &req("R", "Ann")).unwrap();
-        assert!(!r.leave("a").unwrap().room_removed);
-        let now = Instant::now();
-        assert!(r.sweep(now).is_empty());
-        assert_eq!(r.sweep(now + Duration::from_secs(300)).len(), 1);
-        assert_eq!(r.stats(), (0, 0));
-    }
-
-    #[test]
-    fn unused_created_rooms_expire_after_their_own_ttl() {
-        let r = registry(50, 0);
-        let info = r.create_room().unwrap();
-        assert_eq!(info.room_id.len(), 8);
-        assert!(
-            info.room_id
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
-        );
-        let now = Instant::now();
-        assert!(r.sweep(now + Duration::from_secs(599)).is_empty());
-        assert_eq!(r.sweep(now + Duration::from_secs(601)), vec![info.room_id]);
-    }
-
-    #[test]
-    fn the_room_cap_counts_created_and_joined_rooms() {
-        let r = MemoryRegistry::new(Limits {
-            max_rooms: 2,
-            ..registry(50, 0).limits
-        });
-        r.create_room().unwrap();
-        r.join("a", &req("R", "Ann")).unwrap();
-        assert_eq!(r.create_room().unwrap_err(), RoomLimitReached);
-        let err = r.join("b", &req("R2", "Bob")).unwrap_err();
-        assert_eq!(err.code, ErrorCode::TooManyRooms);
-        r.join("b", &req("R", "Bob")).unwrap();
-        r.leave("a");
-        r.leave("b");
-        assert_eq!(r.stats(), (1, 0));
-        r.join("c", &req("R3", "Cat")).unwrap();
-        assert_eq!(r.stats(), (2, 1));
-    }
-
-    #[test]
-    fn closing_a_room_removes_everyone_and_its_history() {
-        let r = registry(50, 300);
-        r.join("a", &req("R", "Ann")).unwrap();
-        r.join("b", &req("R", "Bob")).unwrap();
-        r.join("c", &req("S", "Cat")).unwrap();
-        r.chat("a", None, "hi").unwrap();
-        let summaries = r.summaries();
-        assert_eq!(summaries.len(), 2);
-        let detail = r.detail("R").unwrap();
-        assert_eq!(detail.summary.message_count, 1);
-        assert_eq!(detail.summary.host.unwrap().id.as_ref(), "a");
-        assert_eq!(detail.participants.len(), 2);
-        let gone = r.close_room("R").unwrap();
-        assert_eq!(gone.len(), 2);
-        assert_eq!(r.stats(), (1, 1));
-        assert!(r.current_room("a", None).is_err());
-        assert!(r.close_room("R").is_none());
-        let (_, j) = joined(r.join("a", &req("R", "Ann")).unwrap());
-        assert!(j.messages.is_empty() && j.created_room);
-    }
-
-    #[test]
-    fn chat_uses_registered_identity_and_caps_history() {
-        let r = registry(50, 300);
-        r.join("a", &req("R", "Ann")).unwrap();
-        for i in 0..5 {
-            let m = r.chat("a", Some("R"), &format!("m{i}")).unwrap().message;
-            assert_eq!(&*m.user_name, "Ann");
-            assert_eq!(&*m.sender_id, "a");
-        }
-        let (_, j) = joined(r.join("b", &req("R", "Bob")).unwrap());
-        let texts: Vec<_> = j.messages.iter().map(|m| m.message.to_string()).collect();
-        assert_eq!(texts, ["m2", "m3", "m4"]);
-        assert_eq!(
-            r.chat("a", Some("X"), "hi").unwrap_err().code,
-            ErrorCode::NotInRoom
-        );
-        assert_eq!(
-            r.chat("z", None, "hi").unwrap_err().code,
-            ErrorCode::NotInRoom
-        );
-    }
-
-    #[test]
-    fn relay_only_within_a_room() {
-        let r = registry(50, 300);
-        r.join("a", &req("R1", "Ann")).unwrap();
-        r.join("b", &req("R1", "Bob")).unwrap();
-        r.join("c", &req("R2", "Cat")).unwrap();
-        assert_eq!(r.relay_room("a", None, "b").unwrap().as_ref(), "R1");
-        assert_eq!(
-            r.relay_room("a", None, "c").unwrap_err().code,
-            ErrorCode::TargetNotInRoom
-        );
-        assert_eq!(
-            r.relay_room("a", None, "nobody").unwrap_err().code,
-            ErrorCode::TargetNotInRoom
-        );
-        assert_eq!(
-            r.relay_room("z", None, "a").unwrap_err().code,
-            ErrorCode::NotInRoom
-        );
-    }
-
-    #[test]
-    fn media_flags_change_both_spellings() {
-        let r = registry(50, 300);
-        r.join("a", &req("R", "Ann")).unwrap();
-        let u = r
-            .set_media(
-                "a",
-                None,
-                MediaChange {
-                    kind: MediaKind::Audio,
-                    enabled: false,
-                },
-            )
-            .unwrap();
-        assert!(u.participant.is_audio_muted && !u.participant.is_audio_enabled);
-        let u = r.set_screen_sharing("a", None, true).unwrap();
-        assert!(u.participant.is_screen_sharing && u.participant.is_audio_muted);
-        assert_eq!(u.participants.len(), 1);
     }
 }

@@ -7,6 +7,7 @@
 //! nothing of sockets or HTTP.
 
 pub mod error;
+pub mod events;
 pub mod memory;
 pub mod redis;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use crate::model::{ChatMessage, Participant, ParticipantView, Timestamp};
 use crate::protocol::{JoinRequest, MediaChange, ProtocolError};
 pub use error::{RoomLimitReached, StoreUnavailable};
+pub use events::LeaveReason;
 pub use memory::MemoryRegistry;
 pub use redis::RedisRegistry;
 
@@ -102,6 +104,7 @@ pub struct Updated {
     pub participants: Vec<ParticipantView>,
 }
 
+/// The registry the server runs on, chosen once at start-up.
 pub enum Registry {
     Memory(MemoryRegistry),
     Redis(RedisRegistry),
@@ -113,11 +116,6 @@ impl Registry {
             Self::Memory(r) => r.limits(),
             Self::Redis(r) => r.limits(),
         }
-    }
-
-    /// Shared by several instances (cluster mode).
-    pub fn is_shared(&self) -> bool {
-        matches!(self, Self::Redis(_))
     }
 
     /// `(rooms, participants)` in existence (cluster-wide in cluster mode).
@@ -155,31 +153,43 @@ impl Registry {
         }
     }
 
+    /// Puts `socket` in the room it asked for (leaving its current one first); announced
+    /// with `ticket`.
     pub async fn join(
         &self,
         socket: &str,
         req: &JoinRequest,
+        ticket: Option<u64>,
     ) -> Result<JoinOutcome, ProtocolError> {
         match self {
-            Self::Memory(r) => r.join(socket, req),
-            Self::Redis(r) => r.join(socket, req).await,
+            Self::Memory(r) => r.join(socket, req, ticket),
+            Self::Redis(r) => r.join(socket, req, ticket).await,
         }
     }
 
-    /// Takes `socket` out of its room; `None` if it was in none.
-    pub async fn leave(&self, socket: &str) -> Result<Option<Left>, StoreUnavailable> {
+    /// Takes `socket` out of its room for `reason`; `None` if it was in none.
+    pub async fn leave(
+        &self,
+        socket: &str,
+        reason: LeaveReason,
+        ticket: Option<u64>,
+    ) -> Result<Option<Left>, StoreUnavailable> {
         match self {
-            Self::Memory(r) => Ok(r.leave(socket)),
-            Self::Redis(r) => r.leave(socket).await,
+            Self::Memory(r) => Ok(r.leave(socket, reason, ticket)),
+            Self::Redis(r) => r.leave(socket, reason, ticket).await,
         }
     }
 
     /// `leave` retried after it failed: a first attempt that did run (its answer lost) still
-    /// yields its Left, so the departure is announced once.
-    pub async fn leave_again(&self, socket: &str) -> Result<Option<Left>, StoreUnavailable> {
+    /// yields its Left, and is announced again, so the departure is announced.
+    pub async fn leave_again(
+        &self,
+        socket: &str,
+        reason: LeaveReason,
+    ) -> Result<Option<Left>, StoreUnavailable> {
         match self {
-            Self::Memory(r) => Ok(r.leave(socket)),
-            Self::Redis(r) => r.leave_again(socket).await,
+            Self::Memory(r) => Ok(r.leave(socket, reason, None)),
+            Self::Redis(r) => r.leave_again(socket, reason).await,
         }
     }
 
@@ -188,14 +198,16 @@ impl Registry {
         socket: &str,
         named_room: Option<&str>,
         text: &str,
+        ticket: Option<u64>,
     ) -> Result<Said, ProtocolError> {
         match self {
-            Self::Memory(r) => r.chat(socket, named_room, text),
-            Self::Redis(r) => r.chat(socket, named_room, text).await,
+            Self::Memory(r) => r.chat(socket, named_room, text, ticket),
+            Self::Redis(r) => r.chat(socket, named_room, text, ticket).await,
         }
     }
 
-    /// Checks that `target` is in the same room as `socket`; returns that room.
+    /// Checks that `target` is in the same room as `socket`; returns that room. For a
+    /// target whose socket is on this instance: the caller delivers.
     pub async fn relay_room(
         &self,
         socket: &str,
@@ -208,15 +220,31 @@ impl Registry {
         }
     }
 
+    /// For a target whose socket is not on this instance: checks as [`Self::relay_room`],
+    /// then hands the relay to the instance holding the target (in a cluster); one instance
+    /// alone has nowhere to send it.
+    pub async fn forward_relay(
+        &self,
+        socket: &str,
+        named_room: Option<&str>,
+        relay: &events::Relay,
+    ) -> Result<Arc<str>, ProtocolError> {
+        match self {
+            Self::Memory(r) => r.relay_room(socket, named_room, &relay.target),
+            Self::Redis(r) => r.forward_relay(socket, named_room, relay).await,
+        }
+    }
+
     pub async fn set_media(
         &self,
         socket: &str,
         named_room: Option<&str>,
         change: MediaChange,
+        ticket: Option<u64>,
     ) -> Result<Updated, ProtocolError> {
         match self {
-            Self::Memory(r) => r.set_media(socket, named_room, change),
-            Self::Redis(r) => r.set_media(socket, named_room, change).await,
+            Self::Memory(r) => r.set_media(socket, named_room, change, ticket),
+            Self::Redis(r) => r.set_media(socket, named_room, change, ticket).await,
         }
     }
 
@@ -225,10 +253,14 @@ impl Registry {
         socket: &str,
         named_room: Option<&str>,
         sharing: bool,
+        ticket: Option<u64>,
     ) -> Result<Updated, ProtocolError> {
         match self {
-            Self::Memory(r) => r.set_screen_sharing(socket, named_room, sharing),
-            Self::Redis(r) => r.set_screen_sharing(socket, named_room, sharing).await,
+            Self::Memory(r) => r.set_screen_sharing(socket, named_room, sharing, ticket),
+            Self::Redis(r) => {
+                r.set_screen_sharing(socket, named_room, sharing, ticket)
+                    .await
+            }
         }
     }
 
@@ -250,10 +282,11 @@ impl Registry {
     pub async fn close_room(
         &self,
         room_id: &str,
+        ticket: Option<u64>,
     ) -> Result<Option<Vec<Participant>>, StoreUnavailable> {
         match self {
-            Self::Memory(r) => Ok(r.close_room(room_id)),
-            Self::Redis(r) => r.close_room(room_id).await,
+            Self::Memory(r) => Ok(r.close_room(room_id, ticket)),
+            Self::Redis(r) => r.close_room(room_id, ticket).await,
         }
     }
 

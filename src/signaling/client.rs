@@ -1,8 +1,11 @@
 //! What the server keeps per connected socket, in the socket's extensions: its event queue
-//! (see [`super::order`]), its rate limiter, and whether the server has evicted it.
+//! (see [`super::order`]), its rate limiter, whether the server has evicted it, and the slot
+//! that counts it in `MAX_CONNECTIONS`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+
+use socketioxide::extract::SocketRef;
 
 use super::order::{Queue, Turn};
 use crate::limits::{Class, RateLimits, SocketLimiter, Verdict};
@@ -27,9 +30,14 @@ impl Client {
         })
     }
 
+    /// The state of `socket`; `None` only if its connect middleware did not run.
+    pub(super) fn of(socket: &SocketRef) -> Option<Arc<Self>> {
+        socket.extensions.get::<Arc<Self>>()
+    }
+
     /// A place in this socket's queue of events.
-    pub(super) fn turn(self: &Arc<Self>) -> Turn {
-        self.queue.take_turn(self.clone())
+    pub(super) fn turn(&self) -> Turn {
+        self.queue.take_turn()
     }
 
     pub(super) fn check(&self, class: Class) -> Verdict {

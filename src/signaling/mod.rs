@@ -1,49 +1,63 @@
 //! The Socket.IO side: one handler per client event, grouped by concern. Handlers decode the
-//! payload ([`crate::protocol`]), ask the registry ([`crate::rooms`]) what happened, and only
-//! then, with no lock held, turn the outcome into emits.
+//! payload ([`crate::protocol`]), ask the registry ([`crate::registry`]) to make the change,
+//! wait until the change is announced ([`announce`], which turns the registry's events into
+//! emits), then answer the sender.
 
+pub mod announce;
 mod chat;
 mod client;
-mod deliver;
 mod incoming;
 mod media;
-pub mod moderation;
 mod order;
+mod outgoing;
 mod payload;
 mod relay;
 mod reply;
-pub mod session;
+mod session;
 
 use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
 use socketioxide::extract::{Event, SocketRef, State};
 use socketioxide::handler::ConnectHandler;
 
-use crate::cluster::ClusterAdapter;
-use crate::cluster::driver::ReconnectingDriver;
-use crate::protocol::RelayKind;
 use crate::state::AppState;
 use client::Client;
 
-/// Registers the default namespace and every event of PROTOCOL.md on one instance.
+/// Every client event of PROTOCOL.md, with its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handler {
+    Join,
+    Leave,
+    Chat,
+    Relay,
+    Toggle,
+    ScreenShare,
+}
+
+/// The one table of client event names.
+const EVENTS: &[(&str, Handler)] = &[
+    ("join-room", Handler::Join),
+    ("leave-room", Handler::Leave),
+    ("send-message", Handler::Chat),
+    ("webrtc-offer", Handler::Relay),
+    ("webrtc-answer", Handler::Relay),
+    ("webrtc-ice-candidate", Handler::Relay),
+    ("request-connection", Handler::Relay),
+    ("toggle-audio", Handler::Toggle),
+    ("toggle-video", Handler::Toggle),
+    ("toggle-media", Handler::Toggle),
+    ("start-screen-share", Handler::ScreenShare),
+    ("stop-screen-share", Handler::ScreenShare),
+    ("toggle-screen-share", Handler::ScreenShare),
+];
+
+/// Registers the default namespace and every event of PROTOCOL.md.
 pub fn register(io: &SocketIo) {
     io.ns("/", on_connected.with(prepare));
 }
 
-/// Registers the default namespace on an instance of a cluster; resolves once the adapter
-/// subscribed to the cluster's channels.
-pub async fn register_cluster(
-    io: &SocketIo<ClusterAdapter>,
-) -> Result<(), socketioxide_redis::InitError<ReconnectingDriver>> {
-    io.ns("/", on_connected.with(prepare)).await
-}
-
 /// Runs before the client is told it is connected (connect handlers run only after), so no
 /// event the client sends once connected can arrive before its handler exists.
-async fn prepare<A: Adapter>(
-    socket: SocketRef<A>,
-    State(app): State<AppState>,
-) -> Result<(), AtCapacity> {
+async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), AtCapacity> {
     // The handshake is refused at capacity already (503); this catches sessions that
     // handshook first and connect to the namespace later.
     let Some(slot) = app.open_connection() else {
@@ -54,38 +68,18 @@ async fn prepare<A: Adapter>(
     socket
         .extensions
         .insert(Client::new(&app.config.rate_limits, slot));
-    if app.registry.is_shared() {
-        // Relays and operator actions reach a socket of any instance through this room.
-        socket.join(deliver::personal_channel(&socket.id.to_string()));
+    socket.on_disconnect(session::on_disconnect);
+    for &(event, handler) in EVENTS {
+        match handler {
+            Handler::Join => socket.on(event, session::on_join),
+            Handler::Leave => socket.on(event, session::on_leave),
+            Handler::Chat => socket.on(event, chat::on_send_message),
+            Handler::Relay => socket.on(event, relay::on_relay),
+            Handler::Toggle => socket.on(event, media::on_toggle),
+            Handler::ScreenShare => socket.on(event, media::on_screen_share),
+        }
     }
-
-    socket.on("join-room", session::on_join::<A>);
-    socket.on("leave-room", session::on_leave::<A>);
-    socket.on_disconnect(session::on_disconnect::<A>);
-
-    socket.on("send-message", chat::on_send_message::<A>);
-
-    for kind in [
-        RelayKind::Offer,
-        RelayKind::Answer,
-        RelayKind::IceCandidate,
-        RelayKind::ConnectionRequest,
-    ] {
-        socket.on(kind.client_event(), relay::on_relay::<A>);
-    }
-
-    for event in ["toggle-audio", "toggle-video", "toggle-media"] {
-        socket.on(event, media::on_toggle::<A>);
-    }
-    for event in [
-        "start-screen-share",
-        "stop-screen-share",
-        "toggle-screen-share",
-    ] {
-        socket.on(event, media::on_screen_share::<A>);
-    }
-
-    socket.on_fallback(on_unknown_event::<A>);
+    socket.on_fallback(on_unknown_event);
     Ok(())
 }
 
@@ -93,16 +87,12 @@ async fn prepare<A: Adapter>(
 #[error("Server is at capacity; try again later")]
 struct AtCapacity;
 
-async fn on_connected<A: Adapter>(socket: SocketRef<A>) {
+async fn on_connected(socket: SocketRef) {
     tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), "connected");
 }
 
 /// Unknown events are ignored: answering them would hand out free amplification.
-async fn on_unknown_event<A: Adapter>(
-    socket: SocketRef<A>,
-    State(app): State<AppState>,
-    Event(event): Event,
-) {
+async fn on_unknown_event(socket: SocketRef, State(app): State<AppState>, Event(event): Event) {
     app.metrics.event_received("unknown");
     tracing::debug!(socket = %socket.id, %event, "unknown event ignored");
 }

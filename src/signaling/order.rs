@@ -4,14 +4,9 @@
 //! arrival order, while socketioxide extracts the handler's arguments; [`Turn::wait`] then
 //! lets a handler run only once every earlier event of its socket has been handled.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use socketioxide::adapter::Adapter;
-use socketioxide::handler::{FromDisconnectParts, FromMessageParts, Value};
-use socketioxide::socket::{DisconnectReason, Socket};
 use tokio::sync::oneshot;
-
-use super::client::Client;
 
 /// A socket's queue of events, one per socket.
 #[derive(Default)]
@@ -21,31 +16,25 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub(super) fn take_turn(&self, client: Arc<Client>) -> Turn {
+    pub fn take_turn(&self) -> Turn {
         let (done, next) = oneshot::channel();
         let previous = match self.tail.lock() {
             Ok(mut tail) => tail.replace(next),
             Err(poisoned) => poisoned.into_inner().replace(next),
         };
-        Turn {
-            client,
-            previous,
-            done,
-        }
+        Turn { previous, done }
     }
 }
 
 /// A place in the socket's queue of events. Dropping it (or the guard from
 /// [`Turn::wait`]) lets the next event run.
 pub struct Turn {
-    client: Arc<Client>,
     previous: Option<oneshot::Receiver<()>>,
     done: oneshot::Sender<()>,
 }
 
 /// Held while a handler runs; the next event of the socket waits for it to drop.
 pub struct TurnGuard {
-    pub client: Arc<Client>,
     _done: oneshot::Sender<()>,
 }
 
@@ -55,38 +44,6 @@ impl Turn {
             // An error only means the previous turn's sender was dropped: it is over too.
             let _ = previous.await;
         }
-        TurnGuard {
-            client: self.client,
-            _done: self.done,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("socket has no session (connect handler did not run)")]
-pub struct NoSession;
-
-fn turn_of<A: Adapter>(s: &Arc<Socket<A>>) -> Result<Turn, NoSession> {
-    s.extensions
-        .get::<Arc<Client>>()
-        .map(|client| client.turn())
-        .ok_or(NoSession)
-}
-
-impl<A: Adapter> FromMessageParts<A> for Turn {
-    type Error = NoSession;
-    fn from_message_parts(
-        s: &Arc<Socket<A>>,
-        _: &mut Value,
-        _: &Option<i64>,
-    ) -> Result<Self, NoSession> {
-        turn_of(s)
-    }
-}
-
-impl<A: Adapter> FromDisconnectParts<A> for Turn {
-    type Error = NoSession;
-    fn from_disconnect_parts(s: &Arc<Socket<A>>, _: DisconnectReason) -> Result<Self, NoSession> {
-        turn_of(s)
+        TurnGuard { _done: self.done }
     }
 }

@@ -1,71 +1,72 @@
 //! WebRTC signaling relay: offers, answers, ICE candidates and connection requests go to
-//! one target, only within the sender's room, stamped with the sender's real id.
+//! one target, only within the sender's room, stamped with the sender's real id. A target
+//! on this instance is emitted to at once; one held by another instance (cluster mode) is
+//! reached through the registry, which publishes the relay to that instance.
 
-use serde::Serialize;
-use serde_json::value::RawValue;
+use std::sync::Arc;
+
 use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
+use socketioxide::socket::Sid;
 
-use super::deliver::to_participant;
+use super::announce::deliver_relay;
 use super::incoming::{Admitted, Incoming};
 use super::reply::{Done, internal};
 use crate::limits::Class;
 use crate::protocol::{RelayKind, decode_relay};
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Relayed<'a> {
-    sender_id: &'a str,
-    sender_socket_id: &'a str,
-    /// `offer`, `answer` or `candidate` (byte for byte as received), or `roomId`.
-    #[serde(flatten)]
-    body: Body<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-enum Body<'a> {
-    Offer(&'a RawValue),
-    Answer(&'a RawValue),
-    Candidate(&'a RawValue),
-    RoomId(&'a str),
-}
+use crate::registry::events::Relay;
 
 /// `io` is extracted after `incoming` (and infallibly), so the event's turn is never lost.
-pub async fn on_relay<A: Adapter>(incoming: Incoming<A>, io: SocketIo<A>) {
-    let Some(Admitted(s, app, data, reply, _turn)) = incoming.admit(Class::Signal).await else {
+pub async fn on_relay(incoming: Incoming, io: SocketIo) {
+    let Some(Admitted {
+        socket,
+        app,
+        payload,
+        reply,
+        turn: _turn,
+    }) = incoming.admit(Class::Signal).await
+    else {
         return;
     };
     let Some(kind) = RelayKind::from_client_event(reply.event()) else {
         return reply.fail(internal());
     };
-    let sender = s.id.to_string();
-    let req = match data.and_then(|p| decode_relay(kind, &p)) {
-        Ok(req) => req,
+    let request = match payload.and_then(|p| decode_relay(kind, &p)) {
+        Ok(request) => request,
         Err(e) => return reply.fail(e),
     };
-    let room = match app
-        .registry
-        .relay_room(&sender, req.room.as_deref(), &req.target)
-        .await
-    {
-        Ok(room) => room,
+    let sender: Arc<str> = socket.id.as_str().into();
+    let here = request
+        .target
+        .parse::<Sid>()
+        .ok()
+        .and_then(|sid| io.of("/")?.get_socket(sid));
+    let mut relay = Relay {
+        room_id: Arc::from(""),
+        sender: sender.clone(),
+        target: request.target.as_str().into(),
+        kind,
+        body: request.body,
+    };
+    let checked = match &here {
+        Some(_) => {
+            app.registry
+                .relay_room(&sender, request.room.as_deref(), &relay.target)
+                .await
+        }
+        None => {
+            app.registry
+                .forward_relay(&sender, request.room.as_deref(), &relay)
+                .await
+        }
+    };
+    match checked {
+        Ok(room) => relay.room_id = room,
         Err(e) => return reply.fail(e),
-    };
-    let body = match (kind, req.body.as_deref()) {
-        (RelayKind::Offer, Some(offer)) => Body::Offer(offer),
-        (RelayKind::Answer, Some(answer)) => Body::Answer(answer),
-        (RelayKind::IceCandidate, Some(candidate)) => Body::Candidate(candidate),
-        (RelayKind::ConnectionRequest, _) => Body::RoomId(&room),
-        _ => return reply.fail(internal()),
-    };
-    let relayed = Relayed {
-        sender_id: &sender,
-        sender_socket_id: &sender,
-        body,
-    };
-    tracing::debug!(socket = %s.id, %room, target = %req.target, kind = kind.server_event(), "relay");
+    }
+    tracing::debug!(socket = %socket.id, room = %relay.room_id, target = %relay.target, kind = kind.server_event(), "relay");
     app.metrics.relayed(kind.metric_label());
-    to_participant(&io, &app, &req.target, kind.server_event(), &relayed).await;
+    if let Some(target) = here {
+        deliver_relay(&app, target, &relay);
+    }
     reply.ok(&Done {});
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::extract::{AckSender, SocketRef};
 
 use crate::metrics::Metrics;
@@ -37,21 +36,16 @@ struct AckErr<'a> {
 pub struct Done {}
 
 /// The answer to one client event; answering also records how long handling took.
-pub struct Reply<A: Adapter = LocalAdapter> {
-    socket: SocketRef<A>,
-    ack: AckSender<A>,
+pub struct Reply {
+    socket: SocketRef,
+    ack: AckSender,
     event: String,
     metrics: Arc<Metrics>,
     started: Instant,
 }
 
-impl<A: Adapter> Reply<A> {
-    pub fn new(
-        socket: &SocketRef<A>,
-        ack: AckSender<A>,
-        event: String,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+impl Reply {
+    pub fn new(socket: &SocketRef, ack: AckSender, event: String, metrics: Arc<Metrics>) -> Self {
         Self {
             socket: socket.clone(),
             ack,

@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 pub mod redis;
 
 use prolitemeet_server::limits::RateLimits;
-use prolitemeet_server::{Config, app, cluster_app, serve};
+use prolitemeet_server::{Config, Deployment, app, serve};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{Value, json};
@@ -62,8 +62,10 @@ impl TestServer {
         adjust(&mut config);
         match cluster_redis() {
             Some(url) => {
-                config.redis_url = Some(url);
-                config.redis_prefix = unique_prefix();
+                config.deployment = Deployment::Redis {
+                    url,
+                    prefix: unique_prefix(),
+                };
                 Self::cluster(config, 2).await
             }
             None => {
@@ -184,7 +186,7 @@ impl Drop for TestServer {
     }
 }
 
-/// Starts one server (in memory, or an instance of the cluster `config.redis_url` names).
+/// Starts one server (in memory, or an instance of the cluster `config.deployment` names).
 async fn start_one(config: Config) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = TcpListener::bind((config.host, 0)).await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
@@ -192,13 +194,8 @@ async fn start_one(config: Config) -> (SocketAddr, oneshot::Sender<()>) {
     let stopped = async {
         stopped.await.ok();
     };
-    if config.redis_url.is_some() {
-        let (router, app) = cluster_app(config).await.expect("cluster instance starts");
-        tokio::spawn(serve(listener, router, app, stopped));
-    } else {
-        let (router, app) = app(config);
-        tokio::spawn(serve(listener, router, app, stopped));
-    }
+    let (router, app) = app(config).await.expect("the server starts");
+    tokio::spawn(serve(listener, router, app, stopped));
     (addr, stop)
 }
 

@@ -1,7 +1,10 @@
 //! The Redis registry of cluster mode: rooms, participants, host order, chat history and
 //! TTLs live in Redis, and every change is one Lua script, so instances joining people into
 //! the same room at once cannot pass `MAX_PARTICIPANTS`, disagree on the host or lose anyone.
-//! It returns exactly the outcomes of [`super::memory::MemoryRegistry`].
+//! It returns exactly the outcomes of [`super::memory::MemoryRegistry`]. Each script also
+//! publishes what it changed ([`super::events`]) on `{p}:events` (every instance) or
+//! `{p}:to:<instance>` (one instance), from inside the script, so every instance receives a
+//! room's changes in the order Redis made them; [`decode_batch`] reads them back.
 //!
 //! Key schema, all under one hash tag `{p}` (from the configured prefix `p`), so every script
 //! touches one slot:
@@ -17,26 +20,33 @@
 //! | `{p}:on:<instance>` | SET  | socket ids held by that instance                          |
 //! | `{p}:instances`     | ZSET | instance id → last heartbeat in ms (Redis' clock)         |
 //! | `{p}:reaped:<inst>` | STR  | set when that instance was reaped, until it beats again   |
+//! | `{p}:events`        | chan | every room change, as a batch of events                   |
+//! | `{p}:to:<instance>` | chan | what only that instance acts on: welcomes, relays         |
 //!
 //! `ZCARD {p}:rooms` is the room count (what `MAX_ROOMS` caps), `HLEN {p}:member` the
 //! participant count. Deadlines and heartbeats use Redis' clock (`TIME` in the scripts), so
 //! instances with skewed clocks agree on them.
 
+mod wire;
+
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
+use super::events::{Change, LeaveReason, Relay};
 use super::{
-    JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomLimitReached, RoomSummary, Said,
+    JoinOutcome, Left, Limits, RoomDetail, RoomInfo, RoomLimitReached, RoomSummary, Said,
     StoreUnavailable, Updated,
 };
-use crate::model::{ChatMessage, MediaKind, Participant, ParticipantView, Timestamp};
+use crate::model::{MediaKind, Participant, Timestamp};
 use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
+pub use wire::decode_batch;
+use wire::{
+    ChangeWire, ChatReply, CreateReply, JoinReply, LeftWire, RelayReply, RoomWire, Stored,
+    UpdateReply, joined, parse, timestamp, view_of, views,
+};
 
 /// An upper bound on a whole call, reconnection attempts included (timeouts and backoff of
 /// each attempt: [`crate::cluster::connection::manager_config`]), so a call during an outage fails
@@ -124,239 +134,11 @@ pub struct RedisRegistry {
 }
 
 // ---------------------------------------------------------------------------------------------
-// What the scripts store and answer (JSON)
+// Script arguments and errors
 // ---------------------------------------------------------------------------------------------
-
-/// A participant as stored in `{p}:people:<id>`: the registry's [`Participant`] plus the
-/// instance that holds its socket.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Stored {
-    id: String,
-    user_name: String,
-    #[serde(default)]
-    avatar: Option<String>,
-    joined_at: String,
-    audio_muted: bool,
-    video_off: bool,
-    screen_sharing: bool,
-    #[serde(default)]
-    instance: Option<String>,
-}
-
-impl Stored {
-    fn participant(&self) -> Result<Participant, StoreUnavailable> {
-        Ok(Participant {
-            id: self.id.as_str().into(),
-            user_name: self.user_name.as_str().into(),
-            avatar: self.avatar.as_deref().map(Into::into),
-            joined_at: timestamp(&self.joined_at)?,
-            audio_muted: self.audio_muted,
-            video_off: self.video_off,
-            screen_sharing: self.screen_sharing,
-        })
-    }
-}
-
-/// A chat message as stored in `{p}:chat:<id>`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredMessage {
-    id: String,
-    sender_id: String,
-    user_name: String,
-    message: String,
-    timestamp: String,
-    #[serde(default)]
-    user_avatar: Option<String>,
-}
-
-impl StoredMessage {
-    fn message(&self) -> Result<Arc<ChatMessage>, StoreUnavailable> {
-        Ok(Arc::new(ChatMessage::new(
-            self.id.as_str().into(),
-            self.sender_id.as_str().into(),
-            self.user_name.as_str().into(),
-            self.message.as_str().into(),
-            timestamp(&self.timestamp)?,
-            self.user_avatar.as_deref().map(Into::into),
-        )))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JoinedWire {
-    room_id: String,
-    participants: Vec<Stored>,
-    messages: Vec<StoredMessage>,
-    created_room: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LeftWire {
-    room_id: String,
-    participant: Stored,
-    participants: Vec<Stored>,
-    room_removed: bool,
-}
-
-impl LeftWire {
-    fn left(&self) -> Result<Left, StoreUnavailable> {
-        Ok(Left {
-            room_id: self.room_id.as_str().into(),
-            participant: self.participant.participant()?,
-            participants: views(&self.participants)?,
-            room_removed: self.room_removed,
-        })
-    }
-}
-
-/// A room as `room.lua` and `summaries.lua` describe it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RoomWire {
-    room_id: String,
-    created_at: String,
-    participant_count: usize,
-    message_count: usize,
-    #[serde(default)]
-    host: Option<Stored>,
-    #[serde(default)]
-    participants: Vec<Stored>,
-}
-
-impl RoomWire {
-    fn summary(&self) -> Result<RoomSummary, StoreUnavailable> {
-        let host = match (&self.host, self.participants.first()) {
-            (Some(host), _) | (None, Some(host)) => Some(host.participant()?.view(true)),
-            (None, None) => None,
-        };
-        Ok(RoomSummary {
-            room_id: self.room_id.as_str().into(),
-            created_at: timestamp(&self.created_at)?,
-            participant_count: self.participant_count,
-            host,
-            message_count: self.message_count,
-        })
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-enum CreateReply {
-    Created,
-    Taken,
-    TooManyRooms,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-enum JoinReply {
-    Joined {
-        left: Option<LeftWire>,
-        joined: JoinedWire,
-    },
-    AlreadyIn {
-        joined: JoinedWire,
-    },
-    RoomFull,
-    TooManyRooms,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-enum ChatReply {
-    Said {
-        #[serde(rename = "roomId")]
-        room_id: String,
-        message: StoredMessage,
-    },
-    NotInRoom,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-enum RelayReply {
-    Ok {
-        #[serde(rename = "roomId")]
-        room_id: String,
-    },
-    NotInRoom,
-    TargetNotInRoom,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-enum UpdateReply {
-    Updated {
-        #[serde(rename = "roomId")]
-        room_id: String,
-        participants: Vec<Stored>,
-    },
-    NotInRoom,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Conversions
-// ---------------------------------------------------------------------------------------------
-
-fn malformed(what: impl std::fmt::Display) -> StoreUnavailable {
-    StoreUnavailable(format!("malformed reply from the room store: {what}"))
-}
 
 fn store_error(e: redis::RedisError) -> StoreUnavailable {
     StoreUnavailable(e.to_string())
-}
-
-/// Reads an ISO timestamp as [`Timestamp::to_iso`] writes it.
-fn timestamp(iso: &str) -> Result<Timestamp, StoreUnavailable> {
-    DateTime::parse_from_rfc3339(iso)
-        .map(|t| Timestamp(t.with_timezone(&Utc)))
-        .map_err(|e| malformed(format!("timestamp {iso:?}: {e}")))
-}
-
-fn parse<T: DeserializeOwned>(reply: &str) -> Result<T, StoreUnavailable> {
-    serde_json::from_str(reply).map_err(|e| malformed(format!("{e} in {reply:.200}")))
-}
-
-/// Wire views in join order: the first is the host.
-fn views(stored: &[Stored]) -> Result<Vec<ParticipantView>, StoreUnavailable> {
-    stored
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Ok(p.participant()?.view(i == 0)))
-        .collect()
-}
-
-/// The view of `socket` among `participants`; its absence means the store is inconsistent.
-fn view_of(
-    socket: &str,
-    stored: &[Stored],
-    participants: &[ParticipantView],
-) -> Result<ParticipantView, StoreUnavailable> {
-    stored
-        .iter()
-        .position(|p| p.id == socket)
-        .and_then(|i| participants.get(i))
-        .cloned()
-        .ok_or_else(|| malformed(format!("{socket} missing from its room")))
-}
-
-fn joined(socket: &str, wire: &JoinedWire) -> Result<Joined, StoreUnavailable> {
-    let participants = views(&wire.participants)?;
-    Ok(Joined {
-        room_id: wire.room_id.as_str().into(),
-        me: view_of(socket, &wire.participants, &participants)?,
-        messages: wire
-            .messages
-            .iter()
-            .map(StoredMessage::message)
-            .collect::<Result<_, _>>()?,
-        participants,
-        created_room: wire.created_room,
-    })
 }
 
 fn room_full(room_id: &str, max: usize) -> ProtocolError {
@@ -383,6 +165,11 @@ fn named_args(named: Option<&str>) -> (&'static str, &str) {
         Some(room) => ("1", room),
         None => ("0", ""),
     }
+}
+
+/// A ticket as a script argument: its number, or empty for none.
+fn ticket_arg(ticket: Option<u64>) -> String {
+    ticket.map(|t| t.to_string()).unwrap_or_default()
 }
 
 /// A fresh room id: 8 upper-case characters of a v4 UUID, as the memory registry makes.
@@ -432,6 +219,15 @@ impl RedisRegistry {
         &self.instance
     }
 
+    /// The pub/sub channels this instance listens to: every room change, and what is
+    /// published for this instance alone.
+    pub fn channels(&self) -> [String; 2] {
+        [
+            format!("{}:events", self.tag),
+            format!("{}:to:{}", self.tag, self.instance),
+        ]
+    }
+
     pub async fn ping(&self) -> Result<(), StoreUnavailable> {
         let mut conn = self.conn.clone();
         deadline(redis::cmd("PING").query_async::<()>(&mut conn)).await
@@ -463,11 +259,8 @@ impl RedisRegistry {
         parse(&self.run(&call).await?)
     }
 
-    /// Claims every other instance silent for longer than `dead_after` and removes its
-    /// participants as leaves would. Each dead instance is claimed by exactly one caller;
-    /// the returned Lefts (room by room, in join order) are for it to announce.
     /// Leaves the cluster (at shutdown): takes out the participants this instance still
-    /// holds and removes its heartbeat. The returned Lefts are for the caller to announce.
+    /// holds (their departures published) and removes its heartbeat.
     pub async fn retire(&self) -> Result<Vec<Left>, StoreUnavailable> {
         let mut call = self.invocation(&self.scripts.retire);
         call.arg(&*self.instance).arg(self.empty_ttl_ms());
@@ -475,6 +268,9 @@ impl RedisRegistry {
         lefts.iter().map(LeftWire::left).collect()
     }
 
+    /// Claims every other instance silent for longer than `dead_after` and removes its
+    /// participants as leaves would, their departures published. Each dead instance is
+    /// claimed by exactly one caller.
     pub async fn reap_dead(&self, dead_after: Duration) -> Result<Vec<Left>, StoreUnavailable> {
         let mut call = self.invocation(&self.scripts.reap);
         call.arg(&*self.instance)
@@ -564,6 +360,7 @@ impl RedisRegistry {
         &self,
         socket: &str,
         req: &JoinRequest,
+        ticket: Option<u64>,
     ) -> Result<JoinOutcome, ProtocolError> {
         let now = Timestamp::now();
         let me = Stored {
@@ -585,7 +382,8 @@ impl RedisRegistry {
             .arg(self.limits.max_participants)
             .arg(self.limits.max_rooms)
             .arg(self.empty_ttl_ms())
-            .arg(&*self.instance);
+            .arg(&*self.instance)
+            .arg(ticket_arg(ticket));
         match parse(&self.run(&call).await?)? {
             JoinReply::Joined { left, joined: j } => Ok(JoinOutcome::Joined {
                 left: left.as_ref().map(LeftWire::left).transpose()?,
@@ -597,26 +395,40 @@ impl RedisRegistry {
         }
     }
 
-    /// Takes `socket` out of its room (explicit leave or disconnect); `None` if it was in none.
-    pub async fn leave(&self, socket: &str) -> Result<Option<Left>, StoreUnavailable> {
-        self.leave_with(socket, false).await
+    /// Takes `socket` out of its room for `reason`; `None` if it was in none.
+    pub async fn leave(
+        &self,
+        socket: &str,
+        reason: LeaveReason,
+        ticket: Option<u64>,
+    ) -> Result<Option<Left>, StoreUnavailable> {
+        self.leave_with(socket, reason, ticket, false).await
     }
 
     /// `leave` again after a failed attempt: if that attempt did run (its answer was lost),
-    /// its Left, with who remains now, so the departure is still announced.
-    pub async fn leave_again(&self, socket: &str) -> Result<Option<Left>, StoreUnavailable> {
-        self.leave_with(socket, true).await
+    /// its Left, with who remains now (that attempt published the departure).
+    pub async fn leave_again(
+        &self,
+        socket: &str,
+        reason: LeaveReason,
+    ) -> Result<Option<Left>, StoreUnavailable> {
+        self.leave_with(socket, reason, None, true).await
     }
 
     async fn leave_with(
         &self,
         socket: &str,
+        reason: LeaveReason,
+        ticket: Option<u64>,
         replay: bool,
     ) -> Result<Option<Left>, StoreUnavailable> {
         let mut call = self.invocation(&self.scripts.leave);
         call.arg(socket)
             .arg(self.empty_ttl_ms())
-            .arg(if replay { "1" } else { "0" });
+            .arg(if replay { "1" } else { "0" })
+            .arg(reason.as_str())
+            .arg(&*self.instance)
+            .arg(ticket_arg(ticket));
         let left: Option<LeftWire> = parse(&self.run(&call).await?)?;
         left.as_ref().map(LeftWire::left).transpose()
     }
@@ -627,6 +439,7 @@ impl RedisRegistry {
         socket: &str,
         named_room: Option<&str>,
         text: &str,
+        ticket: Option<u64>,
     ) -> Result<Said, ProtocolError> {
         let (has_named, named) = named_args(named_room);
         let mut call = self.invocation(&self.scripts.chat);
@@ -636,7 +449,9 @@ impl RedisRegistry {
             .arg(text)
             .arg(uuid::Uuid::new_v4().to_string())
             .arg(Timestamp::now().to_iso())
-            .arg(self.limits.chat_history_limit);
+            .arg(self.limits.chat_history_limit)
+            .arg(&*self.instance)
+            .arg(ticket_arg(ticket));
         match parse(&self.run(&call).await?)? {
             ChatReply::Said { room_id, message } => Ok(Said {
                 room_id: room_id.into(),
@@ -653,9 +468,39 @@ impl RedisRegistry {
         named_room: Option<&str>,
         target: &str,
     ) -> Result<Arc<str>, ProtocolError> {
+        self.relay(socket, named_room, target, None).await
+    }
+
+    /// Checks as [`Self::relay_room`], then publishes the relay to the instance holding its
+    /// target.
+    pub async fn forward_relay(
+        &self,
+        socket: &str,
+        named_room: Option<&str>,
+        relay: &Relay,
+    ) -> Result<Arc<str>, ProtocolError> {
+        self.relay(socket, named_room, &relay.target, Some(relay))
+            .await
+    }
+
+    async fn relay(
+        &self,
+        socket: &str,
+        named_room: Option<&str>,
+        target: &str,
+        forward: Option<&Relay>,
+    ) -> Result<Arc<str>, ProtocolError> {
         let (has_named, named) = named_args(named_room);
         let mut call = self.invocation(&self.scripts.relay);
         call.arg(socket).arg(has_named).arg(named).arg(target);
+        match forward {
+            Some(relay) => call
+                .arg("1")
+                .arg(relay.kind.client_event())
+                .arg(relay.body.as_deref().map_or("", |b| b.get())),
+            None => call.arg("0").arg("").arg(""),
+        };
+        call.arg(&*self.instance);
         match parse(&self.run(&call).await?)? {
             RelayReply::Ok { room_id } => Ok(room_id.into()),
             RelayReply::NotInRoom => Err(ProtocolError::not_in_room()),
@@ -668,12 +513,18 @@ impl RedisRegistry {
         socket: &str,
         named_room: Option<&str>,
         change: MediaChange,
+        ticket: Option<u64>,
     ) -> Result<Updated, ProtocolError> {
         let field = match change.kind {
             MediaKind::Audio => "audioMuted",
             MediaKind::Video => "videoOff",
         };
-        self.update(socket, named_room, field, !change.enabled)
+        let change = Change::Media {
+            kind: change.kind,
+            enabled: change.enabled,
+        };
+        let value = matches!(change, Change::Media { enabled: false, .. });
+        self.update(socket, named_room, field, value, change, ticket)
             .await
     }
 
@@ -682,8 +533,10 @@ impl RedisRegistry {
         socket: &str,
         named_room: Option<&str>,
         sharing: bool,
+        ticket: Option<u64>,
     ) -> Result<Updated, ProtocolError> {
-        self.update(socket, named_room, "screenSharing", sharing)
+        let change = Change::ScreenShare { sharing };
+        self.update(socket, named_room, "screenSharing", sharing, change, ticket)
             .await
     }
 
@@ -694,14 +547,21 @@ impl RedisRegistry {
         named_room: Option<&str>,
         field: &str,
         value: bool,
+        change: Change,
+        ticket: Option<u64>,
     ) -> Result<Updated, ProtocolError> {
         let (has_named, named) = named_args(named_room);
+        let change = serde_json::to_string(&ChangeWire::from(change))
+            .map_err(|e| StoreUnavailable(e.to_string()))?;
         let mut call = self.invocation(&self.scripts.update);
         call.arg(socket)
             .arg(has_named)
             .arg(named)
             .arg(field)
-            .arg(if value { "1" } else { "0" });
+            .arg(if value { "1" } else { "0" })
+            .arg(change)
+            .arg(&*self.instance)
+            .arg(ticket_arg(ticket));
         match parse(&self.run(&call).await?)? {
             UpdateReply::Updated {
                 room_id,
@@ -746,9 +606,12 @@ impl RedisRegistry {
     pub async fn close_room(
         &self,
         room_id: &str,
+        ticket: Option<u64>,
     ) -> Result<Option<Vec<Participant>>, StoreUnavailable> {
         let mut call = self.invocation(&self.scripts.close);
-        call.arg(room_id);
+        call.arg(room_id)
+            .arg(&*self.instance)
+            .arg(ticket_arg(ticket));
         let gone: Option<Vec<Stored>> = parse(&self.run(&call).await?)?;
         gone.map(|list| list.iter().map(Stored::participant).collect())
             .transpose()

@@ -1,7 +1,7 @@
--- Operator close: removes a room with its participants and history; returns who was in it
--- (join order), or 'null' if there was no such room. Sockets that have already moved on to
--- another room keep it.
--- ARGV: 2 room id
+-- Operator close: removes a room with its participants and history, publishes it, and
+-- returns who was in it (join order), or 'null' if there was no such room. Sockets that have
+-- already moved on to another room keep it.
+-- ARGV: 2 room id, 3 instance, 4 ticket ('' for none)
 local id = ARGV[2]
 
 if not redis.call('ZSCORE', ROOMS, id) then return 'null' end
@@ -14,4 +14,6 @@ for _, stored in ipairs(list) do
   end
 end
 delete_room(id)
+publish(ARGV[3], ARGV[4], {
+  '{"t":"closed","roomId":' .. cjson.encode(id) .. ',"participants":' .. json_array(list) .. '}' })
 return json_array(list)

@@ -1,6 +1,8 @@
--- Prepended (in Rust) to every script of the Redis registry: key names and the room
--- operations several scripts share, so a leave, a room switch and a reap hand the host over
--- and apply the empty-room TTL the same way.
+-- Prepended (in Rust) to every script of the Redis registry: key names, the room operations
+-- several scripts share (so a leave, a room switch and a reap hand the host over and apply
+-- the empty-room TTL the same way), and the publishing of changes: every script that changes
+-- a room publishes what changed, from inside the script, so all instances receive each
+-- room's changes in the order they were made.
 --
 -- Every script gets KEYS[1] = '{p}:rooms' (only so Redis routes it; every key shares the
 -- '{p}' hash tag, hence one slot) and ARGV[1] = '{p}', the prefix the keys are built from.
@@ -11,6 +13,7 @@ local P = ARGV[1]
 local ROOMS = P .. ':rooms'          -- ZSET room id -> deadline ms ('+inf' while occupied)
 local MEMBER = P .. ':member'        -- HASH socket id -> room id
 local INSTANCES = P .. ':instances'  -- ZSET instance id -> last heartbeat ms
+local EVENTS = P .. ':events'        -- pub/sub: every room change, for every instance
 
 local function room_key(id) return P .. ':room:' .. id end      -- HASH created
 local function order_key(id) return P .. ':order:' .. id end    -- LIST socket ids, join order
@@ -21,6 +24,9 @@ local function on_key(instance) return P .. ':on:' .. instance end -- SET socket
 local function reaped_key(instance) return P .. ':reaped:' .. instance end
 -- STRING "<room id>\n<participant JSON>" of a socket's last leave, for a short while
 local function left_key(sid) return P .. ':left:' .. sid end
+
+-- pub/sub channel of one instance: what only it must act on (a joiner's welcome, relays)
+local function to_instance(instance) return P .. ':to:' .. instance end
 
 -- Redis' own clock, so instances with skewed clocks agree on heartbeats and deadlines.
 local function now_ms()
@@ -39,6 +45,28 @@ end
 
 local function status(name)
   return '{"status":' .. cjson.encode(name) .. '}'
+end
+
+-- A batch of events as the instances decode it: who made the change (instance, and the
+-- ticket of the handler waiting for it, '' for none) and the events, in order.
+local function batch(instance, ticket, events)
+  local t = 'null'
+  if ticket ~= nil and ticket ~= '' then t = ticket end
+  return '{"origin":{"instance":' .. cjson.encode(instance) .. ',"ticket":' .. t .. '}'
+    .. ',"events":' .. json_array(events) .. '}'
+end
+
+local function publish(instance, ticket, events)
+  redis.call('PUBLISH', EVENTS, batch(instance, ticket, events))
+end
+
+local function publish_to(target, instance, events)
+  redis.call('PUBLISH', to_instance(target), batch(instance, '', events))
+end
+
+-- The event of a participant's departure (`left` is a Left as `left_json` makes it).
+local function left_event(left, reason)
+  return '{"t":"left","reason":' .. cjson.encode(reason) .. ',"left":' .. left .. '}'
 end
 
 -- The stored participants of a room (JSON strings), in join order: the host first.
@@ -136,7 +164,8 @@ local function room_json(id, with)
 end
 
 -- Takes every participant `instance` holds out of their rooms as leaves would, room by room
--- in join order, and forgets the instance; appends their Lefts to `lefts`.
+-- in join order, and forgets the instance; appends their Lefts to `lefts` (the caller
+-- publishes them).
 local function remove_instance(instance, empty_ttl_ms, lefts)
   redis.call('ZREM', INSTANCES, instance)
   local held = {}

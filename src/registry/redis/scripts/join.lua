@@ -1,11 +1,13 @@
 -- join-room: puts a socket in a room (creating it within MAX_ROOMS), then takes it out of the
 -- room it was in. A full room refuses and the socket stays where it was; joining the room
--- one is in changes nothing.
+-- one is in changes nothing. Publishes the departure from the old room (a switch), the
+-- joiner's welcome (to its own instance only: it carries the chat history), then the join.
 -- ARGV: 2 socket id, 3 room id, 4 participant JSON, 5 created (ISO, if the room is new),
---       6 max participants, 7 max rooms (0 = no cap), 8 empty-room TTL ms, 9 instance
+--       6 max participants, 7 max rooms (0 = no cap), 8 empty-room TTL ms, 9 instance,
+--       10 ticket ('' for none)
 local sid, id, participant, created = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local max_participants, max_rooms = tonumber(ARGV[6]), tonumber(ARGV[7])
-local empty_ttl_ms, instance = tonumber(ARGV[8]), ARGV[9]
+local empty_ttl_ms, instance, ticket = tonumber(ARGV[8]), ARGV[9], ARGV[10]
 
 local function joined(created_room)
   local messages = redis.call('LRANGE', chat_key(id), 0, -1)
@@ -28,6 +30,12 @@ if redis.call('LLEN', order_key(id)) >= max_participants then
   return status('room_full')
 end
 
+local left = 'null'
+if current and current ~= id then
+  left = remove_participant(current, sid, empty_ttl_ms) or 'null'
+  if left ~= 'null' then publish(instance, '', { left_event(left, 'switched') }) end
+end
+
 if not exists then redis.call('HSET', room_key(id), 'created', created) end
 redis.call('RPUSH', order_key(id), sid)
 redis.call('HSET', people_key(id), sid, participant)
@@ -38,8 +46,9 @@ redis.call('SADD', on_key(instance), sid)
 redis.call('ZADD', INSTANCES, 'NX', ms(now_ms()), instance)
 
 local outcome = joined(not exists)
-local left = 'null'
-if current and current ~= id then
-  left = remove_participant(current, sid, empty_ttl_ms) or 'null'
-end
+publish_to(instance, instance, {
+  '{"t":"welcome","socket":' .. cjson.encode(sid) .. ',"joined":' .. outcome .. '}' })
+publish(instance, ticket, {
+  '{"t":"joined","roomId":' .. cjson.encode(id) .. ',"socket":' .. cjson.encode(sid)
+    .. ',"participants":' .. json_array(people(id)) .. '}' })
 return '{"status":"joined","left":' .. left .. ',"joined":' .. outcome .. '}'

@@ -1,9 +1,12 @@
--- leave-room or disconnect: takes a socket out of its room; 'null' if it was in none.
--- A leave that ran but whose answer was lost (Redis stalled past the client's timeout) is
--- retried with replay: the socket is in no room any more, and gets the Left of that leave
--- (with who remains now) so its departure is still announced.
--- ARGV: 2 socket id, 3 empty-room TTL ms, 4 '1' to replay
+-- leave-room, disconnect, kick, eviction: takes a socket out of its room and publishes the
+-- departure with its reason; 'null' if it was in none. A leave that ran but whose answer was
+-- lost (Redis stalled past the client's timeout) is retried with replay: the socket is in no
+-- room any more, and gets the Left of that leave (with who remains now) for the handler;
+-- the departure itself was published by the first run.
+-- ARGV: 2 socket id, 3 empty-room TTL ms, 4 '1' to replay, 5 reason, 6 instance,
+--       7 ticket ('' for none)
 local sid, empty_ttl_ms, replay = ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
+local reason, instance, ticket = ARGV[5], ARGV[6], ARGV[7]
 local REMEMBER_SECS = 30
 
 local id = redis.call('HGET', MEMBER, sid)
@@ -24,4 +27,5 @@ local stored = redis.call('HGET', people_key(id), sid)
 local left = remove_participant(id, sid, empty_ttl_ms)
 if not left then return 'null' end
 redis.call('SET', left_key(sid), id .. '\n' .. stored, 'EX', REMEMBER_SECS)
+publish(instance, ticket, { left_event(left, reason) })
 return left

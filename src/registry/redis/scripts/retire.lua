@@ -3,4 +3,9 @@
 -- ARGV: 2 this instance, 3 empty-room TTL ms
 local lefts = {}
 remove_instance(ARGV[2], tonumber(ARGV[3]), lefts)
+if #lefts > 0 then
+  local events = {}
+  for i, left in ipairs(lefts) do events[i] = left_event(left, 'removed') end
+  publish(ARGV[2], '', events)
+end
 return json_array(lefts)

@@ -1,0 +1,230 @@
+//! What the registry tells the rest of the server about a change: the events members of a
+//! room must see, in the room's order. Each change the registry makes comes out as one
+//! [`Batch`] — sent by the memory backend while it still holds the room's lock, published by
+//! the Redis backend from the very script that made the change — so every instance sees a
+//! room's events in the order they happened. The announcer (in `signaling`) turns batches
+//! into emits; a handler waits for its own batch ([`Deliveries`]) before answering.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Joined, Left, Said, Updated};
+use crate::model::{MediaKind, Participant};
+use crate::protocol::RelayKind;
+
+/// How long a handler waits for its batch to be announced before answering anyway (the
+/// change is made; only a lost pub/sub message makes this wait run out).
+const DELIVERY_WAIT: Duration = Duration::from_secs(2);
+
+/// Where batches go: the announcer's inbox.
+pub type Inbox = mpsc::UnboundedSender<Batch>;
+
+/// One change of the registry, as the events members see.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub origin: Origin,
+    pub events: Vec<Event>,
+}
+
+/// Which instance made the change, and the ticket of the handler waiting for it (if any).
+/// Only the origin counts the change in its metrics, so a cluster counts it once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub instance: Arc<str>,
+    pub ticket: Option<u64>,
+}
+
+/// Why a participant left its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// `leave-room`: the leaver is told (`left-room`).
+    Left,
+    /// `join-room` for another room: the leaver is told too.
+    Switched,
+    /// Its socket disconnected.
+    Disconnected,
+    /// Removed by an operator: told `kicked`, then disconnected.
+    Kicked,
+    /// Evicted by the server (a slow consumer): disconnected.
+    Evicted,
+    /// Its instance died or shut down; nobody is left to tell.
+    Removed,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Switched => "switched",
+            Self::Disconnected => "disconnected",
+            Self::Kicked => "kicked",
+            Self::Evicted => "evicted",
+            Self::Removed => "removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Left,
+            Self::Switched,
+            Self::Disconnected,
+            Self::Kicked,
+            Self::Evicted,
+            Self::Removed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    /// The leaver is told `left-room` (it asked to leave).
+    pub fn tells_leaver(self) -> bool {
+        matches!(self, Self::Left | Self::Switched)
+    }
+}
+
+/// What changed about a participant in an [`Event::Updated`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Media { kind: MediaKind, enabled: bool },
+    ScreenShare { sharing: bool },
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The joiner's own view of its arrival (`joined-room`): only the instance holding the
+    /// joiner's socket acts on it, and it comes before the [`Event::Joined`] of that join.
+    Welcome(Arc<Joined>),
+    /// A participant arrived (`user-joined` to the others, the list to everyone).
+    Joined(Arc<Joined>),
+    Left {
+        left: Arc<Left>,
+        reason: LeaveReason,
+    },
+    Said(Said),
+    Updated {
+        updated: Arc<Updated>,
+        change: Change,
+    },
+    /// The room was closed by an operator with these participants in it.
+    Closed {
+        room_id: Arc<str>,
+        participants: Arc<[Participant]>,
+    },
+    /// A signaling message for one participant (cluster mode: from another instance).
+    Relay(Arc<Relay>),
+    /// A socket to remove on the instance holding it (operator kick of a socket in no room).
+    Kick {
+        socket: Arc<str>,
+    },
+}
+
+/// An offer, answer, ICE candidate or connection request on its way to `target`.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub room_id: Arc<str>,
+    pub sender: Arc<str>,
+    pub target: Arc<str>,
+    pub kind: RelayKind,
+    /// The offer/answer/candidate, byte for byte as the sender wrote it.
+    pub body: Option<Box<RawValue>>,
+}
+
+/// Handlers waiting for their own batch to be announced, by ticket.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    next: AtomicU64,
+    waiting: DashMap<u64, oneshot::Sender<()>>,
+}
+
+impl Deliveries {
+    /// A ticket to pass to the registry; [`Ticket::delivered`] resolves once the batch the
+    /// change made has been announced.
+    pub fn ticket(self: &Arc<Self>) -> Ticket {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (done, announced) = oneshot::channel();
+        self.waiting.insert(id, done);
+        Ticket {
+            id,
+            announced: Some(announced),
+            deliveries: self.clone(),
+        }
+    }
+
+    /// The batch of `ticket` has been announced.
+    pub fn done(&self, ticket: u64) {
+        if let Some((_, done)) = self.waiting.remove(&ticket) {
+            done.send(()).ok();
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+/// A handler's place in [`Deliveries`]; dropping it forgets the wait.
+#[derive(Debug)]
+pub struct Ticket {
+    pub id: u64,
+    announced: Option<oneshot::Receiver<()>>,
+    deliveries: Arc<Deliveries>,
+}
+
+impl Ticket {
+    /// Waits until the change's batch has been announced (bounded by [`DELIVERY_WAIT`]).
+    pub async fn delivered(mut self) {
+        if let Some(announced) = self.announced.take()
+            && tokio::time::timeout(DELIVERY_WAIT, announced)
+                .await
+                .is_err()
+        {
+            tracing::warn!(ticket = self.id, "a change was not announced in time");
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.deliveries.waiting.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_ticket_resolves_when_done_and_forgets_itself() {
+        let deliveries = Arc::new(Deliveries::default());
+        let ticket = deliveries.ticket();
+        let id = ticket.id;
+        assert_eq!(deliveries.pending(), 1);
+        deliveries.done(id);
+        ticket.delivered().await;
+        assert_eq!(deliveries.pending(), 0);
+        let dropped = deliveries.ticket();
+        drop(dropped);
+        assert_eq!(deliveries.pending(), 0);
+        deliveries.done(id);
+    }
+
+    #[test]
+    fn leave_reasons_round_trip() {
+        for r in [
+            LeaveReason::Left,
+            LeaveReason::Switched,
+            LeaveReason::Disconnected,
+            LeaveReason::Kicked,
+            LeaveReason::Evicted,
+            LeaveReason::Removed,
+        ] {
+            assert_eq!(LeaveReason::parse(r.as_str()), Some(r));
+        }
+        assert!(LeaveReason::Left.tells_leaver() && !LeaveReason::Kicked.tells_leaver());
+    }
+}

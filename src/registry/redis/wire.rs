@@ -1,0 +1,510 @@
+//! The JSON the Redis registry's scripts store, answer and publish, and its conversion into
+//! the registry's outcomes and events. Anything that does not read back is an error
+//! ([`StoreUnavailable`]), never a panic.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::super::events::{Batch, Change, Event, LeaveReason, Origin, Relay};
+use super::super::{Joined, Left, RoomSummary, Said, StoreUnavailable, Updated};
+use crate::model::{ChatMessage, MediaKind, Participant, ParticipantView, Timestamp};
+use crate::protocol::RelayKind;
+
+/// A participant as stored in `{p}:people:<id>`: the registry's [`Participant`] plus the
+/// instance that holds its socket.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Stored {
+    pub(super) id: String,
+    pub(super) user_name: String,
+    #[serde(default)]
+    pub(super) avatar: Option<String>,
+    pub(super) joined_at: String,
+    pub(super) audio_muted: bool,
+    pub(super) video_off: bool,
+    pub(super) screen_sharing: bool,
+    #[serde(default)]
+    pub(super) instance: Option<String>,
+}
+
+impl Stored {
+    pub(super) fn participant(&self) -> Result<Participant, StoreUnavailable> {
+        Ok(Participant {
+            id: self.id.as_str().into(),
+            user_name: self.user_name.as_str().into(),
+            avatar: self.avatar.as_deref().map(Into::into),
+            joined_at: timestamp(&self.joined_at)?,
+            audio_muted: self.audio_muted,
+            video_off: self.video_off,
+            screen_sharing: self.screen_sharing,
+        })
+    }
+}
+
+/// A chat message as stored in `{p}:chat:<id>`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct StoredMessage {
+    pub(super) id: String,
+    pub(super) sender_id: String,
+    pub(super) user_name: String,
+    pub(super) message: String,
+    pub(super) timestamp: String,
+    #[serde(default)]
+    pub(super) user_avatar: Option<String>,
+}
+
+impl StoredMessage {
+    pub(super) fn message(&self) -> Result<Arc<ChatMessage>, StoreUnavailable> {
+        Ok(Arc::new(ChatMessage::new(
+            self.id.as_str().into(),
+            self.sender_id.as_str().into(),
+            self.user_name.as_str().into(),
+            self.message.as_str().into(),
+            timestamp(&self.timestamp)?,
+            self.user_avatar.as_deref().map(Into::into),
+        )))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct JoinedWire {
+    pub(super) room_id: String,
+    pub(super) participants: Vec<Stored>,
+    pub(super) messages: Vec<StoredMessage>,
+    pub(super) created_room: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LeftWire {
+    pub(super) room_id: String,
+    pub(super) participant: Stored,
+    pub(super) participants: Vec<Stored>,
+    pub(super) room_removed: bool,
+}
+
+impl LeftWire {
+    pub(super) fn left(&self) -> Result<Left, StoreUnavailable> {
+        Ok(Left {
+            room_id: self.room_id.as_str().into(),
+            participant: self.participant.participant()?,
+            participants: views(&self.participants)?,
+            room_removed: self.room_removed,
+        })
+    }
+}
+
+/// A room as `room.lua` and `summaries.lua` describe it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RoomWire {
+    pub(super) room_id: String,
+    pub(super) created_at: String,
+    pub(super) participant_count: usize,
+    pub(super) message_count: usize,
+    #[serde(default)]
+    pub(super) host: Option<Stored>,
+    #[serde(default)]
+    pub(super) participants: Vec<Stored>,
+}
+
+impl RoomWire {
+    pub(super) fn summary(&self) -> Result<RoomSummary, StoreUnavailable> {
+        let host = match (&self.host, self.participants.first()) {
+            (Some(host), _) | (None, Some(host)) => Some(host.participant()?.view(true)),
+            (None, None) => None,
+        };
+        Ok(RoomSummary {
+            room_id: self.room_id.as_str().into(),
+            created_at: timestamp(&self.created_at)?,
+            participant_count: self.participant_count,
+            host,
+            message_count: self.message_count,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(super) enum CreateReply {
+    Created,
+    Taken,
+    TooManyRooms,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(super) enum JoinReply {
+    Joined {
+        left: Option<LeftWire>,
+        joined: JoinedWire,
+    },
+    AlreadyIn {
+        joined: JoinedWire,
+    },
+    RoomFull,
+    TooManyRooms,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(super) enum ChatReply {
+    Said {
+        #[serde(rename = "roomId")]
+        room_id: String,
+        message: StoredMessage,
+    },
+    NotInRoom,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(super) enum RelayReply {
+    Ok {
+        #[serde(rename = "roomId")]
+        room_id: String,
+    },
+    NotInRoom,
+    TargetNotInRoom,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(super) enum UpdateReply {
+    Updated {
+        #[serde(rename = "roomId")]
+        room_id: String,
+        participants: Vec<Stored>,
+    },
+    NotInRoom,
+}
+
+pub(super) fn malformed(what: impl std::fmt::Display) -> StoreUnavailable {
+    StoreUnavailable(format!("malformed reply from the room store: {what}"))
+}
+
+/// Reads an ISO timestamp as [`Timestamp::to_iso`] writes it.
+pub(super) fn timestamp(iso: &str) -> Result<Timestamp, StoreUnavailable> {
+    DateTime::parse_from_rfc3339(iso)
+        .map(|t| Timestamp(t.with_timezone(&Utc)))
+        .map_err(|e| malformed(format!("timestamp {iso:?}: {e}")))
+}
+
+pub(super) fn parse<T: DeserializeOwned>(reply: &str) -> Result<T, StoreUnavailable> {
+    serde_json::from_str(reply).map_err(|e| malformed(format!("{e} in {reply:.200}")))
+}
+
+/// Wire views in join order: the first is the host.
+pub(super) fn views(stored: &[Stored]) -> Result<Vec<ParticipantView>, StoreUnavailable> {
+    stored
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Ok(p.participant()?.view(i == 0)))
+        .collect()
+}
+
+/// The view of `socket` among `participants`; its absence means the store is inconsistent.
+pub(super) fn view_of(
+    socket: &str,
+    stored: &[Stored],
+    participants: &[ParticipantView],
+) -> Result<ParticipantView, StoreUnavailable> {
+    stored
+        .iter()
+        .position(|p| p.id == socket)
+        .and_then(|i| participants.get(i))
+        .cloned()
+        .ok_or_else(|| malformed(format!("{socket} missing from its room")))
+}
+
+pub(super) fn joined(socket: &str, wire: &JoinedWire) -> Result<Joined, StoreUnavailable> {
+    let participants = views(&wire.participants)?;
+    Ok(Joined {
+        room_id: wire.room_id.as_str().into(),
+        me: view_of(socket, &wire.participants, &participants)?,
+        messages: wire
+            .messages
+            .iter()
+            .map(StoredMessage::message)
+            .collect::<Result<_, _>>()?,
+        participants,
+        created_room: wire.created_room,
+    })
+}
+
+/// What changed about a participant, as `update.lua` publishes it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) enum ChangeWire {
+    Audio(bool),
+    Video(bool),
+    ScreenShare(bool),
+}
+
+impl From<Change> for ChangeWire {
+    fn from(change: Change) -> Self {
+        match change {
+            Change::Media {
+                kind: MediaKind::Audio,
+                enabled,
+            } => Self::Audio(enabled),
+            Change::Media {
+                kind: MediaKind::Video,
+                enabled,
+            } => Self::Video(enabled),
+            Change::ScreenShare { sharing } => Self::ScreenShare(sharing),
+        }
+    }
+}
+
+impl From<ChangeWire> for Change {
+    fn from(wire: ChangeWire) -> Self {
+        match wire {
+            ChangeWire::Audio(enabled) => Change::Media {
+                kind: MediaKind::Audio,
+                enabled,
+            },
+            ChangeWire::Video(enabled) => Change::Media {
+                kind: MediaKind::Video,
+                enabled,
+            },
+            ChangeWire::ScreenShare(sharing) => Change::ScreenShare { sharing },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchWire<'a> {
+    origin: OriginWire,
+    /// Kept raw, then read by their tag: an internally tagged enum would buffer each event,
+    /// and a relay's body must stay the sender's very bytes.
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Tag<'a> {
+    t: &'a str,
+}
+
+#[derive(Debug, Deserialize)]
+struct OriginWire {
+    instance: String,
+    ticket: Option<u64>,
+}
+
+/// An event as the scripts publish it (`common.lua` and the scripts that change rooms), by
+/// its tag `t`.
+#[derive(Debug)]
+enum EventWire {
+    Welcome(WelcomeWire),
+    Joined(JoinedEventWire),
+    Left(LeftEventWire),
+    Said(SaidWire),
+    Updated(UpdatedWire),
+    Closed(ClosedWire),
+    Relay(RelayWire),
+}
+
+#[derive(Debug, Deserialize)]
+struct WelcomeWire {
+    socket: String,
+    joined: JoinedWire,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinedEventWire {
+    room_id: String,
+    socket: String,
+    participants: Vec<Stored>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LeftEventWire {
+    reason: String,
+    left: LeftWire,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SaidWire {
+    room_id: String,
+    message: StoredMessage,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdatedWire {
+    room_id: String,
+    socket: String,
+    participants: Vec<Stored>,
+    change: ChangeWire,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClosedWire {
+    room_id: String,
+    participants: Vec<Stored>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RelayWire {
+    room_id: String,
+    sender: String,
+    target: String,
+    kind: String,
+    body: Box<RawValue>,
+}
+
+impl EventWire {
+    fn read(raw: &RawValue) -> Result<Self, StoreUnavailable> {
+        fn of<T: DeserializeOwned>(raw: &RawValue) -> Result<T, StoreUnavailable> {
+            parse(raw.get())
+        }
+        let tag: Tag = serde_json::from_str(raw.get())
+            .map_err(|e| malformed(format!("{e}: an event without its tag")))?;
+        Ok(match tag.t {
+            "welcome" => Self::Welcome(of(raw)?),
+            "joined" => Self::Joined(of(raw)?),
+            "left" => Self::Left(of(raw)?),
+            "said" => Self::Said(of(raw)?),
+            "updated" => Self::Updated(of(raw)?),
+            "closed" => Self::Closed(of(raw)?),
+            "relay" => Self::Relay(of(raw)?),
+            other => return Err(malformed(format!("event {other:?}"))),
+        })
+    }
+
+    fn event(self) -> Result<Event, StoreUnavailable> {
+        Ok(match self {
+            Self::Welcome(WelcomeWire { socket, joined: j }) => {
+                Event::Welcome(Arc::new(joined(&socket, &j)?))
+            }
+            Self::Joined(JoinedEventWire {
+                room_id,
+                socket,
+                participants: stored,
+            }) => {
+                let participants = views(&stored)?;
+                Event::Joined(Arc::new(Joined {
+                    room_id: room_id.into(),
+                    me: view_of(&socket, &stored, &participants)?,
+                    participants,
+                    messages: Vec::new(),
+                    created_room: false,
+                }))
+            }
+            Self::Left(LeftEventWire { reason, left }) => Event::Left {
+                left: Arc::new(left.left()?),
+                reason: LeaveReason::parse(&reason)
+                    .ok_or_else(|| malformed(format!("leave reason {reason:?}")))?,
+            },
+            Self::Said(SaidWire { room_id, message }) => Event::Said(Said {
+                room_id: room_id.into(),
+                message: message.message()?,
+            }),
+            Self::Updated(UpdatedWire {
+                room_id,
+                socket,
+                participants: stored,
+                change,
+            }) => {
+                let participants = views(&stored)?;
+                Event::Updated {
+                    updated: Arc::new(Updated {
+                        room_id: room_id.into(),
+                        participant: view_of(&socket, &stored, &participants)?,
+                        participants,
+                    }),
+                    change: change.into(),
+                }
+            }
+            Self::Closed(ClosedWire {
+                room_id,
+                participants,
+            }) => Event::Closed {
+                room_id: room_id.into(),
+                participants: participants
+                    .iter()
+                    .map(Stored::participant)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into(),
+            },
+            Self::Relay(RelayWire {
+                room_id,
+                sender,
+                target,
+                kind,
+                body,
+            }) => {
+                let kind = RelayKind::from_client_event(&kind)
+                    .ok_or_else(|| malformed(format!("relay kind {kind:?}")))?;
+                Event::Relay(Arc::new(Relay {
+                    room_id: room_id.into(),
+                    sender: sender.into(),
+                    target: target.into(),
+                    kind,
+                    body: (kind != RelayKind::ConnectionRequest).then_some(body),
+                }))
+            }
+        })
+    }
+}
+
+/// A published batch, read back.
+pub fn decode_batch(message: &[u8]) -> Result<Batch, StoreUnavailable> {
+    let wire: BatchWire = serde_json::from_slice(message)
+        .map_err(|e| malformed(format!("{e} in a published batch")))?;
+    Ok(Batch {
+        origin: Origin {
+            instance: wire.origin.instance.into(),
+            ticket: wire.origin.ticket,
+        },
+        events: wire
+            .events
+            .into_iter()
+            .map(|raw| EventWire::read(raw)?.event())
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_relay_keeps_its_body_byte_for_byte() {
+        let body = r#"{"z":1.0,"type":"offer","a":1e3}"#;
+        let message = format!(
+            r#"{{"origin":{{"instance":"i","ticket":null}},"events":[{{"t":"relay","roomId":"R","sender":"a","target":"b","kind":"webrtc-offer","body":{body}}}]}}"#
+        );
+        let batch = decode_batch(message.as_bytes()).unwrap();
+        assert_eq!(&*batch.origin.instance, "i");
+        let Event::Relay(relay) = &batch.events[0] else {
+            panic!("a relay: {batch:?}")
+        };
+        assert_eq!(relay.kind, RelayKind::Offer);
+        assert_eq!(relay.body.as_deref().map(RawValue::get), Some(body));
+    }
+
+    #[test]
+    fn unknown_or_broken_events_are_errors() {
+        for message in [
+            r#"{"origin":{"instance":"i","ticket":1},"events":[{"t":"exploded"}]}"#,
+            r#"{"origin":{"instance":"i","ticket":1},"events":[{"no":"tag"}]}"#,
+            r#"{"origin":{"instance":"i","ticket":1},"events":[{"t":"left","reason":"bored","left":{}}]}"#,
+            r#"not json"#,
+        ] {
+            assert!(decode_batch(message.as_bytes()).is_err(), "{message}");
+        }
+    }
+}

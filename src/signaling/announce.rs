@@ -1,0 +1,303 @@
+//! The announcer: turns the registry's batches ([`crate::registry::events`]) into emits to the
+//! sockets of this instance, one batch at a time, in the order they arrive — the order each
+//! room changed, on every instance. It is the only place that adds sockets to a meeting
+//! room's Socket.IO room or takes them out, so a joiner gets `joined-room` before anything of
+//! its room, and a leaver nothing after `left-room`.
+//!
+//! A payload is serialized once and emitted to each recipient, so a recipient whose outgoing
+//! buffer is full is known by name: it is a slow consumer (it stopped reading, or fell
+//! hopelessly behind) and is evicted — taken out of its room with the usual announcements,
+//! then disconnected — instead of silently losing events while the server keeps it listed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use socketioxide::extract::SocketRef;
+use socketioxide::operators::BroadcastOperators;
+use socketioxide::socket::Sid;
+use socketioxide::{SendError, SocketError, SocketIo};
+use tokio::sync::mpsc;
+
+use super::client::Client;
+use super::outgoing::{
+    AudioToggled, JoinedRoom, MediaToggled, ParticipantRef, RelayBody, Relayed, RoomRef,
+    ServerError, UserJoined, UserLeft, VideoToggled,
+};
+use crate::model::MediaKind;
+use crate::protocol::RelayKind;
+use crate::registry::LeaveReason;
+use crate::registry::events::{Batch, Change, Event, Relay};
+use crate::state::AppState;
+
+/// The Socket.IO room that carries a meeting room's broadcasts. The prefix keeps meeting
+/// rooms apart from any other use of Socket.IO rooms (socketioxide names rooms freely, socket
+/// ids included).
+pub fn channel(room: &str) -> String {
+    format!("room:{room}")
+}
+
+/// Announces batches until the inbox closes.
+pub async fn run(io: SocketIo, app: AppState, mut batches: mpsc::UnboundedReceiver<Batch>) {
+    while let Some(batch) = batches.recv().await {
+        let from_here = batch.origin.instance == app.instance_id;
+        if let Some(ns) = io.of("/") {
+            for event in &batch.events {
+                announce(&ns, &app, event, from_here);
+            }
+        }
+        if from_here && let Some(ticket) = batch.origin.ticket {
+            app.deliveries.done(ticket);
+        }
+    }
+}
+
+/// The socket with id `id`, if this instance holds it.
+fn local(ns: &BroadcastOperators, id: &str) -> Option<SocketRef> {
+    id.parse::<Sid>().ok().and_then(|sid| ns.get_socket(sid))
+}
+
+/// The sockets of this instance in meeting room `room`.
+fn members(ns: &BroadcastOperators, room: &str) -> Vec<SocketRef> {
+    ns.clone().within(channel(room)).sockets()
+}
+
+/// `from_here`: this instance made the change, so it counts it (once in a cluster).
+fn announce(ns: &BroadcastOperators, app: &AppState, event: &Event, from_here: bool) {
+    match event {
+        Event::Welcome(joined) => {
+            if let Some(joiner) = local(ns, &joined.me.id) {
+                joiner.join(channel(&joined.room_id));
+                emit_each(app, [joiner], "joined-room", &JoinedRoom::new(joined, app));
+            }
+        }
+        Event::Joined(joined) => {
+            let room = &*joined.room_id;
+            let members = members(ns, room);
+            let others = members.iter().filter(|s| s.id.as_str() != &*joined.me.id);
+            emit_each(
+                app,
+                others.cloned(),
+                "user-joined",
+                &UserJoined::new(&joined.me),
+            );
+            emit_each(app, members, "participants-updated", &joined.participants);
+            if from_here {
+                if joined.created_room {
+                    tracing::info!(%room, "room created");
+                }
+                tracing::info!(socket = %joined.me.id, %room, participants = joined.participants.len(), "joined");
+                app.metrics.joined();
+            }
+        }
+        Event::Left { left, reason } => {
+            let room = &*left.room_id;
+            if let Some(leaver) = local(ns, &left.participant.id) {
+                if reason.tells_leaver() {
+                    emit_each(
+                        app,
+                        [leaver.clone()],
+                        "left-room",
+                        &RoomRef { room_id: room },
+                    );
+                }
+                leaver.leave(channel(room));
+                dismiss(app, &leaver, *reason);
+            }
+            let rest = members(ns, room);
+            emit_each(app, rest.iter().cloned(), "user-left", &UserLeft::new(left));
+            emit_each(app, rest, "participants-updated", &left.participants);
+            if from_here {
+                tracing::info!(socket = %left.participant.id, %room, participants = left.participants.len(), reason = reason.as_str(), "left");
+                if left.room_removed {
+                    tracing::info!(%room, "room removed (empty)");
+                }
+                app.metrics.left();
+            }
+        }
+        Event::Said(said) => {
+            let members = members(ns, &said.room_id);
+            emit_each(app, members, "new-message", &said.message);
+            if from_here {
+                app.metrics.chat_message();
+            }
+        }
+        Event::Updated { updated, change } => {
+            let members = members(ns, &updated.room_id);
+            let me = &updated.participant;
+            let others = || members.iter().filter(|s| s.id.as_str() != &*me.id).cloned();
+            match *change {
+                Change::Media { kind, enabled } => {
+                    match kind {
+                        MediaKind::Audio => emit_each(
+                            app,
+                            others(),
+                            "participant-audio-toggled",
+                            &AudioToggled::new(me),
+                        ),
+                        MediaKind::Video => emit_each(
+                            app,
+                            others(),
+                            "participant-video-toggled",
+                            &VideoToggled::new(me),
+                        ),
+                    }
+                    let toggled = MediaToggled {
+                        participant_id: &me.id,
+                        participant_name: &me.user_name,
+                        kind,
+                        enabled,
+                    };
+                    emit_each(app, others(), "media-toggled", &toggled);
+                }
+                Change::ScreenShare { sharing } => {
+                    let event = if sharing {
+                        "user-started-screen-share"
+                    } else {
+                        "user-stopped-screen-share"
+                    };
+                    let who = ParticipantRef {
+                        participant_id: &me.id,
+                    };
+                    emit_each(app, others(), event, &who);
+                }
+            }
+            emit_each(app, members, "participants-updated", &updated.participants);
+        }
+        Event::Closed {
+            room_id,
+            participants,
+        } => {
+            for p in participants.iter() {
+                if let Some(member) = local(ns, &p.id) {
+                    tell(
+                        app,
+                        &member,
+                        "room_closed",
+                        "This room was closed by an operator",
+                    );
+                    member.leave(channel(room_id));
+                }
+                if from_here {
+                    app.metrics.left();
+                }
+            }
+            if from_here {
+                tracing::info!(room = %room_id, participants = participants.len(), "room closed by operator");
+            }
+        }
+        Event::Relay(relay) => {
+            if let Some(target) = local(ns, &relay.target) {
+                deliver_relay(app, target, relay);
+            }
+        }
+        Event::Kick { socket } => {
+            if let Some(kicked) = local(ns, socket) {
+                dismiss(app, &kicked, LeaveReason::Kicked);
+            }
+        }
+    }
+}
+
+/// What a participant taken out by the server gets: a kicked one is told, then disconnected;
+/// an evicted one is disconnected.
+fn dismiss(app: &AppState, socket: &SocketRef, reason: LeaveReason) {
+    match reason {
+        LeaveReason::Kicked => {
+            tell(app, socket, "kicked", "You were removed by an operator");
+            tracing::info!(socket = %socket.id, "participant removed by operator");
+            socket.clone().disconnect().ok();
+        }
+        LeaveReason::Evicted => {
+            socket.clone().disconnect().ok();
+        }
+        _ => {}
+    }
+}
+
+/// An `error` event no client event caused.
+fn tell(app: &AppState, socket: &SocketRef, code: &str, message: &str) {
+    let error = ServerError {
+        message,
+        code,
+        event: None,
+    };
+    emit_each(app, [socket.clone()], "error", &error);
+}
+
+/// A relay to a socket of this instance, stamped with its sender's id.
+pub fn deliver_relay(app: &AppState, target: SocketRef, relay: &Relay) {
+    let body = match (relay.kind, relay.body.as_deref()) {
+        (RelayKind::Offer, Some(offer)) => RelayBody::Offer(offer),
+        (RelayKind::Answer, Some(answer)) => RelayBody::Answer(answer),
+        (RelayKind::IceCandidate, Some(candidate)) => RelayBody::Candidate(candidate),
+        (RelayKind::ConnectionRequest, _) => RelayBody::RoomId(&relay.room_id),
+        _ => return,
+    };
+    let relayed = Relayed {
+        sender_id: &relay.sender,
+        sender_socket_id: &relay.sender,
+        body,
+    };
+    emit_each(app, [target], relay.kind.server_event(), &relayed);
+}
+
+/// Emits `data` to each target from one serialization; a target whose buffer is full is a
+/// slow consumer and is evicted.
+pub fn emit_each<T: Serialize + ?Sized>(
+    app: &AppState,
+    targets: impl IntoIterator<Item = SocketRef>,
+    event: &str,
+    data: &T,
+) {
+    let mut targets = targets.into_iter().peekable();
+    if targets.peek().is_none() {
+        return;
+    }
+    let payload: Box<RawValue> = match serde_json::value::to_raw_value(data) {
+        Ok(payload) => payload,
+        Err(e) => {
+            tracing::error!(%event, "cannot serialize payload: {e}");
+            return;
+        }
+    };
+    for target in targets {
+        match target.emit(event, &payload) {
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => evict(app, target),
+            Err(e) => tracing::debug!(socket = %target.id, %event, "emit failed: {e}"),
+            Ok(()) => {}
+        }
+    }
+}
+
+/// Takes a slow consumer out of its room (in its own turn, after its pending events); its
+/// departure, announced, disconnects it. Idempotent.
+fn evict(app: &AppState, target: SocketRef) {
+    let Some(client) = target.extensions.get::<Arc<Client>>() else {
+        return;
+    };
+    if client.evicted.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    app.metrics.slow_consumer();
+    let app = app.clone();
+    tokio::spawn(async move {
+        let _turn = client.turn().wait().await;
+        tracing::warn!(socket = %target.id, "slow consumer: outgoing buffer full; evicted");
+        match app
+            .registry
+            .leave(&target.id.to_string(), LeaveReason::Evicted, None)
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                target.disconnect().ok();
+            }
+            Err(e) => {
+                tracing::warn!(socket = %target.id, "evicted socket not removed: {e}");
+                target.disconnect().ok();
+            }
+        }
+    });
+}

@@ -1,0 +1,174 @@
+//! The payloads the server emits, field for field as PROTOCOL.md spells them (both spellings
+//! of every aliased field). Built from the registry's outcomes; serialized once per emit.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::ice::IceServer;
+use crate::model::{ChatMessage, MediaKind, ParticipantView};
+use crate::registry::{Joined, Left};
+use crate::state::AppState;
+
+/// `joined-room` (and the successful `join-room` ack).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinedRoom<'a> {
+    room_id: &'a str,
+    participant_id: &'a str,
+    participant: &'a ParticipantView,
+    participants: &'a [ParticipantView],
+    messages: &'a [Arc<ChatMessage>],
+    /// STUN/TURN servers issued for this participant (frontends that ignore it are unaffected).
+    ice_servers: Vec<IceServer>,
+}
+
+impl<'a> JoinedRoom<'a> {
+    pub fn new(j: &'a Joined, app: &AppState) -> Self {
+        Self {
+            room_id: &j.room_id,
+            participant_id: &j.me.id,
+            participant: &j.me,
+            participants: &j.participants,
+            messages: &j.messages,
+            ice_servers: app.config.ice.issue(&j.me.id).ice_servers,
+        }
+    }
+}
+
+/// `user-joined`: the new participant, plus the same object nested, so every reader finds it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserJoined<'a> {
+    #[serde(flatten)]
+    flat: &'a ParticipantView,
+    participant_id: &'a str,
+    participant: &'a ParticipantView,
+}
+
+impl<'a> UserJoined<'a> {
+    pub fn new(p: &'a ParticipantView) -> Self {
+        Self {
+            flat: p,
+            participant_id: &p.id,
+            participant: p,
+        }
+    }
+}
+
+/// `user-left`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserLeft<'a> {
+    participant_id: &'a str,
+    user_name: &'a str,
+}
+
+impl<'a> UserLeft<'a> {
+    pub fn new(left: &'a Left) -> Self {
+        Self {
+            participant_id: &left.participant.id,
+            user_name: &left.participant.user_name,
+        }
+    }
+}
+
+/// `left-room`, and the `leave-room` ack.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomRef<'a> {
+    pub room_id: &'a str,
+}
+
+/// `participant-audio-toggled`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioToggled<'a> {
+    participant_id: &'a str,
+    is_audio_muted: bool,
+    is_audio_enabled: bool,
+}
+
+impl<'a> AudioToggled<'a> {
+    pub fn new(p: &'a ParticipantView) -> Self {
+        Self {
+            participant_id: &p.id,
+            is_audio_muted: p.is_audio_muted,
+            is_audio_enabled: p.is_audio_enabled,
+        }
+    }
+}
+
+/// `participant-video-toggled`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoToggled<'a> {
+    participant_id: &'a str,
+    is_video_off: bool,
+    is_video_enabled: bool,
+}
+
+impl<'a> VideoToggled<'a> {
+    pub fn new(p: &'a ParticipantView) -> Self {
+        Self {
+            participant_id: &p.id,
+            is_video_off: p.is_video_off,
+            is_video_enabled: p.is_video_enabled,
+        }
+    }
+}
+
+/// `media-toggled`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaToggled<'a> {
+    pub participant_id: &'a str,
+    pub participant_name: &'a str,
+    #[serde(rename = "type")]
+    pub kind: MediaKind,
+    pub enabled: bool,
+}
+
+/// `user-started-screen-share` and `user-stopped-screen-share`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantRef<'a> {
+    pub participant_id: &'a str,
+}
+
+/// The ack of a media change: the sender's participant object.
+#[derive(Serialize)]
+pub struct Changed<'a> {
+    pub participant: &'a ParticipantView,
+}
+
+/// A relayed offer, answer, ICE candidate or connection request, stamped with the sender's
+/// real id.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Relayed<'a> {
+    pub sender_id: &'a str,
+    pub sender_socket_id: &'a str,
+    /// `offer`, `answer` or `candidate` (byte for byte as received), or `roomId`.
+    #[serde(flatten)]
+    pub body: RelayBody<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RelayBody<'a> {
+    Offer(&'a RawValue),
+    Answer(&'a RawValue),
+    Candidate(&'a RawValue),
+    RoomId(&'a str),
+}
+
+/// An `error` event no client event caused (`event: null`): an operator's or the server's
+/// action on the socket.
+#[derive(Serialize)]
+pub struct ServerError<'a> {
+    pub message: &'a str,
+    pub code: &'a str,
+    pub event: Option<&'a str>,
+}
