@@ -631,3 +631,70 @@ async fn relays_are_forwarded_byte_for_byte() {
         }
     }
 }
+
+/// Joins racing from several clients (over two instances in cluster mode): whatever the
+/// interleaving, the last `participants-updated` each member receives is the room's true
+/// list (as the operator API shows it), and no stale list follows it. 50 rounds × 4 clients,
+/// 10 rounds (rooms) at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_joins_leave_every_member_with_the_true_list() {
+    let server = TestServer::with(|c| c.admin_token = Some("admin".into())).await;
+    for batch in 0..5 {
+        let rounds = (0..10).map(|i| racing_round(&server, batch * 10 + i));
+        futures_util::future::join_all(rounds).await;
+    }
+}
+
+async fn racing_round(server: &TestServer, round: usize) {
+    let room = format!("RACE{round}");
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(server.client().await);
+    }
+    let joins = clients.iter().enumerate().map(|(i, c)| {
+        c.emit_ack(
+            "join-room",
+            json!({"roomId": room, "userName": format!("u{i}")}),
+        )
+    });
+    for ack in futures_util::future::join_all(joins).await {
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    let detail = server
+        .http
+        .get(server.url(&format!("/api/admin/rooms/{room}")))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .expect("GET detail")
+        .json::<Value>()
+        .await
+        .expect("JSON");
+    let truth = ids(&detail["participants"]);
+    assert_eq!(truth.len(), 4, "{detail}");
+    let checks = clients.iter_mut().map(|client| {
+        let truth = &truth;
+        async move {
+            let mut last = Vec::new();
+            while &last != truth {
+                let list = client
+                    .wait_for_within("participants-updated", common::WAIT)
+                    .await
+                    .unwrap_or_else(|| {
+                        panic!("round {round}: last list {last:?}, never the true {truth:?}")
+                    });
+                last = ids(&list);
+            }
+            if let Some(stale) = client
+                .wait_for_within("participants-updated", common::QUIET)
+                .await
+            {
+                panic!("round {round}: a list after the true one: {stale}");
+            }
+        }
+    });
+    futures_util::future::join_all(checks).await;
+    for client in clients {
+        client.disconnect().await;
+    }
+}
