@@ -30,10 +30,20 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
 pub use cluster::StartError;
+use cluster::bus::Bus;
 pub use config::{Config, Deployment};
+use registry::events::Batch;
 use registry::memory::MemoryRegistry;
 use registry::{Limits, Registry};
 pub use state::{App, AppState};
+
+/// What [`serve`] runs: the app (state and Socket.IO) and the background work it starts
+/// with it — the announcer's inbox and, in a cluster, the pub/sub bus.
+pub struct Server {
+    pub app: App,
+    bus: Option<Bus>,
+    announcements: mpsc::UnboundedReceiver<Batch>,
+}
 
 /// How long open connections get to close after a shutdown signal before the server exits
 /// anyway (PaaS platforms kill after ~10 s; we stay well inside that).
@@ -45,7 +55,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Builds the server `config` describes: the router (REST + Socket.IO + CORS) and the state
 /// behind it, with rooms in memory or — in cluster mode — in Redis, decided here once. Fails
 /// only in cluster mode, when Redis does not answer.
-pub async fn app(config: Config) -> Result<(Router, App), StartError> {
+pub async fn app(config: Config) -> Result<(Router, Server), StartError> {
     let config = Arc::new(config);
     let instance = new_instance_id();
     let (inbox, announcements) = mpsc::unbounded_channel();
@@ -69,8 +79,16 @@ pub async fn app(config: Config) -> Result<(Router, App), StartError> {
     let state = AppState::new(config.clone(), Arc::new(registry), instance, inbox);
     let (socket_layer, io) = socket_io(&config).with_state(state.clone()).build_layer();
     signaling::register(&io);
-    let app = App::new(state, io, bus, announcements);
-    Ok((http::service(&app, socket_layer), app))
+    let app = App { state, io };
+    let router = http::service(&app, socket_layer);
+    Ok((
+        router,
+        Server {
+            app,
+            bus,
+            announcements,
+        },
+    ))
 }
 
 fn limits(config: &Config) -> Limits {
@@ -107,22 +125,25 @@ fn socket_io(config: &Config) -> SocketIoBuilder {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    app: App,
+    server: Server,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let Server {
+        app,
+        bus,
+        announcements,
+    } = server;
     let sweeper = tokio::spawn(sweeper::run(
         app.state.registry.clone(),
         app.state.ice_limiter.clone(),
     ));
     let trimmer = tokio::spawn(memory::run(app.state.clone()));
-    let announcer = app.take_announcements().map(|batches| {
-        tokio::spawn(signaling::announce::run(
-            app.io.clone(),
-            app.state.clone(),
-            batches,
-        ))
-    });
-    let liveness = app.bus.clone().map(|bus| {
+    let announcer = tokio::spawn(signaling::announce::run(
+        app.io.clone(),
+        app.state.clone(),
+        announcements,
+    ));
+    let liveness = bus.map(|bus| {
         tokio::spawn(cluster::liveness::run(
             app.state.clone(),
             app.io.clone(),
@@ -161,9 +182,7 @@ pub async fn serve(
     };
     sweeper.abort();
     trimmer.abort();
-    if let Some(announcer) = announcer {
-        announcer.abort();
-    }
+    announcer.abort();
     if let Some(liveness) = liveness {
         liveness.abort();
     }

@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
         eprintln!("prolitemeet-server: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let (router, app) = match app(config.clone()).await {
+    let (router, server) = match app(config.clone()).await {
         Ok(built) => built,
         Err(e) => {
             tracing::error!("{e}");
@@ -54,11 +54,11 @@ async fn main() -> ExitCode {
         %address,
         allowed_origins = %config.allowed_origins,
         node_env = %config.node_env,
-        instance = %app.state.instance_id,
+        instance = %server.app.state.instance_id,
         %mode,
         "ProLiteMeet server listening"
     );
-    match serve(listener, router, app, shutdown_signal()).await {
+    match serve(listener, router, server, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

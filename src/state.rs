@@ -2,54 +2,24 @@
 //! (axum `State` and socketioxide `State`), and the assembled [`App`]: that state with the
 //! Socket.IO handle. It sits below the handlers, which all take it from here.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::FromRef;
 use socketioxide::SocketIo;
-use tokio::sync::mpsc;
 
-use crate::cluster::bus::Bus;
 use crate::config::Config;
 use crate::limits::AddressLimiter;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::registry::events::{Batch, Deliveries, Inbox};
+use crate::registry::events::{Deliveries, Inbox};
 
-/// The assembled server: its shared state, the Socket.IO handle, and what `serve` starts.
+/// The assembled server as handlers see it: its shared state and the Socket.IO handle.
 #[derive(Clone)]
 pub struct App {
     pub state: AppState,
     pub io: SocketIo,
-    /// The cluster's pub/sub connection (cluster mode), watched by the liveness task.
-    pub bus: Option<Bus>,
-    /// The announcer's end of the inbox, taken once by `serve`.
-    announcements: Arc<Mutex<Option<mpsc::UnboundedReceiver<Batch>>>>,
-}
-
-impl App {
-    pub fn new(
-        state: AppState,
-        io: SocketIo,
-        bus: Option<Bus>,
-        announcements: mpsc::UnboundedReceiver<Batch>,
-    ) -> Self {
-        Self {
-            state,
-            io,
-            bus,
-            announcements: Arc::new(Mutex::new(Some(announcements))),
-        }
-    }
-
-    /// The batches to announce; `None` once taken.
-    pub fn take_announcements(&self) -> Option<mpsc::UnboundedReceiver<Batch>> {
-        self.announcements
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-    }
 }
 
 impl FromRef<App> for AppState {

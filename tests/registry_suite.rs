@@ -120,7 +120,8 @@ async fn subscribe(
     registry: &RedisRegistry,
 ) -> (Bus, mpsc::UnboundedReceiver<Batch>) {
     let (inbox, batches) = mpsc::unbounded_channel();
-    let client = prolitemeet_server::cluster::connection::client(&server.url()).expect("url");
+    let client =
+        prolitemeet_server::registry::redis::connection::client(&server.url()).expect("url");
     let bus = Bus::connect(&client, registry.channels(), inbox)
         .await
         .expect("subscribe to the test redis");

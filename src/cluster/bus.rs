@@ -8,9 +8,8 @@
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, PushInfo, PushKind};
 
-use super::connection;
 use crate::registry::events::Inbox;
-use crate::registry::redis::decode_batch;
+use crate::registry::redis::{connection, decode_batch};
 
 #[derive(Clone)]
 pub struct Bus {

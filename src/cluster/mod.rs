@@ -4,14 +4,13 @@
 //! survivors remove the participants of an instance that died ([`liveness`]).
 
 pub mod bus;
-pub mod connection;
 pub mod liveness;
 
 use std::sync::Arc;
 
 use crate::registry::Limits;
 use crate::registry::events::Inbox;
-use crate::registry::redis::RedisRegistry;
+use crate::registry::redis::{RedisRegistry, connection};
 use bus::Bus;
 
 /// Why cluster mode could not start.

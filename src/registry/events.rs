@@ -13,7 +13,7 @@ use dashmap::DashMap;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Joined, Left, Said, Updated};
+use super::outcome::{Joined, Left, Said, Updated};
 use crate::model::{MediaKind, Participant};
 use crate::protocol::RelayKind;
 

@@ -14,7 +14,9 @@ use dashmap::mapref::entry::Entry;
 
 use super::error::RoomLimitReached;
 use super::events::{Batch, Change, Event, Inbox, LeaveReason, Origin};
-use super::{JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated};
+use super::outcome::{
+    JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
+};
 use crate::model::{ChatMessage, MediaKind, Participant, ParticipantView, Timestamp};
 use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
 

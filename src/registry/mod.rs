@@ -9,100 +9,20 @@
 pub mod error;
 pub mod events;
 pub mod memory;
+pub mod outcome;
 pub mod redis;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::model::{ChatMessage, Participant, ParticipantView, Timestamp};
+use crate::model::Participant;
 use crate::protocol::{JoinRequest, MediaChange, ProtocolError};
 pub use error::{RoomLimitReached, StoreUnavailable};
 pub use events::LeaveReason;
 pub use memory::MemoryRegistry;
+pub use outcome::{
+    JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
+};
 pub use redis::RedisRegistry;
-
-/// The limits the registry enforces, from the configuration.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_participants: usize,
-    pub chat_history_limit: usize,
-    pub empty_room_ttl: Duration,
-    pub unused_room_ttl: Duration,
-    /// Most rooms in existence at once; 0 = no cap.
-    pub max_rooms: usize,
-}
-
-/// Public facts about a room, for `GET /api/room/:roomId`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomInfo {
-    pub room_id: Arc<str>,
-    pub participant_count: usize,
-    pub created_at: Timestamp,
-}
-
-/// A room as operators see it (`GET /api/admin/rooms`).
-#[derive(Debug, Clone)]
-pub struct RoomSummary {
-    pub room_id: Arc<str>,
-    pub created_at: Timestamp,
-    pub participant_count: usize,
-    pub host: Option<ParticipantView>,
-    pub message_count: usize,
-}
-
-/// One room in detail, without its chat text (`GET /api/admin/rooms/:roomId`).
-#[derive(Debug, Clone)]
-pub struct RoomDetail {
-    pub summary: RoomSummary,
-    pub participants: Vec<ParticipantView>,
-}
-
-/// A socket's arrival in a room.
-#[derive(Debug, Clone)]
-pub struct Joined {
-    pub room_id: Arc<str>,
-    pub me: ParticipantView,
-    /// Everyone, the joiner included, in join order.
-    pub participants: Vec<ParticipantView>,
-    /// The room's chat history, oldest first.
-    pub messages: Vec<Arc<ChatMessage>>,
-    /// The room did not exist before this join.
-    pub created_room: bool,
-}
-
-#[derive(Debug, Clone)]
-pub enum JoinOutcome {
-    /// Joined the room, having first left `left` if the socket was elsewhere.
-    Joined { left: Option<Left>, joined: Joined },
-    /// Already in that room: nothing changed, the joiner is told again.
-    AlreadyIn(Joined),
-}
-
-/// A participant's departure from a room.
-#[derive(Debug, Clone)]
-pub struct Left {
-    pub room_id: Arc<str>,
-    pub participant: Participant,
-    /// Who remains, in join order (the new host first).
-    pub participants: Vec<ParticipantView>,
-    /// The room was removed because it emptied and `EMPTY_ROOM_TTL_SECS` is 0.
-    pub room_removed: bool,
-}
-
-/// A chat message was recorded; everyone in the room gets it.
-#[derive(Debug, Clone)]
-pub struct Said {
-    pub room_id: Arc<str>,
-    pub message: Arc<ChatMessage>,
-}
-
-/// A participant's state changed; everyone in the room is told.
-#[derive(Debug, Clone)]
-pub struct Updated {
-    pub room_id: Arc<str>,
-    pub participant: ParticipantView,
-    pub participants: Vec<ParticipantView>,
-}
 
 /// The registry the server runs on, chosen once at start-up.
 pub enum Registry {

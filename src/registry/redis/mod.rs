@@ -27,6 +27,7 @@
 //! participant count. Deadlines and heartbeats use Redis' clock (`TIME` in the scripts), so
 //! instances with skewed clocks agree on them.
 
+pub mod connection;
 mod wire;
 
 use std::sync::{Arc, LazyLock};
@@ -35,11 +36,9 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
 
+use super::error::{RoomLimitReached, StoreUnavailable};
 use super::events::{Change, LeaveReason, Relay};
-use super::{
-    JoinOutcome, Left, Limits, RoomDetail, RoomInfo, RoomLimitReached, RoomSummary, Said,
-    StoreUnavailable, Updated,
-};
+use super::outcome::{JoinOutcome, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated};
 use crate::model::{MediaKind, Participant, Timestamp};
 use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
 pub use wire::decode_batch;
@@ -49,7 +48,7 @@ use wire::{
 };
 
 /// An upper bound on a whole call, reconnection attempts included (timeouts and backoff of
-/// each attempt: [`crate::cluster::connection::manager_config`]), so a call during an outage fails
+/// each attempt: [`connection::manager_config`]), so a call during an outage fails
 /// as `unavailable` rather than hanging the handler.
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
 /// Rooms one sweep removes at most; the rest go on the next (once a second).
@@ -190,7 +189,7 @@ impl RedisRegistry {
         prefix: &str,
         instance: Arc<str>,
     ) -> Result<Self, redis::RedisError> {
-        let config = crate::cluster::connection::manager_config();
+        let config = connection::manager_config();
         let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
         // Loaded once now rather than by every first call racing on NOSCRIPT (they still load

@@ -9,10 +9,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::super::events::{Batch, Change, Event, LeaveReason, Origin, Relay};
-use super::super::{Joined, Left, RoomSummary, Said, StoreUnavailable, Updated};
 use crate::model::{ChatMessage, MediaKind, Participant, ParticipantView, Timestamp};
 use crate::protocol::RelayKind;
+use crate::registry::error::StoreUnavailable;
+use crate::registry::events::{Batch, Change, Event, LeaveReason, Origin, Relay};
+use crate::registry::outcome::{Joined, Left, RoomSummary, Said, Updated};
 
 /// A participant as stored in `{p}:people:<id>`: the registry's [`Participant`] plus the
 /// instance that holds its socket.
