@@ -256,16 +256,38 @@ fn trimmed_text(value: Option<&Value>, key: &str, max: usize) -> Decoded<String>
     Ok(text.to_owned())
 }
 
+/// Whether `c` shows: not white space, a combining mark, a format character (zero-width
+/// spaces and joiners, direction marks), a control, or unassigned.
+pub fn is_visible(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    !c.is_whitespace()
+        && !matches!(
+            get_general_category(c),
+            G::NonspacingMark
+                | G::EnclosingMark
+                | G::SpacingMark
+                | G::Format
+                | G::Control
+                | G::Surrogate
+                | G::Unassigned
+                | G::SpaceSeparator
+                | G::LineSeparator
+                | G::ParagraphSeparator
+        )
+}
+
 /// An `http(s)://` URL of at most 2048 characters, or `None`: an unusable avatar is no error.
 pub fn usable_avatar(value: Option<&Value>) -> Option<String> {
     let url = value?.as_str()?;
-    let lower_scheme = url
-        .get(..8)
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let rest = if lower_scheme.starts_with("http://") {
+    let scheme = |prefix: &str| {
+        url.as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
+    // The scheme is ASCII, so `rest` starts on a character boundary.
+    let rest = if scheme("http://") {
         &url[7..]
-    } else if lower_scheme == "https://" {
+    } else if scheme("https://") {
         &url[8..]
     } else {
         return None;
@@ -289,6 +311,11 @@ pub fn decode_join(payload: &RawValue) -> Decoded<JoinRequest> {
         _ => return Err(ProtocolError::invalid("`roomId` must be a string")),
     };
     let user_name = trimmed_text(map.get("userName"), "userName", USER_NAME_MAX)?;
+    if !user_name.chars().any(is_visible) {
+        return Err(ProtocolError::invalid(
+            "`userName` must have at least one visible character",
+        ));
+    }
     Ok(JoinRequest {
         room_id,
         user_name,
@@ -468,6 +495,21 @@ mod tests {
                 "{bad}"
             );
         }
+        for invisible in [
+            "\u{200B}",
+            "\u{0301}\u{0301}",
+            "\u{200D}\u{FE0F}",
+            "\u{2060}\u{200E}",
+        ] {
+            let bad = json!({"roomId": "R", "userName": invisible});
+            assert_eq!(
+                code(decode_join(&p(bad.clone()))),
+                ErrorCode::InvalidPayload,
+                "{bad}"
+            );
+        }
+        assert!(decode_join(&p(json!({"roomId": "R", "userName": "e\u{0301}"}))).is_ok());
+        assert!(decode_join(&p(json!({"roomId": "R", "userName": "😀"}))).is_ok());
         let fifty = "é".repeat(50);
         assert!(decode_join(&p(json!({"roomId": "R", "userName": fifty}))).is_ok());
     }
@@ -480,6 +522,16 @@ mod tests {
             Some("https://a.b/c.png".into())
         );
         assert_eq!(ok(json!("http://a")), Some("http://a".into()));
+        assert_eq!(ok(json!("HTTPS://A.B")), Some("HTTPS://A.B".into()));
+        assert_eq!(
+            ok(json!("http://é.example/a.png")),
+            Some("http://é.example/a.png".into()),
+            "a host starting with a non-ASCII character"
+        );
+        assert_eq!(
+            ok(json!("https://日本.jp/a")),
+            Some("https://日本.jp/a".into())
+        );
         assert_eq!(ok(json!("javascript:alert(1)")), None);
         assert_eq!(ok(json!("https://")), None);
         assert_eq!(ok(json!(42)), None);

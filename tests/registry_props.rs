@@ -255,9 +255,10 @@ fn check_decoders(p: &Value) -> Result<(), TestCaseError> {
         m.get("roomId")
             .and_then(Value::as_str)
             .is_some_and(is_valid_room_id)
-            && m.get("userName")
-                .and_then(Value::as_str)
-                .is_some_and(|n| (1..=protocol::USER_NAME_MAX).contains(&trimmed_len(n)))
+            && m.get("userName").and_then(Value::as_str).is_some_and(|n| {
+                (1..=protocol::USER_NAME_MAX).contains(&trimmed_len(n))
+                    && n.trim().chars().any(protocol::is_visible)
+            })
     });
     prop_assert_eq!(r.is_ok(), expect_ok, "join {}: {:?}", p, r);
     if let Ok(j) = &r {

@@ -698,3 +698,26 @@ async fn racing_round(server: &TestServer, round: usize) {
         client.disconnect().await;
     }
 }
+
+/// An `http://` avatar whose host starts with a non-ASCII character is kept; a user name of
+/// only combining or zero-width characters is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avatars_with_non_ascii_hosts_and_invisible_names() {
+    let server = TestServer::start().await;
+    let mut a = server.client().await;
+    a.emit(
+        "join-room",
+        json!({"roomId": "U", "userName": "Zoé", "userAvatar": "http://é.example/a.png"}),
+    )
+    .await;
+    let joined = a.expect("joined-room").await;
+    assert_eq!(joined["participant"]["avatar"], "http://é.example/a.png");
+    let b = server.client().await;
+    for invisible in ["\u{200B}", "\u{0301}\u{0301}", "\u{200D}\u{2060}"] {
+        let ack = b
+            .emit_ack("join-room", json!({"roomId": "U", "userName": invisible}))
+            .await;
+        assert_eq!(ack["code"], "invalid_payload", "{invisible:?}: {ack}");
+    }
+    server.await_counts((1, 1)).await;
+}
