@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::address::TrustedProxies;
 use crate::ice::{IceConfig, TurnConfig, check_url};
 use crate::limits::{Rate, RateLimits};
 
@@ -59,6 +60,11 @@ pub struct Config {
     pub max_connections: usize,
     /// Most rooms in existence at once; 0 = no cap.
     pub max_rooms: usize,
+    /// Most rooms one client address may have made and still in existence; 0 = no cap.
+    pub max_rooms_per_address: usize,
+    /// Per client address: rooms made (`POST /api/create-room`, or `join-room` naming a room
+    /// that does not exist).
+    pub room_create_rate: Rate,
     /// Packets a socket's outgoing buffer holds; a socket found with a full buffer is evicted.
     pub socket_buffer_packets: usize,
     /// A connection whose writes make no progress for this long is closed.
@@ -74,6 +80,8 @@ pub struct Config {
     pub ice_rate: Rate,
     /// Where rooms live: in this process, or in a Redis several instances share.
     pub deployment: Deployment,
+    /// Which proxies may name the client in `X-Forwarded-For` (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// The one switch between the two ways to run: decided here, once, at start-up.
@@ -120,13 +128,18 @@ impl Default for Config {
             node_env: "development".into(),
             log_json: false,
             empty_room_ttl: Duration::from_secs(300),
-            unused_room_ttl: Duration::from_secs(600),
+            unused_room_ttl: Duration::from_secs(60),
             max_participants: 50,
             chat_history_limit: 200,
             static_dir: None,
             max_payload_bytes: 100_000,
             max_connections: 10_000,
             max_rooms: 10_000,
+            max_rooms_per_address: 100,
+            room_create_rate: Rate {
+                per_sec: 0.2,
+                burst: 10.0,
+            },
             socket_buffer_packets: 1024,
             write_stall_timeout: Duration::from_secs(10),
             rate_limits: RateLimits {
@@ -156,6 +169,7 @@ impl Default for Config {
                 burst: 10.0,
             },
             deployment: Deployment::Memory,
+            trusted_proxies: TrustedProxies::None,
         }
     }
 }
@@ -306,6 +320,28 @@ impl Config {
             admin_token: get("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
             ice: ice(&get, defaults.ice)?,
             ice_rate: rate(&get, "ICE_RATE_PER_SEC", "ICE_BURST", defaults.ice_rate)?,
+            max_rooms_per_address: parse(
+                &get,
+                "MAX_ROOMS_PER_ADDRESS",
+                defaults.max_rooms_per_address,
+                "expected a whole number (0 = no cap)",
+            )?,
+            room_create_rate: rate(
+                &get,
+                "ROOM_CREATE_RATE_PER_SEC",
+                "ROOM_CREATE_BURST",
+                defaults.room_create_rate,
+            )?,
+            trusted_proxies: match get("TRUSTED_PROXIES") {
+                None => TrustedProxies::None,
+                Some(raw) => TrustedProxies::parse(&raw).map_err(|_| {
+                    invalid(
+                        "TRUSTED_PROXIES",
+                        &raw,
+                        "expected a number of proxy hops, or addresses/CIDR networks separated by commas",
+                    )
+                })?,
+            },
             deployment: {
                 let prefix = match get("REDIS_PREFIX") {
                     None => DEFAULT_REDIS_PREFIX.to_owned(),
@@ -551,7 +587,7 @@ mod tests {
         assert!(c.allowed_origins.allows("http://localhost:5173"));
         assert!(!c.allowed_origins.allows("http://evil.example"));
         assert_eq!(c.empty_room_ttl, Duration::from_secs(300));
-        assert_eq!(c.unused_room_ttl, Duration::from_secs(600));
+        assert_eq!(c.unused_room_ttl, Duration::from_secs(60));
         assert_eq!(c.max_participants, 50);
         assert_eq!(c.chat_history_limit, 200);
         assert!(!c.log_json);
@@ -584,6 +620,8 @@ mod tests {
             ("REDIS_URL", "http://redis:6379"),
             ("REDIS_PREFIX", "has space"),
             ("REDIS_PREFIX", "{tag}"),
+            ("TRUSTED_PROXIES", "everyone"),
+            ("TRUSTED_PROXIES", "10.0.0.0/40"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

@@ -4,6 +4,7 @@
 //! [`app`] builds everything from a [`Config`]; [`serve`] runs it until a shutdown signal.
 //! Tests start exactly these two.
 
+pub mod address;
 pub mod cluster;
 pub mod config;
 pub mod http;
@@ -98,6 +99,7 @@ fn limits(config: &Config) -> Limits {
         empty_room_ttl: config.empty_room_ttl,
         unused_room_ttl: config.unused_room_ttl,
         max_rooms: config.max_rooms,
+        max_rooms_per_address: config.max_rooms_per_address,
     }
 }
 
@@ -135,7 +137,10 @@ pub async fn serve(
     } = server;
     let sweeper = tokio::spawn(sweeper::run(
         app.state.registry.clone(),
-        app.state.ice_limiter.clone(),
+        [
+            app.state.ice_limiter.clone(),
+            app.state.room_limiter.clone(),
+        ],
     ));
     let trimmer = tokio::spawn(memory::run(app.state.clone()));
     let announcer = tokio::spawn(signaling::announce::run(

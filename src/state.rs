@@ -35,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `GET /api/ice-servers` requests per client address.
     pub ice_limiter: Arc<AddressLimiter>,
+    /// Rooms made per client address.
+    pub room_limiter: Arc<AddressLimiter>,
     /// This instance among its cluster (reported by `/health`).
     pub instance_id: Arc<str>,
     /// The announcer's inbox, for changes made outside the registry (operator actions).
@@ -61,6 +63,7 @@ impl AppState {
             inbox,
             deliveries: Arc::default(),
             ice_limiter: Arc::new(AddressLimiter::new(config.ice_rate)),
+            room_limiter: Arc::new(AddressLimiter::new(config.room_create_rate)),
             instance_id,
             store_reachable: Arc::new(AtomicBool::new(true)),
             config,

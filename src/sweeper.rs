@@ -1,6 +1,6 @@
 //! The background task that removes rooms left empty past `EMPTY_ROOM_TTL_SECS` and rooms
 //! made by `create-room` but never joined past `UNUSED_ROOM_TTL_SECS`; it also forgets idle
-//! client addresses of the per-address rate limiter. In a cluster every instance sweeps; the
+//! client addresses of the per-address rate limiters. In a cluster every instance sweeps; the
 //! store makes each removal happen once.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use crate::registry::Registry;
 /// PROTOCOL.md promises removal within 5 s of the TTL; once a second keeps well inside that.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-pub async fn run(registry: Arc<Registry>, ice_limiter: Arc<AddressLimiter>) {
+pub async fn run(registry: Arc<Registry>, limiters: [Arc<AddressLimiter>; 2]) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -25,6 +25,8 @@ pub async fn run(registry: Arc<Registry>, ice_limiter: Arc<AddressLimiter>) {
             }
             Err(e) => tracing::debug!("sweep skipped: {e}"),
         }
-        ice_limiter.prune();
+        for limiter in &limiters {
+            limiter.prune();
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::{Running, TestClient, TestServer, assert_participant, ids, server_command};
-use prolitemeet_server::limits::RateLimits;
+use prolitemeet_server::limits::{Rate, RateLimits};
 use prolitemeet_server::{Config, Deployment};
 use serde_json::{Value, json};
 
@@ -37,6 +37,8 @@ fn config(redis: &RedisServer) -> Config {
         host: [127, 0, 0, 1].into(),
         port: 0,
         rate_limits: RateLimits::UNLIMITED,
+        room_create_rate: Rate::UNLIMITED,
+        max_rooms_per_address: 0,
         deployment: Deployment::Redis {
             url: redis.url(),
             prefix: common::unique_prefix(),

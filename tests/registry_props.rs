@@ -26,6 +26,13 @@ use proptest::test_runner::Config as ProptestConfig;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
+/// Whoever makes rooms in these tests: one address, never limited.
+const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+const ANYONE: prolitemeet_server::registry::Creator = prolitemeet_server::registry::Creator {
+    address: LOCAL,
+    may_create: true,
+};
+
 // =============================================================================================
 // Payload decoding
 // =============================================================================================
@@ -679,7 +686,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
                 user_name: name.clone(),
                 avatar: None,
             };
-            let result = reg.join(&id, &req, None);
+            let result = reg.join(&id, &req, ANYONE, None);
             let current = model.room_of(&id);
             if current.as_deref() == Some(target.as_str()) {
                 match result {
@@ -801,9 +808,9 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
             }
         }
         Op::CreateRoom => {
-            let result = reg.create_room();
+            let result = reg.create_room(LOCAL);
             if model.room_cap_reached() {
-                prop_assert_eq!(result.err(), Some(RoomLimitReached));
+                prop_assert_eq!(result.err(), Some(RoomLimitReached::Server));
                 return Ok(());
             }
             let info = result.map_err(|e| TestCaseError::fail(format!("create: {e}")))?;
@@ -1033,6 +1040,7 @@ fn limits() -> impl Strategy<Value = Limits> {
                 },
                 unused_room_ttl: Duration::from_secs(600),
                 max_rooms,
+                max_rooms_per_address: 0,
             },
         )
 }
@@ -1140,6 +1148,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
             },
             unused_room_ttl: Duration::from_secs(600),
             max_rooms,
+            max_rooms_per_address: 0,
         });
         let reg = Arc::new(reg);
         let threads: Vec<_> = (0..6u64)
@@ -1161,7 +1170,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
                                     user_name: "x".into(),
                                     avatar: None,
                                 };
-                                match reg.join(&id, &req, None) {
+                                match reg.join(&id, &req, ANYONE, None) {
                                     Ok(_) => at[s] = Some(room),
                                     Err(e) => assert!(
                                         matches!(

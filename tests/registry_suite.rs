@@ -29,6 +29,13 @@ use prolitemeet_server::registry::{
 use redis_server::RedisServer;
 use tokio::sync::mpsc;
 
+/// Whoever makes rooms in these tests: one address, never limited.
+const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+const ANYONE: prolitemeet_server::registry::Creator = prolitemeet_server::registry::Creator {
+    address: LOCAL,
+    may_create: true,
+};
+
 /// How long a state that must come (a sweep after a TTL, a reap) may take to come.
 const WAIT: Duration = Duration::from_secs(6);
 const POLL: Duration = Duration::from_millis(25);
@@ -191,6 +198,7 @@ both_backends!(
     stats_summaries_and_detail_describe_the_rooms,
     every_change_is_announced_in_order,
     a_closed_room_and_a_kick_are_announced,
+    rooms_are_made_only_when_allowed_and_within_the_address_share,
 );
 
 // =============================================================================================
@@ -204,6 +212,7 @@ fn limits() -> Limits {
         empty_room_ttl: Duration::from_secs(300),
         unused_room_ttl: Duration::from_secs(600),
         max_rooms: 0,
+        max_rooms_per_address: 0,
     }
 }
 
@@ -217,9 +226,9 @@ fn req(room: &str, name: &str) -> JoinRequest {
 
 /// Joins and expects a new join (not `AlreadyIn`).
 async fn join(r: &Registry, socket: &str, room: &str, name: &str) -> (Option<Left>, Joined) {
-    match r.join(socket, &req(room, name), None).await {
+    match r.join(socket, &req(room, name), ANYONE, None).await {
         Ok(JoinOutcome::Joined { left, joined }) => (left, joined),
-        Ok(JoinOutcome::AlreadyIn(_)) => panic!("{socket} was already in {room}"),
+        Ok(other) => panic!("{socket} did not join {room}: {other:?}"),
         Err(e) => panic!("{socket} could not join {room}: {e:?}"),
     }
 }
@@ -324,14 +333,14 @@ async fn joining_the_same_room_changes_nothing(backend: Backend) {
     join(&r, "a", "R", "Ann").await;
     join(&r, "b", "R", "Bob").await;
     r.chat("a", None, "hello", None).await.unwrap();
-    match r.join("b", &req("R", "Other"), None).await.unwrap() {
+    match r.join("b", &req("R", "Other"), ANYONE, None).await.unwrap() {
         JoinOutcome::AlreadyIn(j) => {
             assert_eq!(&*j.me.user_name, "Bob");
             assert!(!j.me.is_admin && !j.created_room);
             assert_eq!(ids(&j.participants), ["a", "b"]);
             assert_eq!(j.messages.len(), 1);
         }
-        JoinOutcome::Joined { .. } => panic!("joined twice"),
+        other => panic!("joined twice: {other:?}"),
     }
     assert_eq!(r.stats().await.unwrap(), (1, 2));
 }
@@ -391,7 +400,10 @@ async fn a_full_room_refuses_and_the_socket_stays(backend: Backend) {
     };
     join(&r, "a", "R1", "Ann").await;
     join(&r, "b", "R2", "Bob").await;
-    let err = r.join("b", &req("R1", "Bob"), None).await.unwrap_err();
+    let err = r
+        .join("b", &req("R1", "Bob"), ANYONE, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::RoomFull);
     assert_eq!(err.message, "Room R1 is full (1 participants at most)");
     assert_eq!(r.current_room("b", None).await.unwrap().as_ref(), "R2");
@@ -405,7 +417,7 @@ async fn a_full_room_refuses_and_the_socket_stays(backend: Backend) {
     );
     // A newcomer is refused too, and is then in no room.
     assert_eq!(
-        code(r.join("c", &req("R1", "Cat"), None).await),
+        code(r.join("c", &req("R1", "Cat"), ANYONE, None).await),
         ErrorCode::RoomFull
     );
     assert_eq!(code(r.current_room("c", None).await), ErrorCode::NotInRoom);
@@ -421,22 +433,22 @@ async fn the_room_cap_counts_created_and_joined_rooms(backend: Backend) {
     let Some(r) = open(backend, cap).await else {
         return;
     };
-    r.create_room().await.unwrap();
+    r.create_room(LOCAL).await.unwrap();
     join(&r, "a", "R", "Ann").await;
-    let err = r.create_room().await.unwrap_err();
+    let err = r.create_room(LOCAL).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::TooManyRooms);
     assert_eq!(
         err.message,
         "The server has reached its room limit; try again later"
     );
     assert_eq!(
-        code(r.join("b", &req("R2", "Bob"), None).await),
+        code(r.join("b", &req("R2", "Bob"), ANYONE, None).await),
         ErrorCode::TooManyRooms
     );
     // The cap is checked before the old room is left: a switch to a new room is refused
     // even when leaving would free one, and the socket stays.
     assert_eq!(
-        code(r.join("a", &req("R3", "Ann"), None).await),
+        code(r.join("a", &req("R3", "Ann"), ANYONE, None).await),
         ErrorCode::TooManyRooms
     );
     assert_eq!(r.current_room("a", None).await.unwrap().as_ref(), "R");
@@ -461,7 +473,7 @@ async fn chat_history_is_oldest_first_and_capped(backend: Backend) {
         avatar: Some("https://example.com/ann.png".into()),
         ..req("R", "Ann")
     };
-    r.join("a", &ann, None).await.unwrap();
+    r.join("a", &ann, ANYONE, None).await.unwrap();
     for i in 0..5 {
         let said = r
             .chat("a", Some("R"), &format!("m{i} \"quoted\" é/😀"), None)
@@ -757,8 +769,8 @@ async fn unused_created_room_is_swept_after_its_ttl(backend: Backend) {
     else {
         return;
     };
-    let used = r.create_room().await.unwrap();
-    let unused = r.create_room().await.unwrap();
+    let used = r.create_room(LOCAL).await.unwrap();
+    let unused = r.create_room(LOCAL).await.unwrap();
     let created_at = Instant::now();
     for info in [&used, &unused] {
         assert_eq!(info.room_id.len(), 8);
@@ -835,7 +847,7 @@ async fn stats_summaries_and_detail_describe_the_rooms(backend: Backend) {
     r.chat("b", None, "hi", None).await.unwrap();
     // Creation times are kept to the millisecond: space the rooms so their order is known.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let created = r.create_room().await.unwrap();
+    let created = r.create_room(LOCAL).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     join(&r, "c", "S", "Cat").await;
     assert_eq!(r.stats().await.unwrap(), (3, 3));
@@ -905,7 +917,7 @@ async fn concurrent_joins_on_two_instances_respect_max_participants() {
                 let socket = format!("s{i:02}");
                 (
                     socket.clone(),
-                    r.join(&socket, &req("R", &socket), None).await,
+                    r.join(&socket, &req("R", &socket), ANYONE, None).await,
                 )
             })
         })
@@ -981,9 +993,9 @@ async fn concurrent_room_creation_on_two_instances_respects_max_rooms() {
             let r = instances[i % 2].clone();
             tokio::spawn(async move {
                 if i % 4 == 0 {
-                    r.create_room().await.map(drop)
+                    r.create_room(LOCAL).await.map(drop)
                 } else {
-                    r.join(&format!("s{i}"), &req(&format!("R{i}"), "X"), None)
+                    r.join(&format!("s{i}"), &req(&format!("R{i}"), "X"), ANYONE, None)
                         .await
                         .map(drop)
                 }
@@ -1025,7 +1037,7 @@ async fn a_dead_instance_is_reaped_once_by_a_survivor() {
     y.ping().await.unwrap();
 
     join(&x, "x1", "R1", "X1").await;
-    y.join("y1", &req("R1", "Y1"), None).await.unwrap();
+    y.join("y1", &req("R1", "Y1"), ANYONE, None).await.unwrap();
     join(&x, "x2", "R1", "X2").await;
     join(&x, "x3", "R2", "X3").await;
     assert_eq!(y.stats().await.unwrap(), (2, 4));
@@ -1086,8 +1098,8 @@ async fn a_dead_instance_is_reaped_once_by_a_survivor() {
 async fn a_retried_leave_replays_a_leave_whose_answer_was_lost() {
     let Some(server) = shared_redis() else { return };
     let r = connect_redis(&server, limits(), &unique_prefix(), "x").await;
-    r.join("a", &req("R", "Ann"), None).await.unwrap();
-    r.join("b", &req("R", "Bob"), None).await.unwrap();
+    r.join("a", &req("R", "Ann"), ANYONE, None).await.unwrap();
+    r.join("b", &req("R", "Bob"), ANYONE, None).await.unwrap();
     // The first leave ran; say its answer never arrived.
     assert!(
         r.leave("b", LeaveReason::Left, None)
@@ -1132,8 +1144,8 @@ async fn live_instances_and_the_reaper_itself_are_never_reaped() {
     let x = connect_redis(&server, limits(), &prefix, "x").await;
     let y = connect_redis(&server, limits(), &prefix, "y").await;
     let w = connect_redis(&server, limits(), &prefix, "w").await;
-    x.join("x1", &req("R", "X1"), None).await.unwrap();
-    y.join("y1", &req("R", "Y1"), None).await.unwrap();
+    x.join("x1", &req("R", "X1"), ANYONE, None).await.unwrap();
+    y.join("y1", &req("R", "Y1"), ANYONE, None).await.unwrap();
     x.heartbeat().await.unwrap();
     y.heartbeat().await.unwrap();
 
@@ -1204,7 +1216,7 @@ async fn an_outage_is_unavailable_then_the_store_recovers() {
     let started = Instant::now();
     assert!(r.stats().await.is_err());
     assert_eq!(
-        code(r.join("b", &req("R", "Bob"), None).await),
+        code(r.join("b", &req("R", "Bob"), ANYONE, None).await),
         ErrorCode::Unavailable
     );
     assert_eq!(
@@ -1259,7 +1271,7 @@ async fn malformed_values_in_redis_are_errors_not_panics() {
         ErrorCode::Unavailable
     );
     assert_eq!(
-        code(r.join("c", &req("R", "Cat"), None).await),
+        code(r.join("c", &req("R", "Cat"), ANYONE, None).await),
         ErrorCode::Unavailable
     );
 
@@ -1291,8 +1303,12 @@ async fn every_change_is_announced_in_order(backend: Backend) {
     let Some(r) = open(backend, limits()).await else {
         return;
     };
-    r.join("a", &req("R", "Ann"), Some(1)).await.unwrap();
-    r.join("b", &req("R", "Bob"), Some(2)).await.unwrap();
+    r.join("a", &req("R", "Ann"), ANYONE, Some(1))
+        .await
+        .unwrap();
+    r.join("b", &req("R", "Bob"), ANYONE, Some(2))
+        .await
+        .unwrap();
     r.chat("a", None, "hi", Some(3)).await.unwrap();
     let audio_off = MediaChange {
         kind: MediaKind::Audio,
@@ -1301,9 +1317,13 @@ async fn every_change_is_announced_in_order(backend: Backend) {
     r.set_media("b", None, audio_off, Some(4)).await.unwrap();
     r.set_screen_sharing("b", None, true, None).await.unwrap();
     r.leave("a", LeaveReason::Left, Some(5)).await.unwrap();
-    r.join("b", &req("S", "Bob"), Some(6)).await.unwrap();
+    r.join("b", &req("S", "Bob"), ANYONE, Some(6))
+        .await
+        .unwrap();
     // Joining the room one is in changes nothing: nothing is announced.
-    r.join("b", &req("S", "Bob"), Some(7)).await.unwrap();
+    r.join("b", &req("S", "Bob"), ANYONE, Some(7))
+        .await
+        .unwrap();
     r.leave("b", LeaveReason::Disconnected, None).await.unwrap();
     let events = r.next_events(12).await;
     let mut events = events.into_iter();
@@ -1382,9 +1402,9 @@ async fn a_closed_room_and_a_kick_are_announced(backend: Backend) {
     let Some(r) = open(backend, limits()).await else {
         return;
     };
-    r.join("a", &req("R", "Ann"), None).await.unwrap();
-    r.join("b", &req("R", "Bob"), None).await.unwrap();
-    r.join("c", &req("S", "Cat"), None).await.unwrap();
+    r.join("a", &req("R", "Ann"), ANYONE, None).await.unwrap();
+    r.join("b", &req("R", "Bob"), ANYONE, None).await.unwrap();
+    r.join("c", &req("S", "Cat"), ANYONE, None).await.unwrap();
     r.close_room("R", Some(9)).await.unwrap();
     r.leave("c", LeaveReason::Kicked, None).await.unwrap();
     let events = r.next_events(8).await;
@@ -1428,7 +1448,7 @@ async fn racing_instances_announce_one_order_to_all() {
             let socket = format!("r{round}s{i}");
             tasks.push(tokio::spawn(async move {
                 instance
-                    .join(&socket, &req("RACE", &socket), None)
+                    .join(&socket, &req("RACE", &socket), ANYONE, None)
                     .await
                     .unwrap();
                 if i % 2 == 0 {
@@ -1469,4 +1489,51 @@ async fn racing_instances_announce_one_order_to_all() {
     assert_eq!(on_x.len(), 120);
     assert_eq!(on_x, on_y, "both instances saw the same order");
     assert_eq!(on_x.last(), Some(&truth), "the last list is the true list");
+}
+
+async fn rooms_are_made_only_when_allowed_and_within_the_address_share(backend: Backend) {
+    let Some(r) = open(
+        backend,
+        Limits {
+            max_rooms_per_address: 2,
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let mallory = std::net::IpAddr::from([203, 0, 113, 66]);
+    let may_not = prolitemeet_server::registry::Creator {
+        address: mallory,
+        may_create: false,
+    };
+    let may = prolitemeet_server::registry::Creator {
+        may_create: true,
+        ..may_not
+    };
+    // A join naming a room that does not exist makes nothing unless allowed.
+    match r.join("m1", &req("NEW", "M"), may_not, None).await.unwrap() {
+        JoinOutcome::NeedsNewRoom => {}
+        other => panic!("made a room it may not: {other:?}"),
+    }
+    assert_eq!(r.stats().await.unwrap(), (0, 0));
+    r.join("m1", &req("NEW", "M"), may, None).await.unwrap();
+    // Joining an existing room needs no allowance.
+    r.join("x", &req("NEW", "X"), may_not, None).await.unwrap();
+    r.create_room(mallory).await.unwrap();
+    // Two rooms made by one address: a third is refused, by join or by create-room.
+    let err = r
+        .join("m2", &req("THIRD", "M"), may, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::TooManyRooms);
+    assert_eq!(code(r.create_room(mallory).await), ErrorCode::TooManyRooms);
+    // Other addresses are not held back by it.
+    r.create_room(LOCAL).await.unwrap();
+    // A room it made going away frees its share.
+    r.leave("m1", LeaveReason::Left, None).await.unwrap();
+    r.leave("x", LeaveReason::Left, None).await.unwrap();
+    r.close_room("NEW", None).await.unwrap();
+    r.join("m2", &req("THIRD", "M"), may, None).await.unwrap();
 }

@@ -1,8 +1,6 @@
 //! `GET /api/ice-servers`: STUN and TURN servers for a browser, with TURN credentials issued
 //! for the caller; rate-limited per client address.
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
@@ -29,7 +27,10 @@ pub async fn ice_servers(
     headers: HeaderMap,
     query: Result<Query<IceQuery>, QueryRejection>,
 ) -> Response {
-    if !app.ice_limiter.allow(client_address(&headers, peer)) {
+    if !app
+        .ice_limiter
+        .allow(app.config.trusted_proxies.client(peer.ip(), &headers))
+    {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many requests; slow down",
@@ -48,16 +49,4 @@ pub async fn ice_servers(
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let issued = app.config.ice.issue(&id);
     ([(CACHE_CONTROL, "no-store")], Json(issued)).into_response()
-}
-
-/// The caller's address: the first `X-Forwarded-For` entry when a proxy (Render, Railway,
-/// Heroku) set one, else the peer. A client can forge the header when no proxy is in front,
-/// which only buys it its own separate bucket.
-fn client_address(headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|first| first.trim().parse().ok())
-        .unwrap_or(peer.ip())
 }

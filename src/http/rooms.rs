@@ -3,12 +3,13 @@
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use super::error::ApiError;
 use crate::model::Timestamp;
+use crate::net::PeerAddr;
 use crate::registry::RoomInfo;
 use crate::state::AppState;
 
@@ -50,8 +51,20 @@ pub struct Created {
     message: &'static str,
 }
 
-pub async fn create_room(State(app): State<AppState>) -> Result<Json<Created>, ApiError> {
-    match app.registry.create_room().await {
+/// Rate-limited per client address, and within the address's share of rooms.
+pub async fn create_room(
+    State(app): State<AppState>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Created>, ApiError> {
+    let creator = app.config.trusted_proxies.client(peer.ip(), &headers);
+    if !app.room_limiter.allow(creator) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many rooms created from your address; slow down",
+        ));
+    }
+    match app.registry.create_room(creator).await {
         Ok(info) => {
             tracing::info!(room = %info.room_id, "room created (create-room)");
             Ok(Json(Created {

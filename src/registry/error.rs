@@ -18,10 +18,15 @@ impl From<StoreUnavailable> for ProtocolError {
     }
 }
 
-/// The server already holds `MAX_ROOMS` rooms.
+/// No room can be made now: the server holds `MAX_ROOMS` rooms, or the creator's address
+/// holds `MAX_ROOMS_PER_ADDRESS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("The server has reached its room limit; try again later")]
-pub struct RoomLimitReached;
+pub enum RoomLimitReached {
+    #[error("The server has reached its room limit; try again later")]
+    Server,
+    #[error("Your address holds as many rooms as it may; leave some first")]
+    Address,
+}
 
 impl From<RoomLimitReached> for ProtocolError {
     fn from(e: RoomLimitReached) -> Self {

@@ -5,6 +5,7 @@
 //! were made; the emits themselves happen there, with no lock held.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -15,7 +16,7 @@ use dashmap::mapref::entry::Entry;
 use super::error::RoomLimitReached;
 use super::events::{Batch, Change, Event, Inbox, LeaveReason, Origin};
 use super::outcome::{
-    JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
+    Creator, JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
 };
 use crate::model::{ChatMessage, MediaKind, Participant, ParticipantView, Timestamp};
 use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
@@ -42,16 +43,19 @@ struct Room {
     occupancy: Occupancy,
     /// Places promised to sockets switching in from another room (see `join`).
     reserved: usize,
+    /// Whose address made it (counted in `MAX_ROOMS_PER_ADDRESS` while it exists).
+    creator: Option<IpAddr>,
 }
 
 impl Room {
-    fn new(occupancy: Occupancy) -> Self {
+    fn new(occupancy: Occupancy, creator: Option<IpAddr>) -> Self {
         Self {
             created_at: Timestamp::now(),
             participants: Vec::new(),
             messages: VecDeque::new(),
             occupancy,
             reserved: 0,
+            creator,
         }
     }
 
@@ -86,6 +90,8 @@ pub struct MemoryRegistry {
     members: DashMap<Arc<str>, Arc<str>>,
     /// How many rooms exist, kept beside `rooms` so the room cap is exact under concurrency.
     room_count: AtomicUsize,
+    /// Address → how many existing rooms it made.
+    creators: DashMap<IpAddr, usize>,
     limits: Limits,
     /// Where changes are announced.
     inbox: Inbox,
@@ -99,6 +105,7 @@ impl MemoryRegistry {
             rooms: DashMap::new(),
             members: DashMap::new(),
             room_count: AtomicUsize::new(0),
+            creators: DashMap::new(),
             limits,
             inbox,
             instance,
@@ -124,32 +131,62 @@ impl MemoryRegistry {
         (self.room_count.load(Ordering::Relaxed), self.members.len())
     }
 
-    /// Counts one more room, unless that would pass `MAX_ROOMS`.
-    fn reserve_room(&self) -> Result<(), RoomLimitReached> {
+    /// Counts one more room made by `creator`, unless that would pass `MAX_ROOMS` or the
+    /// creator's `MAX_ROOMS_PER_ADDRESS`.
+    fn reserve_room(&self, creator: IpAddr) -> Result<(), RoomLimitReached> {
+        let per_address = self.limits.max_rooms_per_address;
+        {
+            let mut made = self.creators.entry(creator).or_insert(0);
+            if per_address > 0 && *made >= per_address {
+                return Err(RoomLimitReached::Address);
+            }
+            *made += 1;
+        }
         let max = self.limits.max_rooms;
-        self.room_count
+        let counted = self
+            .room_count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (max == 0 || n < max).then_some(n + 1)
-            })
-            .map(drop)
-            .map_err(|_| RoomLimitReached)
+            });
+        if counted.is_err() {
+            self.release_creator(creator);
+            return Err(RoomLimitReached::Server);
+        }
+        Ok(())
     }
 
-    fn release_rooms(&self, removed: usize) {
-        self.room_count.fetch_sub(removed, Ordering::AcqRel);
+    fn release_creator(&self, creator: IpAddr) {
+        if let Entry::Occupied(mut made) = self.creators.entry(creator) {
+            *made.get_mut() -= 1;
+            if *made.get() == 0 {
+                made.remove();
+            }
+        }
     }
 
-    /// Makes an empty room with a fresh id: 8 upper-case characters of a v4 UUID.
-    pub fn create_room(&self) -> Result<RoomInfo, RoomLimitReached> {
-        self.reserve_room()?;
+    /// Uncounts a room that is gone.
+    fn release_room(&self, room: &Room) {
+        self.room_count.fetch_sub(1, Ordering::AcqRel);
+        if let Some(creator) = room.creator {
+            self.release_creator(creator);
+        }
+    }
+
+    /// Makes an empty room with a fresh id (8 upper-case characters of a v4 UUID), made by
+    /// `creator`.
+    pub fn create_room(&self, creator: IpAddr) -> Result<RoomInfo, RoomLimitReached> {
+        self.reserve_room(creator)?;
         loop {
             let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string()[..8]
                 .to_ascii_uppercase()
                 .into();
             if let Entry::Vacant(slot) = self.rooms.entry(id.clone()) {
-                let room = Room::new(Occupancy::Unused {
-                    since: Instant::now(),
-                });
+                let room = Room::new(
+                    Occupancy::Unused {
+                        since: Instant::now(),
+                    },
+                    Some(creator),
+                );
                 let created_at = room.created_at;
                 slot.insert(room);
                 return Ok(RoomInfo {
@@ -199,6 +236,7 @@ impl MemoryRegistry {
         &self,
         socket: &str,
         req: &JoinRequest,
+        creator: Creator,
         ticket: Option<u64>,
     ) -> Result<JoinOutcome, ProtocolError> {
         let current = self.members.get(socket).map(|r| r.value().clone());
@@ -207,7 +245,9 @@ impl MemoryRegistry {
         {
             return Ok(JoinOutcome::AlreadyIn(joined));
         }
-        let created_room = self.reserve_place(&req.room_id)?;
+        let Some(created_room) = self.reserve_place(&req.room_id, creator)? else {
+            return Ok(JoinOutcome::NeedsNewRoom);
+        };
         let left = current
             .and_then(|old| self.remove_from_room(&old, socket, LeaveReason::Switched, None));
         let socket_id: Arc<str> = socket.into();
@@ -221,9 +261,9 @@ impl MemoryRegistry {
                 Entry::Occupied(e) => (e.key().clone(), e.into_ref()),
                 // Closed by an operator since the place was reserved: made anew.
                 Entry::Vacant(e) => {
-                    self.reserve_room()?;
+                    self.reserve_room(creator.address)?;
                     let id = e.key().clone();
-                    let mut room = Room::new(Occupancy::Occupied);
+                    let mut room = Room::new(Occupancy::Occupied, Some(creator.address));
                     room.reserved = 1;
                     (id, e.insert(room))
                 }
@@ -250,14 +290,21 @@ impl MemoryRegistry {
         Ok(JoinOutcome::Joined { left, joined })
     }
 
-    /// Promises `socket` a place in room `room_id` (creating the room within `MAX_ROOMS`);
-    /// `true` if the room is new. A full room refuses.
-    fn reserve_place(&self, room_id: &str) -> Result<bool, ProtocolError> {
+    /// Promises `socket` a place in room `room_id` (creating the room within the room caps,
+    /// if `creator` may); whether the room is new, or `None` if it would be and the creator
+    /// may not make it. A full room refuses.
+    fn reserve_place(
+        &self,
+        room_id: &str,
+        creator: Creator,
+    ) -> Result<Option<bool>, ProtocolError> {
         let (mut room, created) = match self.rooms.entry(room_id.into()) {
             Entry::Occupied(e) => (e.into_ref(), false),
+            Entry::Vacant(_) if !creator.may_create => return Ok(None),
             Entry::Vacant(e) => {
-                self.reserve_room()?;
-                (e.insert(Room::new(Occupancy::Occupied)), true)
+                self.reserve_room(creator.address)?;
+                let room = Room::new(Occupancy::Occupied, Some(creator.address));
+                (e.insert(room), true)
             }
         };
         if room.participants.len() + room.reserved >= self.limits.max_participants {
@@ -270,7 +317,7 @@ impl MemoryRegistry {
             ));
         }
         room.reserved += 1;
-        Ok(created)
+        Ok(Some(created))
     }
 
     /// Takes `socket` out of its room; `None` if it was in none.
@@ -313,14 +360,11 @@ impl MemoryRegistry {
         };
         if now_empty
             && self.limits.empty_room_ttl.is_zero()
-            && self
-                .rooms
-                .remove_if(room_id, |_, room| {
-                    room.participants.is_empty() && room.reserved == 0
-                })
-                .is_some()
+            && let Some((_, room)) = self.rooms.remove_if(room_id, |_, room| {
+                room.participants.is_empty() && room.reserved == 0
+            })
         {
-            self.release_rooms(1);
+            self.release_room(&room);
         }
         Some(left)
     }
@@ -494,7 +538,7 @@ impl MemoryRegistry {
             true
         })?;
         drop(id);
-        self.release_rooms(1);
+        self.release_room(&room);
         for p in &room.participants {
             self.members
                 .remove_if(&p.id, |_, in_room| &**in_room == room_id);
@@ -509,10 +553,10 @@ impl MemoryRegistry {
             let expired = room.expired(now, &self.limits);
             if expired {
                 removed.push(id.clone());
+                self.release_room(room);
             }
             !expired
         });
-        self.release_rooms(removed.len());
         removed
     }
 }

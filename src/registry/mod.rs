@@ -12,6 +12,7 @@ pub mod memory;
 pub mod outcome;
 pub mod redis;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::model::Participant;
@@ -20,7 +21,7 @@ pub use error::{RoomLimitReached, StoreUnavailable};
 pub use events::LeaveReason;
 pub use memory::MemoryRegistry;
 pub use outcome::{
-    JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
+    Creator, JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
 };
 pub use redis::RedisRegistry;
 
@@ -46,11 +47,12 @@ impl Registry {
         }
     }
 
-    /// Makes an empty room with a fresh id; `too_many_rooms` at `MAX_ROOMS`.
-    pub async fn create_room(&self) -> Result<RoomInfo, ProtocolError> {
+    /// Makes an empty room with a fresh id, made by `creator`; `too_many_rooms` at
+    /// `MAX_ROOMS` or at the creator's `MAX_ROOMS_PER_ADDRESS`.
+    pub async fn create_room(&self, creator: IpAddr) -> Result<RoomInfo, ProtocolError> {
         match self {
-            Self::Memory(r) => Ok(r.create_room()?),
-            Self::Redis(r) => r.create_room().await,
+            Self::Memory(r) => Ok(r.create_room(creator)?),
+            Self::Redis(r) => r.create_room(creator).await,
         }
     }
 
@@ -73,17 +75,18 @@ impl Registry {
         }
     }
 
-    /// Puts `socket` in the room it asked for (leaving its current one first); announced
-    /// with `ticket`.
+    /// Puts `socket` in the room it asked for (leaving its current one first; making the
+    /// room if `creator` may); announced with `ticket`.
     pub async fn join(
         &self,
         socket: &str,
         req: &JoinRequest,
+        creator: Creator,
         ticket: Option<u64>,
     ) -> Result<JoinOutcome, ProtocolError> {
         match self {
-            Self::Memory(r) => r.join(socket, req, ticket),
-            Self::Redis(r) => r.join(socket, req, ticket).await,
+            Self::Memory(r) => r.join(socket, req, creator, ticket),
+            Self::Redis(r) => r.join(socket, req, creator, ticket).await,
         }
     }
 

@@ -2,6 +2,7 @@
 //! said, what changed, what a room looks like) and the limits it enforces. Both backends
 //! return exactly these.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,17 @@ pub struct Limits {
     pub unused_room_ttl: Duration,
     /// Most rooms in existence at once; 0 = no cap.
     pub max_rooms: usize,
+    /// Most rooms one address may have made (still in existence); 0 = no cap.
+    pub max_rooms_per_address: usize,
+}
+
+/// Who makes a room, if a join names one that does not exist yet: the client's address
+/// (counted against `MAX_ROOMS_PER_ADDRESS`), and whether it may (its creation quota allows
+/// it; without, the join answers [`JoinOutcome::NeedsNewRoom`] and changes nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Creator {
+    pub address: IpAddr,
+    pub may_create: bool,
 }
 
 /// Public facts about a room, for `GET /api/room/:roomId`.
@@ -62,6 +74,8 @@ pub enum JoinOutcome {
     Joined { left: Option<Left>, joined: Joined },
     /// Already in that room: nothing changed, the joiner is told again.
     AlreadyIn(Joined),
+    /// The room does not exist and the creator may not make one now: nothing changed.
+    NeedsNewRoom,
 }
 
 /// A participant's departure from a room.

@@ -13,6 +13,7 @@ pub async fn on_send_message(incoming: Incoming) {
         payload,
         reply,
         turn: _turn,
+        ..
     }) = incoming.admit(Class::Chat).await
     else {
         return;

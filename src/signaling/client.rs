@@ -1,7 +1,8 @@
 //! What the server keeps per connected socket, in the socket's extensions: its event queue
-//! (see [`super::order`]), its rate limiter, whether the server has evicted it, and the slot
-//! that counts it in `MAX_CONNECTIONS`.
+//! (see [`super::order`]), its rate limiter, whether the server has evicted it, the client's
+//! address, and the slot that counts it in `MAX_CONNECTIONS`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -16,16 +17,19 @@ pub struct Client {
     /// Disconnected by the server (flooding, slow consumer): its remaining events are ignored.
     pub(super) evicted: AtomicBool,
     limiter: SocketLimiter,
+    /// The client's address (per-address limits), as of its handshake.
+    pub(super) address: IpAddr,
     /// Counts this socket in `MAX_CONNECTIONS` until the socket (and so this) is dropped.
     _slot: ConnectionSlot,
 }
 
 impl Client {
-    pub fn new(limits: &RateLimits, slot: ConnectionSlot) -> Arc<Self> {
+    pub fn new(limits: &RateLimits, address: IpAddr, slot: ConnectionSlot) -> Arc<Self> {
         Arc::new(Self {
             queue: Queue::default(),
             evicted: AtomicBool::new(false),
             limiter: SocketLimiter::new(limits),
+            address,
             _slot: slot,
         })
     }

@@ -2,6 +2,7 @@
 //! name, the payload, the ack and the event's turn, all extracted at arrival (so in arrival
 //! order); then [`Incoming::admit`] waits for the turn and applies the rate limit.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -34,6 +35,8 @@ pub struct Incoming {
 pub struct Admitted {
     pub socket: SocketRef,
     pub app: AppState,
+    /// The client's address, for per-address limits.
+    pub address: IpAddr,
     /// The event's first argument, raw; the error its sender gets if it is unusable.
     pub payload: Result<Box<RawValue>, ProtocolError>,
     pub reply: Reply,
@@ -101,6 +104,7 @@ impl Incoming {
             Verdict::Allowed => Some(Admitted {
                 socket,
                 app,
+                address: client.address,
                 payload,
                 reply,
                 turn,

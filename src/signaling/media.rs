@@ -20,6 +20,7 @@ pub async fn on_toggle(incoming: Incoming) {
         payload,
         reply,
         turn: _turn,
+        ..
     }) = incoming.admit(Class::Signal).await
     else {
         return;
@@ -64,6 +65,7 @@ pub async fn on_screen_share(incoming: Incoming) {
         payload,
         reply,
         turn: _turn,
+        ..
     }) = incoming.admit(Class::Signal).await
     else {
         return;

@@ -15,10 +15,14 @@ mod relay;
 mod reply;
 mod session;
 
+use std::net::IpAddr;
+
+use axum::extract::ConnectInfo;
 use socketioxide::SocketIo;
 use socketioxide::extract::{Event, SocketRef, State};
 use socketioxide::handler::ConnectHandler;
 
+use crate::net::PeerAddr;
 use crate::state::AppState;
 use client::Client;
 
@@ -65,9 +69,10 @@ async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), A
         tracing::warn!(cap, "namespace connect refused: MAX_CONNECTIONS reached");
         return Err(AtCapacity);
     };
+    let address = client_address(&socket, &app);
     socket
         .extensions
-        .insert(Client::new(&app.config.rate_limits, slot));
+        .insert(Client::new(&app.config.rate_limits, address, slot));
     socket.on_disconnect(session::on_disconnect);
     for &(event, handler) in EVENTS {
         match handler {
@@ -86,6 +91,19 @@ async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), A
 #[derive(Debug, thiserror::Error)]
 #[error("Server is at capacity; try again later")]
 struct AtCapacity;
+
+/// The client's address, from its handshake request (the TCP peer, or `X-Forwarded-For`
+/// behind trusted proxies).
+fn client_address(socket: &SocketRef, app: &AppState) -> IpAddr {
+    let request = socket.req_parts();
+    let peer = request
+        .extensions
+        .get::<ConnectInfo<PeerAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(PeerAddr(peer))| {
+            peer.ip()
+        });
+    app.config.trusted_proxies.client(peer, &request.headers)
+}
 
 async fn on_connected(socket: SocketRef) {
     tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), "connected");

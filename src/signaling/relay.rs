@@ -23,6 +23,7 @@ pub async fn on_relay(incoming: Incoming, io: SocketIo) {
         payload,
         reply,
         turn: _turn,
+        ..
     }) = incoming.admit(Class::Signal).await
     else {
         return;

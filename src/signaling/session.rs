@@ -8,15 +8,17 @@ use socketioxide::socket::DisconnectReason;
 use super::client::Client;
 use super::incoming::{Admitted, Incoming};
 use super::outgoing::{JoinedRoom, RoomRef};
+use super::reply::internal;
 use crate::limits::Class;
-use crate::protocol::{ProtocolError, decode_join, decode_room_only};
-use crate::registry::{JoinOutcome, LeaveReason};
+use crate::protocol::{ErrorCode, ProtocolError, decode_join, decode_room_only};
+use crate::registry::{Creator, JoinOutcome, LeaveReason};
 use crate::state::AppState;
 
 pub async fn on_join(incoming: Incoming) {
     let Some(Admitted {
         socket,
         app,
+        address,
         payload,
         reply,
         turn: _turn,
@@ -28,13 +30,33 @@ pub async fn on_join(incoming: Incoming) {
         Ok(request) => request,
         Err(e) => return reply.fail(e),
     };
+    let socket_id = socket.id.to_string();
     let ticket = app.deliveries.ticket();
-    match app
+    let mut creator = Creator {
+        address,
+        may_create: false,
+    };
+    let mut outcome = app
         .registry
-        .join(&socket.id.to_string(), &request, Some(ticket.id))
-        .await
-    {
+        .join(&socket_id, &request, creator, Some(ticket.id))
+        .await;
+    // Making a room is limited per address; joining one is not.
+    if matches!(outcome, Ok(JoinOutcome::NeedsNewRoom)) {
+        if !app.room_limiter.allow(address) {
+            return reply.fail(ProtocolError::new(
+                ErrorCode::RateLimited,
+                "Too many rooms created from your address; slow down",
+            ));
+        }
+        creator.may_create = true;
+        outcome = app
+            .registry
+            .join(&socket_id, &request, creator, Some(ticket.id))
+            .await;
+    }
+    match outcome {
         Err(e) => reply.fail(e),
+        Ok(JoinOutcome::NeedsNewRoom) => reply.fail(internal()),
         // Nothing changed: only the joiner is told again.
         Ok(JoinOutcome::AlreadyIn(joined)) => {
             let answer = JoinedRoom::new(&joined, &app);
@@ -55,6 +77,7 @@ pub async fn on_leave(incoming: Incoming) {
         payload,
         reply,
         turn: _turn,
+        ..
     }) = incoming.admit(Class::Join).await
     else {
         return;

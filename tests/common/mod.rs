@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 pub mod redis;
 
-use prolitemeet_server::limits::RateLimits;
+use prolitemeet_server::limits::{Rate, RateLimits};
 use prolitemeet_server::{Config, Deployment, app, serve};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload, TransportType};
@@ -57,6 +57,8 @@ impl TestServer {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 0,
             rate_limits: RateLimits::UNLIMITED,
+            room_create_rate: Rate::UNLIMITED,
+            max_rooms_per_address: 0,
             ..Config::default()
         };
         adjust(&mut config);

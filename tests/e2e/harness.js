@@ -68,6 +68,9 @@ export async function startServer({ turn, redis, prefix, name = 'server' } = {})
   if (!fs.existsSync(bin)) throw new Error(`server binary ${bin} not found: run \`cargo build\` (or tests/e2e/run.sh), or set SERVER_BIN`);
   const { dir, site } = assembleStaticDir();
   const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_FORMAT: 'json', STATIC_DIR: site };
+  // Every call makes a room from 127.0.0.1: the per-address room limits are not under test here.
+  env.ROOM_CREATE_RATE_PER_SEC = '0';
+  env.MAX_ROOMS_PER_ADDRESS = '0';
   delete env.FRONTEND_URL;
   for (const v of ['STUN_URLS', 'TURN_URLS', 'TURN_SECRET', 'TURN_TTL_SECS', 'ICE_RATE_PER_SEC', 'ICE_BURST']) delete env[v];
   if (turn) Object.assign(env, { STUN_URLS: 'none', TURN_URLS: turn.url, TURN_SECRET: turn.secret, TURN_TTL_SECS: '600' });

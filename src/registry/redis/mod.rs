@@ -30,6 +30,7 @@
 pub mod connection;
 mod wire;
 
+use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -38,7 +39,9 @@ use redis::{Script, ScriptInvocation};
 
 use super::error::{RoomLimitReached, StoreUnavailable};
 use super::events::{Change, LeaveReason, Relay};
-use super::outcome::{JoinOutcome, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated};
+use super::outcome::{
+    Creator, JoinOutcome, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
+};
 use crate::model::{MediaKind, Participant, Timestamp};
 use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
 pub use wire::decode_batch;
@@ -292,7 +295,7 @@ impl RedisRegistry {
     }
 
     /// Makes an empty room with a fresh id; `too_many_rooms` at `MAX_ROOMS`.
-    pub async fn create_room(&self) -> Result<RoomInfo, ProtocolError> {
+    pub async fn create_room(&self, creator: IpAddr) -> Result<RoomInfo, ProtocolError> {
         for _ in 0..CREATE_ATTEMPTS {
             let id = fresh_room_id();
             // Kept to the millisecond, as stored, so later reads return the same time.
@@ -302,7 +305,9 @@ impl RedisRegistry {
             call.arg(&id)
                 .arg(&created)
                 .arg(millis(self.limits.unused_room_ttl))
-                .arg(self.limits.max_rooms);
+                .arg(self.limits.max_rooms)
+                .arg(creator.to_string())
+                .arg(self.limits.max_rooms_per_address);
             match parse(&self.run(&call).await?)? {
                 CreateReply::Created => {
                     return Ok(RoomInfo {
@@ -312,7 +317,8 @@ impl RedisRegistry {
                     });
                 }
                 CreateReply::Taken => continue,
-                CreateReply::TooManyRooms => return Err(RoomLimitReached.into()),
+                CreateReply::TooManyRooms => return Err(RoomLimitReached::Server.into()),
+                CreateReply::TooManyForAddress => return Err(RoomLimitReached::Address.into()),
             }
         }
         Err(StoreUnavailable("no free room id found".into()).into())
@@ -359,6 +365,7 @@ impl RedisRegistry {
         &self,
         socket: &str,
         req: &JoinRequest,
+        creator: Creator,
         ticket: Option<u64>,
     ) -> Result<JoinOutcome, ProtocolError> {
         let now = Timestamp::now();
@@ -382,7 +389,10 @@ impl RedisRegistry {
             .arg(self.limits.max_rooms)
             .arg(self.empty_ttl_ms())
             .arg(&*self.instance)
-            .arg(ticket_arg(ticket));
+            .arg(ticket_arg(ticket))
+            .arg(creator.address.to_string())
+            .arg(self.limits.max_rooms_per_address)
+            .arg(if creator.may_create { "1" } else { "0" });
         match parse(&self.run(&call).await?)? {
             JoinReply::Joined { left, joined: j } => Ok(JoinOutcome::Joined {
                 left: left.as_ref().map(LeftWire::left).transpose()?,
@@ -390,7 +400,9 @@ impl RedisRegistry {
             }),
             JoinReply::AlreadyIn { joined: j } => Ok(JoinOutcome::AlreadyIn(joined(socket, &j)?)),
             JoinReply::RoomFull => Err(room_full(&req.room_id, self.limits.max_participants)),
-            JoinReply::TooManyRooms => Err(RoomLimitReached.into()),
+            JoinReply::TooManyRooms => Err(RoomLimitReached::Server.into()),
+            JoinReply::TooManyForAddress => Err(RoomLimitReached::Address.into()),
+            JoinReply::NeedsNewRoom => Ok(JoinOutcome::NeedsNewRoom),
         }
     }
 

@@ -137,6 +137,7 @@ pub(super) enum CreateReply {
     Created,
     Taken,
     TooManyRooms,
+    TooManyForAddress,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +152,8 @@ pub(super) enum JoinReply {
     },
     RoomFull,
     TooManyRooms,
+    TooManyForAddress,
+    NeedsNewRoom,
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,6 +28,8 @@ use tokio::sync::{
 
 struct State {
     queued: VecDeque<PacketBuf>,
+    /// The bytes of the messages in `queued`.
+    queued_bytes: usize,
     /// Permits handed out and not yet used or dropped.
     reserved: usize,
     /// The latest volatile message not yet taken.
@@ -39,6 +41,8 @@ struct State {
 
 struct Shared {
     capacity: usize,
+    /// At most this many bytes queued (one packet is always let in when the queue is empty).
+    max_bytes: usize,
     state: Mutex<State>,
     /// Woken when the queue closes.
     closed: Notify,
@@ -59,6 +63,7 @@ impl Shared {
             if from_permit {
                 state.reserved -= 1;
             }
+            state.queued_bytes = state.queued_bytes.saturating_add(size(&packets));
             state.queued.push_back(packets);
             state.waiting.take()
         };
@@ -73,12 +78,27 @@ impl Shared {
     }
 }
 
-/// Creates a queue of at most `capacity` packets (at least 1).
-pub(crate) fn channel(capacity: usize) -> (Sender, Receiver) {
+/// The bytes `packets` hold.
+fn size(packets: &PacketBuf) -> usize {
+    use engineioxide_core::Packet;
+    packets
+        .iter()
+        .map(|p| match p {
+            Packet::Message(m) => m.len(),
+            Packet::Binary(b) | Packet::BinaryV3(b) => b.len(),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Creates a queue of at most `capacity` packets (at least 1) and `max_bytes` bytes.
+pub(crate) fn channel(capacity: usize, max_bytes: usize) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         capacity: capacity.max(1),
+        max_bytes,
         state: Mutex::new(State {
             queued: VecDeque::new(),
+            queued_bytes: 0,
             reserved: 0,
             volatile: None,
             closed: false,
@@ -133,6 +153,13 @@ impl Sender {
             if state.queued.len() + state.reserved >= self.shared.capacity {
                 return Err(TrySendError::Full(packets));
             }
+            let bytes = size(&packets);
+            if !state.queued.is_empty()
+                && state.queued_bytes.saturating_add(bytes) > self.shared.max_bytes
+            {
+                return Err(TrySendError::Full(packets));
+            }
+            state.queued_bytes = state.queued_bytes.saturating_add(bytes);
             state.queued.push_back(packets);
             state.waiting.take()
         };
@@ -149,6 +176,11 @@ impl Sender {
             return Err(TrySendError::Closed(()));
         }
         if state.queued.len() + state.reserved >= self.shared.capacity {
+            return Err(TrySendError::Full(()));
+        }
+        // The size of what the permit will carry is not known yet: the queue refuses once
+        // it holds its bytes' worth, so it passes that by at most one packet.
+        if state.queued_bytes >= self.shared.max_bytes && !state.queued.is_empty() {
             return Err(TrySendError::Full(()));
         }
         state.reserved += 1;
@@ -215,6 +247,7 @@ impl Receiver {
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<PacketBuf>> {
         let mut state = self.shared.lock();
         if let Some(packets) = state.queued.pop_front() {
+            state.queued_bytes = state.queued_bytes.saturating_sub(size(&packets));
             if state.queued.is_empty() && state.queued.capacity() > 0 {
                 // Drained: give the buffer back (an idle session holds none).
                 state.queued = VecDeque::new();
@@ -337,7 +370,7 @@ mod tests {
 
     #[tokio::test]
     async fn full_counts_queued_packets_and_permits() {
-        let (tx, rx) = channel(2);
+        let (tx, rx) = channel(2, usize::MAX);
         tx.try_send(msg("a")).unwrap();
         let permit = tx.try_reserve().unwrap();
         assert!(matches!(tx.try_send(msg("b")), Err(TrySendError::Full(_))));
@@ -354,7 +387,7 @@ mod tests {
 
     #[tokio::test]
     async fn closed_queue_refuses_new_packets_and_drains_the_rest() {
-        let (tx, mut rx) = channel(4);
+        let (tx, mut rx) = channel(4, usize::MAX);
         tx.try_send(msg("a")).unwrap();
         assert!(!tx.is_closed());
         rx.close();
@@ -369,7 +402,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_receiver_and_closed_waiters_are_woken() {
-        let (tx, rx) = channel(4);
+        let (tx, rx) = channel(4, usize::MAX);
         let reader = tokio::spawn(async move {
             let first = rx.recv().await.map(text);
             (first, rx)
@@ -391,7 +424,7 @@ mod tests {
 
     #[tokio::test]
     async fn send_waits_for_room() {
-        let (tx, rx) = channel(1);
+        let (tx, rx) = channel(1, usize::MAX);
         tx.try_send(msg("a")).unwrap();
         let tx = Arc::new(tx);
         let sender = tokio::spawn({
@@ -407,11 +440,30 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_latest_volatile_message_is_kept() {
-        let (tx, rx) = channel(1);
+        let (tx, rx) = channel(1, usize::MAX);
         assert!(tx.send_volatile(msg("v1")));
         assert!(tx.send_volatile(msg("v2")));
         assert_eq!(text(rx.volatile().await), "v2");
         let pending = tokio::time::timeout(std::time::Duration::from_millis(20), rx.volatile());
         assert!(pending.await.is_err(), "taken once");
+    }
+
+    #[tokio::test]
+    async fn full_counts_queued_bytes_too() {
+        let (tx, rx) = channel(100, 5);
+        tx.try_send(msg("abcdefgh")).unwrap();
+        assert!(
+            matches!(tx.try_send(msg("x")), Err(TrySendError::Full(_))),
+            "over the bytes, though one large message always fits an empty queue"
+        );
+        assert!(matches!(tx.try_reserve(), Err(TrySendError::Full(()))));
+        assert_eq!(text(rx.recv().await.unwrap()), "abcdefgh");
+        tx.try_send(msg("ab")).unwrap();
+        tx.try_send(msg("cd")).unwrap();
+        assert!(matches!(tx.try_send(msg("ef")), Err(TrySendError::Full(_))));
+        tx.try_reserve().unwrap().send(msg("ef"));
+        assert!(matches!(tx.try_reserve(), Err(TrySendError::Full(()))));
+        assert_eq!(text(rx.recv().await.unwrap()), "ab");
+        tx.try_reserve().unwrap().send(msg("gh"));
     }
 }

@@ -209,6 +209,17 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// The maximum number of bytes that can be buffered per connection before being emitted
+    /// to the client. If the buffer would pass it, the `emit()` method returns an error (as
+    /// for a full [`Self::max_buffer_size`]), unless it is empty.
+    ///
+    /// Defaults to no limit.
+    #[inline]
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.engine_config_builder = self.engine_config_builder.max_buffer_bytes(max_buffer_bytes);
+        self
+    }
+
     /// The maximum size of a payload in bytes.
     /// If a payload is bigger than this value the `emit()` method will return an error.
     ///

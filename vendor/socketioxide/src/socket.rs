@@ -779,10 +779,13 @@ impl<A: Adapter> Socket<A> {
     /// It will also call the disconnect handler if it is set with a [`DisconnectReason::ServerNSDisconnect`].
     pub fn disconnect(self: Arc<Self>) -> Result<(), SocketError> {
         let res = self.send(Packet::disconnect(self.ns.path.clone()));
-        if let Err(SocketError::InternalChannelFull) = res {
-            return Err(SocketError::InternalChannelFull);
-        }
+        let esocket = self.esocket.clone();
         self.close(DisconnectReason::ServerNSDisconnect);
+        // A client too far behind to be told (its buffer is full) is still disconnected:
+        // its connection is closed instead of the packet being queued.
+        if let Err(SocketError::InternalChannelFull) = res {
+            esocket.close(EIoDisconnectReason::TransportError);
+        }
         Ok(())
     }
 

@@ -13,9 +13,10 @@ local P = ARGV[1]
 local ROOMS = P .. ':rooms'          -- ZSET room id -> deadline ms ('+inf' while occupied)
 local MEMBER = P .. ':member'        -- HASH socket id -> room id
 local INSTANCES = P .. ':instances'  -- ZSET instance id -> last heartbeat ms
+local CREATORS = P .. ':creators'    -- HASH address -> rooms it made that still exist
 local EVENTS = P .. ':events'        -- pub/sub: every room change, for every instance
 
-local function room_key(id) return P .. ':room:' .. id end      -- HASH created
+local function room_key(id) return P .. ':room:' .. id end      -- HASH created, creator
 local function order_key(id) return P .. ':order:' .. id end    -- LIST socket ids, join order
 local function people_key(id) return P .. ':people:' .. id end  -- HASH socket id -> JSON
 local function chat_key(id) return P .. ':chat:' .. id end      -- LIST message JSON, oldest first
@@ -87,8 +88,31 @@ local function holder(stored)
 end
 
 local function delete_room(id)
+  local creator = redis.call('HGET', room_key(id), 'creator')
+  if creator and redis.call('HINCRBY', CREATORS, creator, -1) <= 0 then
+    redis.call('HDEL', CREATORS, creator)
+  end
   redis.call('DEL', room_key(id), order_key(id), people_key(id), chat_key(id))
   redis.call('ZREM', ROOMS, id)
+end
+
+-- Whether `creator` may make one more room: the server's MAX_ROOMS and the address's
+-- MAX_ROOMS_PER_ADDRESS (0 = no cap); nil if so, else the status to refuse with.
+local function room_cap(creator, max_rooms, max_per_address)
+  if max_rooms > 0 and redis.call('ZCARD', ROOMS) >= max_rooms then
+    return status('too_many_rooms')
+  end
+  if max_per_address > 0
+    and tonumber(redis.call('HGET', CREATORS, creator) or '0') >= max_per_address then
+    return status('too_many_for_address')
+  end
+  return nil
+end
+
+-- Records a new room's creation time and creator.
+local function make_room(id, created, creator)
+  redis.call('HSET', room_key(id), 'created', created, 'creator', creator)
+  redis.call('HINCRBY', CREATORS, creator, 1)
 end
 
 -- A Left as the Rust side reads it: the room, the participant who left (its stored JSON),

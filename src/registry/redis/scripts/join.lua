@@ -4,10 +4,12 @@
 -- joiner's welcome (to its own instance only: it carries the chat history), then the join.
 -- ARGV: 2 socket id, 3 room id, 4 participant JSON, 5 created (ISO, if the room is new),
 --       6 max participants, 7 max rooms (0 = no cap), 8 empty-room TTL ms, 9 instance,
---       10 ticket ('' for none)
+--       10 ticket ('' for none), 11 creator address (of the room, if it is new),
+--       12 max rooms per address (0 = no cap), 13 '1' if the creator may make a room
 local sid, id, participant, created = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local max_participants, max_rooms = tonumber(ARGV[6]), tonumber(ARGV[7])
 local empty_ttl_ms, instance, ticket = tonumber(ARGV[8]), ARGV[9], ARGV[10]
+local creator, max_per_address, may_create = ARGV[11], tonumber(ARGV[12]), ARGV[13] == '1'
 
 local function joined(created_room)
   local messages = redis.call('LRANGE', chat_key(id), 0, -1)
@@ -23,8 +25,10 @@ if current == id and redis.call('HEXISTS', people_key(id), sid) == 1 then
 end
 
 local exists = redis.call('ZSCORE', ROOMS, id)
-if not exists and max_rooms > 0 and redis.call('ZCARD', ROOMS) >= max_rooms then
-  return status('too_many_rooms')
+if not exists then
+  if not may_create then return status('needs_new_room') end
+  local refused = room_cap(creator, max_rooms, max_per_address)
+  if refused then return refused end
 end
 if redis.call('LLEN', order_key(id)) >= max_participants then
   return status('room_full')
@@ -36,7 +40,7 @@ if current and current ~= id then
   if left ~= 'null' then publish(instance, '', { left_event(left, 'switched') }) end
 end
 
-if not exists then redis.call('HSET', room_key(id), 'created', created) end
+if not exists then make_room(id, created, creator) end
 redis.call('RPUSH', order_key(id), sid)
 redis.call('HSET', people_key(id), sid, participant)
 redis.call('ZADD', ROOMS, '+inf', id)
