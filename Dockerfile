@@ -13,6 +13,9 @@ WORKDIR /app
 # the image: its manifest and a placeholder source are all Cargo needs to load the workspace.
 COPY Cargo.toml Cargo.lock ./
 COPY bench/loadgen/Cargo.toml bench/loadgen/
+# The patched Socket.IO crates ([patch.crates-io] in Cargo.toml): without them Cargo cannot
+# even load the manifest.
+COPY vendor ./vendor
 RUN mkdir -p src bench/loadgen/src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

@@ -4,7 +4,7 @@
 #   bench/compare.sh [options] SCENARIO [loadgen options]    one scenario, both servers
 #   bench/compare.sh [options] find-max fanout|relay [loadgen options]
 #                                      raise the rate until p99 > 50 ms or loss > 0.1 %
-#   bench/compare.sh [options] suite   every measurement of the README's table + chart
+#   bench/compare.sh [options] suite   every measurement of docs/PERFORMANCE.md's suite table + chart
 #   bench/compare.sh [options] cluster [--rate R[,R...]] [fanout options]
 #   bench/compare.sh [options] cluster find-max [fanout options]
 #                                      our server in cluster mode (Redis): fanout against one
@@ -683,7 +683,7 @@ case "$MODE" in
         report "findmax-$scenario"
         ;;
     suite)
-        # The README's table: every target of issue 5, ours against Node, same parameters.
+        # The suite table of docs/PERFORMANCE.md: every target of issue 5, ours against Node, same parameters.
         CLIENTS="${IDLE_CLIENTS:-19000}"
         for s in $SERVERS; do
             log "== $s: idle $CLIENTS clients"
