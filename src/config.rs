@@ -52,6 +52,10 @@ pub struct Config {
     pub unused_room_ttl: Duration,
     pub max_participants: usize,
     pub chat_history_limit: usize,
+    /// Bytes of chat history kept per room.
+    pub chat_history_bytes: usize,
+    /// Bytes of chat history kept in all rooms together.
+    pub chat_history_total_bytes: usize,
     /// A built frontend to serve at `/` (`STATIC_DIR`), if any.
     pub static_dir: Option<PathBuf>,
     /// Largest Socket.IO packet or HTTP body accepted, in bytes.
@@ -131,6 +135,8 @@ impl Default for Config {
             unused_room_ttl: Duration::from_secs(60),
             max_participants: 50,
             chat_history_limit: 200,
+            chat_history_bytes: 128 * 1024,
+            chat_history_total_bytes: 64 * 1024 * 1024,
             static_dir: None,
             max_payload_bytes: 100_000,
             max_connections: 10_000,
@@ -232,6 +238,18 @@ impl Config {
                 "CHAT_HISTORY_LIMIT",
                 defaults.chat_history_limit,
                 "expected a whole number",
+            )?,
+            chat_history_bytes: parse(
+                &get,
+                "CHAT_HISTORY_BYTES",
+                defaults.chat_history_bytes,
+                "expected a number of bytes",
+            )?,
+            chat_history_total_bytes: parse(
+                &get,
+                "CHAT_HISTORY_TOTAL_BYTES",
+                defaults.chat_history_total_bytes,
+                "expected a number of bytes",
             )?,
             static_dir: match get("STATIC_DIR") {
                 None => None,

@@ -96,6 +96,8 @@ fn limits(config: &Config) -> Limits {
     Limits {
         max_participants: config.max_participants,
         chat_history_limit: config.chat_history_limit,
+        chat_history_bytes: config.chat_history_bytes,
+        chat_history_total_bytes: config.chat_history_total_bytes,
         empty_room_ttl: config.empty_room_ttl,
         unused_room_ttl: config.unused_room_ttl,
         max_rooms: config.max_rooms,

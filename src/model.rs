@@ -148,6 +148,11 @@ impl ChatMessage {
         made
     }
 
+    /// The bytes the message's JSON takes: what the history budgets count.
+    pub fn size(&self) -> usize {
+        self.json.get().len()
+    }
+
     pub fn fields(&self) -> ChatMessageFields<'_> {
         ChatMessageFields {
             id: &self.id,

@@ -1033,6 +1033,8 @@ fn limits() -> impl Strategy<Value = Limits> {
             |(max_participants, zero_ttl, max_rooms, chat_history_limit)| Limits {
                 max_participants,
                 chat_history_limit,
+                chat_history_bytes: usize::MAX,
+                chat_history_total_bytes: usize::MAX,
                 empty_room_ttl: if zero_ttl {
                     Duration::ZERO
                 } else {
@@ -1141,6 +1143,8 @@ fn concurrent_operations_leave_a_consistent_registry() {
         let (reg, mut batches) = registry(Limits {
             max_participants,
             chat_history_limit: 5,
+            chat_history_bytes: usize::MAX,
+            chat_history_total_bytes: usize::MAX,
             empty_room_ttl: if zero_ttl {
                 Duration::ZERO
             } else {

@@ -199,6 +199,7 @@ both_backends!(
     every_change_is_announced_in_order,
     a_closed_room_and_a_kick_are_announced,
     rooms_are_made_only_when_allowed_and_within_the_address_share,
+    chat_history_is_bounded_in_bytes_per_room_and_in_all,
 );
 
 // =============================================================================================
@@ -209,6 +210,8 @@ fn limits() -> Limits {
     Limits {
         max_participants: 50,
         chat_history_limit: 3,
+        chat_history_bytes: usize::MAX,
+        chat_history_total_bytes: usize::MAX,
         empty_room_ttl: Duration::from_secs(300),
         unused_room_ttl: Duration::from_secs(600),
         max_rooms: 0,
@@ -516,6 +519,8 @@ async fn chat_history_limit_zero_keeps_nothing(backend: Backend) {
         backend,
         Limits {
             chat_history_limit: 0,
+            chat_history_bytes: usize::MAX,
+            chat_history_total_bytes: usize::MAX,
             ..limits()
         },
     )
@@ -1536,4 +1541,43 @@ async fn rooms_are_made_only_when_allowed_and_within_the_address_share(backend: 
     r.leave("x", LeaveReason::Left, None).await.unwrap();
     r.close_room("NEW", None).await.unwrap();
     r.join("m2", &req("THIRD", "M"), may, None).await.unwrap();
+}
+
+/// Messages of ~1,150 bytes (1,000 characters plus the message's other fields): a room
+/// keeps 2 within 3,000 bytes; all rooms keep 3 within 4,000, and when more is needed the
+/// history of a room nobody is in goes first.
+async fn chat_history_is_bounded_in_bytes_per_room_and_in_all(backend: Backend) {
+    let Some(r) = open(
+        backend,
+        Limits {
+            chat_history_bytes: 3_000,
+            chat_history_total_bytes: 4_000,
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let long = |n: usize| format!("{n}{}", "x".repeat(1_000));
+    join(&r, "a", "A", "Ann").await;
+    for n in 0..4 {
+        r.chat("a", None, &long(n), None).await.unwrap();
+    }
+    let (_, again) = join(&r, "z", "A", "Zed").await;
+    let kept: Vec<_> = again.messages.iter().map(|m| &m.message[..1]).collect();
+    assert_eq!(kept, ["2", "3"], "the newest that fit in the room's bytes");
+    r.leave("z", LeaveReason::Left, None).await.unwrap();
+    r.leave("a", LeaveReason::Left, None).await.unwrap();
+    // A is empty with its history; B's history needs the budget: A's goes.
+    join(&r, "b", "B", "Bob").await;
+    r.chat("b", None, &long(7), None).await.unwrap();
+    r.chat("b", None, &long(8), None).await.unwrap();
+    let (_, in_b) = join(&r, "y", "B", "Yan").await;
+    assert_eq!(in_b.messages.len(), 2, "B keeps its own");
+    let (_, in_a) = join(&r, "x", "A", "Xia").await;
+    assert!(
+        in_a.messages.is_empty(),
+        "the empty room's history went first"
+    );
 }

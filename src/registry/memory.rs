@@ -6,8 +6,8 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use dashmap::DashMap;
@@ -34,12 +34,49 @@ enum Occupancy {
     },
 }
 
+/// A room's chat history, oldest first, with the bytes it takes.
+#[derive(Debug, Default)]
+struct History {
+    messages: VecDeque<Arc<ChatMessage>>,
+    bytes: usize,
+}
+
+impl History {
+    /// Keeps `message`, then drops the oldest messages past `max_messages` or `max_bytes`;
+    /// returns the bytes kept minus the bytes dropped.
+    fn push(&mut self, message: Arc<ChatMessage>, max_messages: usize, max_bytes: usize) -> isize {
+        let added = message.size();
+        self.bytes += added;
+        self.messages.push_back(message);
+        let mut dropped = 0;
+        while self.messages.len() > max_messages
+            || (self.bytes > max_bytes && !self.messages.is_empty())
+        {
+            dropped += self.pop_front();
+        }
+        added as isize - dropped as isize
+    }
+
+    /// Drops the oldest message; its bytes.
+    fn pop_front(&mut self) -> usize {
+        let freed = self.messages.pop_front().map_or(0, |m| m.size());
+        self.bytes -= freed;
+        freed
+    }
+
+    /// Drops everything; the bytes freed.
+    fn clear(&mut self) -> usize {
+        self.messages = VecDeque::new();
+        std::mem::take(&mut self.bytes)
+    }
+}
+
 #[derive(Debug)]
 struct Room {
     created_at: Timestamp,
     /// In join order: the first one is the host.
     participants: Vec<Participant>,
-    messages: VecDeque<Arc<ChatMessage>>,
+    messages: History,
     occupancy: Occupancy,
     /// Places promised to sockets switching in from another room (see `join`).
     reserved: usize,
@@ -52,7 +89,7 @@ impl Room {
         Self {
             created_at: Timestamp::now(),
             participants: Vec::new(),
-            messages: VecDeque::new(),
+            messages: History::default(),
             occupancy,
             reserved: 0,
             creator,
@@ -90,6 +127,11 @@ pub struct MemoryRegistry {
     members: DashMap<Arc<str>, Arc<str>>,
     /// How many rooms exist, kept beside `rooms` so the room cap is exact under concurrency.
     room_count: AtomicUsize,
+    /// Bytes of chat history kept in all rooms.
+    history_bytes: AtomicUsize,
+    /// Rooms that emptied with history, oldest first: theirs goes first when the total
+    /// history budget is needed (an entry may be stale: the room filled again or is gone).
+    emptied: Mutex<VecDeque<Arc<str>>>,
     /// Address → how many existing rooms it made.
     creators: DashMap<IpAddr, usize>,
     limits: Limits,
@@ -105,6 +147,8 @@ impl MemoryRegistry {
             rooms: DashMap::new(),
             members: DashMap::new(),
             room_count: AtomicUsize::new(0),
+            history_bytes: AtomicUsize::new(0),
+            emptied: Mutex::new(VecDeque::new()),
             creators: DashMap::new(),
             limits,
             inbox,
@@ -164,9 +208,52 @@ impl MemoryRegistry {
         }
     }
 
+    fn emptied_queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<str>>> {
+        self.emptied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count_history(&self, grown: isize) {
+        if grown >= 0 {
+            self.history_bytes
+                .fetch_add(grown.unsigned_abs(), Ordering::AcqRel);
+        } else {
+            self.history_bytes
+                .fetch_sub(grown.unsigned_abs(), Ordering::AcqRel);
+        }
+    }
+
+    /// Brings the history of all rooms back within `CHAT_HISTORY_TOTAL_BYTES` after `room`
+    /// grew: the history of rooms nobody is in goes first (oldest emptied first), then the
+    /// oldest messages of `room` itself. Called with no room lock held.
+    fn keep_history_within_budget(&self, room: &str) {
+        let budget = self.limits.chat_history_total_bytes;
+        let over = || self.history_bytes.load(Ordering::Acquire) > budget;
+        while over() {
+            let next = self.emptied_queue().pop_front();
+            let Some(empty) = next else { break };
+            if let Some(mut r) = self.rooms.get_mut(&empty)
+                && r.participants.is_empty()
+            {
+                let freed = r.messages.clear();
+                self.count_history(-(freed as isize));
+            }
+        }
+        if over()
+            && let Some(mut r) = self.rooms.get_mut(room)
+        {
+            while over() && !r.messages.messages.is_empty() {
+                let freed = r.messages.pop_front();
+                self.count_history(-(freed as isize));
+            }
+        }
+    }
+
     /// Uncounts a room that is gone.
     fn release_room(&self, room: &Room) {
         self.room_count.fetch_sub(1, Ordering::AcqRel);
+        self.count_history(-(room.messages.bytes as isize));
         if let Some(creator) = room.creator {
             self.release_creator(creator);
         }
@@ -276,7 +363,7 @@ impl MemoryRegistry {
                 room_id,
                 me: participants[participants.len() - 1].clone(),
                 participants,
-                messages: room.messages.iter().cloned().collect(),
+                messages: room.messages.messages.iter().cloned().collect(),
                 created_room,
             };
             let shared = Arc::new(joined.clone());
@@ -342,6 +429,9 @@ impl MemoryRegistry {
                 room.occupancy = Occupancy::Empty {
                     since: Instant::now(),
                 };
+                if room.messages.bytes > 0 {
+                    self.emptied_queue().push_back(room_id.into());
+                }
             }
             let left = Left {
                 room_id: room_id.into(),
@@ -378,7 +468,7 @@ impl MemoryRegistry {
             room_id: id.clone(),
             me,
             participants,
-            messages: room.messages.iter().cloned().collect(),
+            messages: room.messages.messages.iter().cloned().collect(),
             created_room: false,
         })
     }
@@ -408,15 +498,19 @@ impl MemoryRegistry {
             Timestamp::now(),
             sender.avatar.clone(),
         ));
-        let limit = self.limits.chat_history_limit;
-        if limit > 0 {
-            if room.messages.len() >= limit {
-                room.messages.pop_front();
-            }
-            room.messages.push_back(message.clone());
+        let limits = &self.limits;
+        if limits.chat_history_limit > 0 {
+            let grown = room.messages.push(
+                message.clone(),
+                limits.chat_history_limit,
+                limits.chat_history_bytes,
+            );
+            self.count_history(grown);
         }
         let said = Said { room_id, message };
         self.announce(ticket, vec![Event::Said(said.clone())]);
+        drop(room);
+        self.keep_history_within_budget(&said.room_id);
         Ok(said)
     }
 
@@ -557,6 +651,23 @@ impl MemoryRegistry {
             }
             !expired
         });
+        // Forget emptied rooms that are gone or were entered again, and repeats. The queue
+        // is not locked while rooms are (a leave locks its room, then the queue).
+        let queue = std::mem::take(&mut *self.emptied_queue());
+        let mut seen = std::collections::HashSet::new();
+        let kept: VecDeque<Arc<str>> = queue
+            .into_iter()
+            .filter(|id| {
+                seen.insert(id.clone())
+                    && self
+                        .rooms
+                        .get(id)
+                        .is_some_and(|r| r.participants.is_empty() && r.messages.bytes > 0)
+            })
+            .collect();
+        let mut emptied = self.emptied_queue();
+        let since = std::mem::replace(&mut *emptied, kept);
+        emptied.extend(since);
         removed
     }
 }
@@ -567,6 +678,6 @@ fn summary(id: &Arc<str>, room: &Room) -> RoomSummary {
         created_at: room.created_at,
         participant_count: room.participants.len(),
         host: room.participants.first().map(|p| p.view(true)),
-        message_count: room.messages.len(),
+        message_count: room.messages.messages.len(),
     }
 }

@@ -12,7 +12,12 @@ use crate::model::{ChatMessage, Participant, ParticipantView, Timestamp};
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_participants: usize,
+    /// Messages kept per room.
     pub chat_history_limit: usize,
+    /// Bytes of messages kept per room.
+    pub chat_history_bytes: usize,
+    /// Bytes of messages kept in all rooms; the history of rooms nobody is in goes first.
+    pub chat_history_total_bytes: usize,
     pub empty_room_ttl: Duration,
     pub unused_room_ttl: Duration,
     /// Most rooms in existence at once; 0 = no cap.

@@ -462,7 +462,9 @@ impl RedisRegistry {
             .arg(Timestamp::now().to_iso())
             .arg(self.limits.chat_history_limit)
             .arg(&*self.instance)
-            .arg(ticket_arg(ticket));
+            .arg(ticket_arg(ticket))
+            .arg(self.limits.chat_history_bytes)
+            .arg(self.limits.chat_history_total_bytes);
         match parse(&self.run(&call).await?)? {
             ChatReply::Said { room_id, message } => Ok(Said {
                 room_id: room_id.into(),

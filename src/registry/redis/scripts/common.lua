@@ -14,9 +14,10 @@ local ROOMS = P .. ':rooms'          -- ZSET room id -> deadline ms ('+inf' whil
 local MEMBER = P .. ':member'        -- HASH socket id -> room id
 local INSTANCES = P .. ':instances'  -- ZSET instance id -> last heartbeat ms
 local CREATORS = P .. ':creators'    -- HASH address -> rooms it made that still exist
+local CHATBYTES = P .. ':chatbytes'  -- STRING bytes of chat history kept in all rooms
 local EVENTS = P .. ':events'        -- pub/sub: every room change, for every instance
 
-local function room_key(id) return P .. ':room:' .. id end      -- HASH created, creator
+local function room_key(id) return P .. ':room:' .. id end      -- HASH created, creator, chatbytes
 local function order_key(id) return P .. ':order:' .. id end    -- LIST socket ids, join order
 local function people_key(id) return P .. ':people:' .. id end  -- HASH socket id -> JSON
 local function chat_key(id) return P .. ':chat:' .. id end      -- LIST message JSON, oldest first
@@ -87,7 +88,25 @@ local function holder(stored)
   return nil
 end
 
+-- Drops a room's oldest chat message; the bytes freed.
+local function drop_oldest_message(id)
+  local message = redis.call('LPOP', chat_key(id))
+  if not message then return 0 end
+  redis.call('HINCRBY', room_key(id), 'chatbytes', -#message)
+  redis.call('DECRBY', CHATBYTES, #message)
+  return #message
+end
+
+-- Drops a room's whole chat history.
+local function clear_history(id)
+  local bytes = tonumber(redis.call('HGET', room_key(id), 'chatbytes') or '0')
+  redis.call('DEL', chat_key(id))
+  redis.call('HDEL', room_key(id), 'chatbytes')
+  if bytes > 0 then redis.call('DECRBY', CHATBYTES, bytes) end
+end
+
 local function delete_room(id)
+  clear_history(id)
   local creator = redis.call('HGET', room_key(id), 'creator')
   if creator and redis.call('HINCRBY', CREATORS, creator, -1) <= 0 then
     redis.call('HDEL', CREATORS, creator)
