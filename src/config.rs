@@ -71,6 +71,11 @@ pub struct Config {
     pub room_create_rate: Rate,
     /// Packets a socket's outgoing buffer holds; a socket found with a full buffer is evicted.
     pub socket_buffer_packets: usize,
+    /// Bytes a socket's outgoing buffer holds (one larger message still fits an empty one).
+    pub socket_buffer_bytes: usize,
+    /// Events of one socket waiting to be handled, and their bytes: more are refused.
+    pub max_queued_events: usize,
+    pub max_queued_bytes: usize,
     /// A connection whose writes make no progress for this long is closed.
     pub write_stall_timeout: Duration,
     pub rate_limits: RateLimits,
@@ -147,6 +152,9 @@ impl Default for Config {
                 burst: 10.0,
             },
             socket_buffer_packets: 1024,
+            socket_buffer_bytes: 4 * 1024 * 1024,
+            max_queued_events: 1024,
+            max_queued_bytes: 4 * 1024 * 1024,
             write_stall_timeout: Duration::from_secs(10),
             rate_limits: RateLimits {
                 // Generous enough for scripted clients and a full room; a flood is still
@@ -164,6 +172,11 @@ impl Default for Config {
                 join: Rate {
                     per_sec: 5.0,
                     burst: 50.0,
+                },
+                // Per target: a real call relays a few KB of SDP and ICE to each peer.
+                relay_bytes: Rate {
+                    per_sec: 256.0 * 1024.0,
+                    burst: 1024.0 * 1024.0,
                 },
                 disconnect_after: 200,
             },
@@ -299,6 +312,36 @@ impl Config {
                 }
                 packets
             },
+            socket_buffer_bytes: at_least(
+                "SOCKET_BUFFER_BYTES",
+                parse(
+                    &get,
+                    "SOCKET_BUFFER_BYTES",
+                    defaults.socket_buffer_bytes,
+                    "expected a number of bytes, at least 65536",
+                )?,
+                65_536,
+            )?,
+            max_queued_events: at_least(
+                "MAX_QUEUED_EVENTS",
+                parse(
+                    &get,
+                    "MAX_QUEUED_EVENTS",
+                    defaults.max_queued_events,
+                    "expected a number of events, at least 16",
+                )?,
+                16,
+            )?,
+            max_queued_bytes: at_least(
+                "MAX_QUEUED_BYTES",
+                parse(
+                    &get,
+                    "MAX_QUEUED_BYTES",
+                    defaults.max_queued_bytes,
+                    "expected a number of bytes, at least 65536",
+                )?,
+                65_536,
+            )?,
             write_stall_timeout: Duration::from_secs(
                 at_least_one(parse(
                     &get,
@@ -326,6 +369,12 @@ impl Config {
                     "JOIN_RATE_PER_SEC",
                     "JOIN_BURST",
                     defaults.rate_limits.join,
+                )?,
+                relay_bytes: rate(
+                    &get,
+                    "RELAY_BYTES_PER_SEC",
+                    "RELAY_BYTES_BURST",
+                    defaults.rate_limits.relay_bytes,
                 )?,
                 disconnect_after: parse(
                     &get,
@@ -545,6 +594,19 @@ fn parse<T: FromStr>(
     match get(var) {
         None => Ok(default),
         Some(raw) => raw.trim().parse().map_err(|_| invalid(var, &raw, reason)),
+    }
+}
+
+/// `value` of `var`, refused below `min`.
+fn at_least(var: &'static str, value: usize, min: usize) -> Result<usize, ConfigError> {
+    if value >= min {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            var,
+            value: value.to_string(),
+            reason: "below its minimum",
+        })
     }
 }
 

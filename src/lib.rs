@@ -122,6 +122,7 @@ fn socket_io(config: &Config) -> SocketIoBuilder {
         // handshakes (not counted by MAX_CONNECTIONS until they connect) cannot pile up.
         .connect_timeout(CONNECT_TIMEOUT)
         .max_buffer_size(config.socket_buffer_packets)
+        .max_buffer_bytes(config.socket_buffer_bytes)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then closes every socket and
@@ -145,6 +146,7 @@ pub async fn serve(
         ],
     ));
     let trimmer = tokio::spawn(memory::run(app.state.clone()));
+    let removals = tokio::spawn(signaling::session::retry_removals(app.state.clone()));
     let announcer = tokio::spawn(signaling::announce::run(
         app.io.clone(),
         app.state.clone(),
@@ -189,6 +191,7 @@ pub async fn serve(
     };
     sweeper.abort();
     trimmer.abort();
+    removals.abort();
     announcer.abort();
     if let Some(liveness) = liveness {
         liveness.abort();

@@ -1,11 +1,13 @@
 //! Rate limits, kept by `governor` (GCRA, equivalent to a token bucket of `burst` tokens
-//! refilled at `per_sec`): per socket, a quota per class of event plus a count of net
-//! refusals after which a client is treated as a flooder and disconnected; per client
-//! address, for HTTP endpoints.
+//! refilled at `per_sec`): per socket, a quota per class of event, a byte budget per relay
+//! target, a quota of repeated joins, plus a count of net refusals after which a client is
+//! treated as a flooder and disconnected; per client address, for HTTP endpoints and room
+//! creation.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -69,6 +71,8 @@ pub struct RateLimits {
     pub chat: Rate,
     pub signal: Rate,
     pub join: Rate,
+    /// Bytes one socket may relay to one other participant (in KiB units of quota).
+    pub relay_bytes: Rate,
     /// Net refusals (refusals minus allowed events) that get a client disconnected;
     /// 0 never disconnects.
     pub disconnect_after: u32,
@@ -79,9 +83,16 @@ impl RateLimits {
         chat: Rate::UNLIMITED,
         signal: Rate::UNLIMITED,
         join: Rate::UNLIMITED,
+        relay_bytes: Rate::UNLIMITED,
         disconnect_after: 0,
     };
 }
+
+/// `join-room` for the room a socket is already in answers the whole room again (history
+/// included) and changes nothing: a few are normal (a frontend re-sending its join), more
+/// would only amplify. Three at once, then one every 10 s.
+const REJOIN_PERIOD: Duration = Duration::from_secs(10);
+const REJOIN_BURST: u32 = 3;
 
 /// What the limiter says about one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,10 +107,17 @@ type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Cl
 
 /// One socket's quotas (`None` for an unlimited class).
 #[derive(Debug)]
-pub struct SocketLimiter<C: Clock = DefaultClock> {
+pub struct SocketLimiter<C: Clock + Clone = DefaultClock> {
     chat: Option<Direct<C>>,
     signal: Option<Direct<C>>,
     join: Option<Direct<C>>,
+    /// `None` when joins are unlimited.
+    rejoin: Option<Direct<C>>,
+    /// Relayed bytes per target, in KiB; made at the socket's first relay (an idle socket
+    /// pays nothing for it).
+    relay: OnceLock<Keyed<Arc<str>, C>>,
+    relay_quota: Option<Quota>,
+    clock: C,
     /// Refusals not yet paid back: each refusal adds one, each allowed event takes one
     /// away, so a flooder cannot reset it by slipping in an occasional allowed event.
     strikes: AtomicU32,
@@ -118,10 +136,22 @@ impl<C: Clock + Clone> SocketLimiter<C> {
             rate.quota()
                 .map(|quota| RateLimiter::direct_with_clock(quota, C::clone(clock)))
         };
+        let rejoin = Quota::with_period(REJOIN_PERIOD)
+            .map(|q| q.allow_burst(NonZeroU32::new(REJOIN_BURST).unwrap_or(NonZeroU32::MIN)))
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
+        let relay_in_kib = Rate {
+            per_sec: limits.relay_bytes.per_sec / 1024.0,
+            burst: limits.relay_bytes.burst / 1024.0,
+        };
         Self {
             chat: direct(limits.chat),
             signal: direct(limits.signal),
             join: direct(limits.join),
+            rejoin: (!limits.join.is_unlimited())
+                .then(|| RateLimiter::direct_with_clock(rejoin, C::clone(clock))),
+            relay: OnceLock::new(),
+            relay_quota: relay_in_kib.quota(),
+            clock: C::clone(clock),
             strikes: AtomicU32::new(0),
             disconnect_after: limits.disconnect_after,
         }
@@ -133,7 +163,43 @@ impl<C: Clock + Clone> SocketLimiter<C> {
             Class::Signal => &self.signal,
             Class::Join => &self.join,
         };
-        let allowed = limiter.as_ref().is_none_or(|l| l.check().is_ok());
+        self.verdict(limiter.as_ref().is_none_or(|l| l.check().is_ok()))
+    }
+
+    /// A join of the room the socket is already in.
+    pub fn check_rejoin(&self) -> Verdict {
+        self.verdict(self.rejoin.as_ref().is_none_or(|l| l.check().is_ok()))
+    }
+
+    /// `bytes` relayed to `target`: each target has its own budget, so a flood aimed at one
+    /// participant is refused to its sender long before it fills the target's buffer.
+    pub fn check_relay(&self, target: &str, bytes: usize) -> Verdict {
+        let Some(quota) = self.relay_quota else {
+            return Verdict::Allowed;
+        };
+        let budget = self
+            .relay
+            .get_or_init(|| RateLimiter::dashmap_with_clock(quota, C::clone(&self.clock)));
+        if budget.len() > RELAY_TARGETS_KEPT {
+            budget.retain_recent();
+        }
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .ok()
+            .and_then(NonZeroU32::new)
+            .unwrap_or(NonZeroU32::MIN);
+        self.verdict(matches!(
+            budget.check_key_n(&Arc::from(target), kib),
+            Ok(Ok(()))
+        ))
+    }
+
+    /// An event refused for another reason (its socket's queue is full): a strike too.
+    pub fn refuse(&self) -> Verdict {
+        self.verdict(false)
+    }
+
+    /// Counts an event allowed or refused toward flooding.
+    fn verdict(&self, allowed: bool) -> Verdict {
         let step = |strikes: u32| {
             Some(if allowed {
                 strikes.saturating_sub(1)
@@ -155,13 +221,16 @@ impl<C: Clock + Clone> SocketLimiter<C> {
     }
 }
 
-type Keyed<C> =
-    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type Keyed<K, C> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// Targets a socket's relay budgets track before idle ones are forgotten.
+const RELAY_TARGETS_KEPT: usize = 64;
 
 /// A quota per client address, for HTTP endpoints.
 #[derive(Debug)]
 pub struct AddressLimiter<C: Clock = DefaultClock> {
-    limiter: Option<Keyed<C>>,
+    limiter: Option<Keyed<IpAddr, C>>,
 }
 
 impl AddressLimiter {
@@ -209,7 +278,43 @@ mod tests {
             chat: rate,
             signal: Rate::UNLIMITED,
             join: rate,
+            relay_bytes: Rate {
+                per_sec: 4096.0,
+                burst: 8192.0,
+            },
             disconnect_after,
+        }
+    }
+
+    #[test]
+    fn each_relay_target_has_its_own_byte_budget() {
+        let clock = FakeRelativeClock::default();
+        let l = SocketLimiter::with_clock(&limits(1.0, 1.0, 0), &clock);
+        assert_eq!(l.check_relay("victim", 6000), Verdict::Allowed);
+        assert_eq!(l.check_relay("victim", 3000), Verdict::Refused);
+        assert_eq!(l.check_relay("other", 3000), Verdict::Allowed);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(l.check_relay("victim", 3000), Verdict::Allowed);
+        assert_eq!(
+            l.check_relay("victim", 100_000),
+            Verdict::Refused,
+            "more than the whole budget at once"
+        );
+    }
+
+    #[test]
+    fn repeated_joins_have_a_small_quota() {
+        let clock = FakeRelativeClock::default();
+        let l = SocketLimiter::with_clock(&limits(1.0, 100.0, 0), &clock);
+        for _ in 0..REJOIN_BURST {
+            assert_eq!(l.check_rejoin(), Verdict::Allowed);
+        }
+        assert_eq!(l.check_rejoin(), Verdict::Refused);
+        clock.advance(REJOIN_PERIOD);
+        assert_eq!(l.check_rejoin(), Verdict::Allowed);
+        let open = SocketLimiter::with_clock(&RateLimits::UNLIMITED, &clock);
+        for _ in 0..100 {
+            assert_eq!(open.check_rejoin(), Verdict::Allowed, "joins unlimited");
         }
     }
 

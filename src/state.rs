@@ -2,8 +2,9 @@
 //! (axum `State` and socketioxide `State`), and the assembled [`App`]: that state with the
 //! Socket.IO handle. It sits below the handlers, which all take it from here.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::FromRef;
@@ -28,6 +29,10 @@ impl FromRef<App> for AppState {
     }
 }
 
+/// Disconnects during a Redis outage remembered for removal; past this many, later ones are
+/// dropped (their instance's retirement or reaping still removes them).
+const MAX_PENDING_REMOVALS: usize = 100_000;
+
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
@@ -43,6 +48,8 @@ pub struct AppState {
     pub inbox: Inbox,
     /// Handlers waiting for their change to be announced.
     pub deliveries: Arc<Deliveries>,
+    /// Disconnected sockets still to be taken out of their rooms (cluster mode, Redis away).
+    pub pending_removals: Arc<PendingRemovals>,
     /// The room store answers (always, in memory; in cluster mode, while Redis does).
     store_reachable: Arc<AtomicBool>,
     started: Instant,
@@ -62,6 +69,7 @@ impl AppState {
         Self {
             inbox,
             deliveries: Arc::default(),
+            pending_removals: Arc::new(PendingRemovals::new(MAX_PENDING_REMOVALS)),
             ice_limiter: Arc::new(AddressLimiter::new(config.ice_rate)),
             room_limiter: Arc::new(AddressLimiter::new(config.room_create_rate)),
             instance_id,
@@ -138,5 +146,53 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
         self.changes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sockets that disconnected while the room store was unreachable (cluster mode), still to
+/// be taken out of their rooms once it answers: a bounded set, retried by one task
+/// (`signaling::session::retry_removals`) rather than a task per socket, and holding ids
+/// only, so a gone socket's memory and connection slot are freed at once.
+#[derive(Debug)]
+pub struct PendingRemovals {
+    ids: Mutex<HashSet<Arc<str>>>,
+    capacity: usize,
+}
+
+impl PendingRemovals {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            ids: Mutex::default(),
+            capacity,
+        }
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<Arc<str>>> {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `false` if the set is full (the removal is dropped).
+    pub fn add(&self, socket: Arc<str>) -> bool {
+        let mut ids = self.ids();
+        if ids.len() >= self.capacity {
+            return false;
+        }
+        ids.insert(socket);
+        true
+    }
+
+    /// Every pending removal, taken out of the set.
+    pub fn take(&self) -> Vec<Arc<str>> {
+        self.ids().drain().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

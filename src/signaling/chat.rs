@@ -3,7 +3,6 @@
 //! the payload.
 
 use super::incoming::{Admitted, Incoming};
-use crate::limits::Class;
 use crate::protocol::decode_chat;
 
 pub async fn on_send_message(incoming: Incoming) {
@@ -14,7 +13,7 @@ pub async fn on_send_message(incoming: Incoming) {
         reply,
         turn: _turn,
         ..
-    }) = incoming.admit(Class::Chat).await
+    }) = incoming.admit().await
     else {
         return;
     };

@@ -6,7 +6,6 @@
 use super::incoming::{Admitted, Incoming};
 use super::outgoing::Changed;
 use super::reply::internal;
-use crate::limits::Class;
 use crate::model::MediaKind;
 use crate::protocol::{
     decode_room_only, decode_toggle, decode_toggle_media, decode_toggle_screen_share,
@@ -21,7 +20,7 @@ pub async fn on_toggle(incoming: Incoming) {
         reply,
         turn: _turn,
         ..
-    }) = incoming.admit(Class::Signal).await
+    }) = incoming.admit().await
     else {
         return;
     };
@@ -66,7 +65,7 @@ pub async fn on_screen_share(incoming: Incoming) {
         reply,
         turn: _turn,
         ..
-    }) = incoming.admit(Class::Signal).await
+    }) = incoming.admit().await
     else {
         return;
     };

@@ -6,6 +6,7 @@
 pub mod announce;
 mod chat;
 mod client;
+mod events;
 mod incoming;
 mod media;
 mod order;
@@ -13,7 +14,7 @@ mod outgoing;
 mod payload;
 mod relay;
 mod reply;
-mod session;
+pub mod session;
 
 use std::net::IpAddr;
 
@@ -24,35 +25,8 @@ use socketioxide::handler::ConnectHandler;
 
 use crate::net::PeerAddr;
 use crate::state::AppState;
-use client::Client;
-
-/// Every client event of PROTOCOL.md, with its handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Handler {
-    Join,
-    Leave,
-    Chat,
-    Relay,
-    Toggle,
-    ScreenShare,
-}
-
-/// The one table of client event names.
-const EVENTS: &[(&str, Handler)] = &[
-    ("join-room", Handler::Join),
-    ("leave-room", Handler::Leave),
-    ("send-message", Handler::Chat),
-    ("webrtc-offer", Handler::Relay),
-    ("webrtc-answer", Handler::Relay),
-    ("webrtc-ice-candidate", Handler::Relay),
-    ("request-connection", Handler::Relay),
-    ("toggle-audio", Handler::Toggle),
-    ("toggle-video", Handler::Toggle),
-    ("toggle-media", Handler::Toggle),
-    ("start-screen-share", Handler::ScreenShare),
-    ("stop-screen-share", Handler::ScreenShare),
-    ("toggle-screen-share", Handler::ScreenShare),
-];
+use client::{Client, Queued};
+use events::{EVENTS, Handler};
 
 /// Registers the default namespace and every event of PROTOCOL.md.
 pub fn register(io: &SocketIo) {
@@ -70,11 +44,15 @@ async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), A
         return Err(AtCapacity);
     };
     let address = client_address(&socket, &app);
+    let bounds = Queued {
+        events: app.config.max_queued_events,
+        bytes: app.config.max_queued_bytes,
+    };
     socket
         .extensions
-        .insert(Client::new(&app.config.rate_limits, address, slot));
+        .insert(Client::new(&app.config.rate_limits, bounds, address, slot));
     socket.on_disconnect(session::on_disconnect);
-    for &(event, handler) in EVENTS {
+    for &(event, handler, _) in EVENTS {
         match handler {
             Handler::Join => socket.on(event, session::on_join),
             Handler::Leave => socket.on(event, session::on_leave),

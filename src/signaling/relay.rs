@@ -9,9 +9,9 @@ use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 
 use super::announce::deliver_relay;
-use super::incoming::{Admitted, Incoming};
+use super::incoming::{Admitted, Incoming, enforce};
 use super::reply::{Done, internal};
-use crate::limits::Class;
+use crate::limits::{Class, Verdict};
 use crate::protocol::{RelayKind, decode_relay};
 use crate::registry::events::Relay;
 
@@ -20,11 +20,12 @@ pub async fn on_relay(incoming: Incoming, io: SocketIo) {
     let Some(Admitted {
         socket,
         app,
+        client,
         payload,
         reply,
         turn: _turn,
         ..
-    }) = incoming.admit(Class::Signal).await
+    }) = incoming.admit().await
     else {
         return;
     };
@@ -35,6 +36,12 @@ pub async fn on_relay(incoming: Incoming, io: SocketIo) {
         Ok(request) => request,
         Err(e) => return reply.fail(e),
     };
+    // A flood aimed at one participant is refused to its sender, never the target's problem.
+    let bytes = request.body.as_deref().map_or(0, |b| b.get().len());
+    let verdict = client.limiter().check_relay(&request.target, bytes);
+    if verdict != Verdict::Allowed {
+        return enforce(&socket, &app, &client, Class::Signal, verdict, reply);
+    }
     let sender: Arc<str> = socket.id.as_str().into();
     let here = request
         .target

@@ -6,10 +6,10 @@ use socketioxide::extract::{SocketRef, State};
 use socketioxide::socket::DisconnectReason;
 
 use super::client::Client;
-use super::incoming::{Admitted, Incoming};
+use super::incoming::{Admitted, Incoming, enforce};
 use super::outgoing::{JoinedRoom, RoomRef};
 use super::reply::internal;
-use crate::limits::Class;
+use crate::limits::{Class, Verdict};
 use crate::protocol::{ErrorCode, ProtocolError, decode_join, decode_room_only};
 use crate::registry::{Creator, JoinOutcome, LeaveReason};
 use crate::state::AppState;
@@ -18,11 +18,12 @@ pub async fn on_join(incoming: Incoming) {
     let Some(Admitted {
         socket,
         app,
+        client,
         address,
         payload,
         reply,
         turn: _turn,
-    }) = incoming.admit(Class::Join).await
+    }) = incoming.admit().await
     else {
         return;
     };
@@ -57,8 +58,12 @@ pub async fn on_join(incoming: Incoming) {
     match outcome {
         Err(e) => reply.fail(e),
         Ok(JoinOutcome::NeedsNewRoom) => reply.fail(internal()),
-        // Nothing changed: only the joiner is told again.
+        // Nothing changed: only the joiner is told again, a few times at most.
         Ok(JoinOutcome::AlreadyIn(joined)) => {
+            let verdict = client.limiter().check_rejoin();
+            if verdict != Verdict::Allowed {
+                return enforce(&socket, &app, &client, Class::Join, verdict, reply);
+            }
             let answer = JoinedRoom::new(&joined, &app);
             socket.emit("joined-room", &answer).ok();
             reply.ok(&answer);
@@ -78,7 +83,7 @@ pub async fn on_leave(incoming: Incoming) {
         reply,
         turn: _turn,
         ..
-    }) = incoming.admit(Class::Join).await
+    }) = incoming.admit().await
     else {
         return;
     };
@@ -132,27 +137,30 @@ pub async fn on_disconnect(
         Ok(None) => {}
         Err(e) => {
             tracing::warn!(socket = %socket.id, "disconnected socket not removed yet: {e}");
-            tokio::spawn(remove_when_store_returns(socket_id, app.clone()));
+            if !app.pending_removals.add(socket_id.into()) {
+                tracing::warn!(socket = %socket.id, "too many removals pending: dropped");
+            }
         }
     }
     tracing::info!(socket = %socket.id, %reason, "disconnected");
 }
 
-/// In a cluster, a socket that disconnects while Redis is away is removed once Redis is back,
-/// so it does not stay listed as a ghost.
-async fn remove_when_store_returns(socket: String, app: AppState) {
+/// In a cluster, sockets that disconnected while Redis was away are taken out of their rooms
+/// once it answers again, so they do not stay listed as ghosts: one task for all of them.
+pub async fn retry_removals(app: AppState) {
     const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-    const GIVE_UP_AFTER: u32 = 600;
-    for _ in 0..GIVE_UP_AFTER {
-        tokio::time::sleep(RETRY_EVERY).await;
-        if app
-            .registry
-            .leave_again(&socket, LeaveReason::Disconnected)
-            .await
-            .is_ok()
-        {
-            return;
+    let mut tick = tokio::time::interval(RETRY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for socket in app.pending_removals.take() {
+            let removed = app
+                .registry
+                .leave_again(&socket, LeaveReason::Disconnected)
+                .await;
+            if removed.is_err() {
+                app.pending_removals.add(socket);
+            }
         }
     }
-    tracing::warn!(%socket, "gave up removing a disconnected socket");
 }
