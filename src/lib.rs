@@ -103,6 +103,7 @@ fn limits(config: &Config) -> Limits {
         unused_room_ttl: config.unused_room_ttl,
         max_rooms: config.max_rooms,
         max_rooms_per_address: config.max_rooms_per_address,
+        connection_states: config.recovery(),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 /// A point in time that serializes as JavaScript's `Date.toISOString()` does
@@ -36,6 +36,15 @@ pub enum MediaKind {
     Video,
 }
 
+/// Whether a participant's client is connected, or lost its connection and may come back
+/// (connection state recovery: docs/PROTOCOL.md, "Connection state recovery").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Connection {
+    Connected,
+    Reconnecting,
+}
+
 /// A participant as the registry keeps it. Cheap to clone (shared strings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Participant {
@@ -46,6 +55,9 @@ pub struct Participant {
     pub audio_muted: bool,
     pub video_off: bool,
     pub screen_sharing: bool,
+    /// `None` while connection state recovery is off: then no participant object carries a
+    /// `connection` field, as before recovery existed.
+    pub connection: Option<Connection>,
 }
 
 impl Participant {
@@ -58,6 +70,7 @@ impl Participant {
             audio_muted: false,
             video_off: false,
             screen_sharing: false,
+            connection: None,
         }
     }
 
@@ -75,6 +88,7 @@ impl Participant {
             is_video_enabled: !self.video_off,
             is_screen_sharing: self.screen_sharing,
             is_admin,
+            connection: self.connection,
         }
     }
 }
@@ -94,6 +108,9 @@ pub struct ParticipantView {
     pub is_video_enabled: bool,
     pub is_screen_sharing: bool,
     pub is_admin: bool,
+    /// Only while connection state recovery is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
 }
 
 /// The chat message object of PROTOCOL.md. Its wire JSON is made once, when the message is:
@@ -220,5 +237,21 @@ mod tests {
         assert_eq!(json["isAdmin"], true);
         let joined = json["joinedAt"].as_str().unwrap();
         assert!(joined.ends_with('Z') && joined.len() == 24, "{joined}");
+        assert!(
+            json.get("connection").is_none(),
+            "no connection state: {json}"
+        );
+        assert_eq!(json.as_object().unwrap().len(), 11);
+    }
+
+    #[test]
+    fn the_connection_state_shows_only_when_tracked() {
+        let mut p = Participant::new("s1".into(), "Alice".into(), None);
+        p.connection = Some(Connection::Reconnecting);
+        let json = serde_json::to_value(p.view(false)).unwrap();
+        assert_eq!(json["connection"], "reconnecting");
+        p.connection = Some(Connection::Connected);
+        let json = serde_json::to_value(p.view(false)).unwrap();
+        assert_eq!(json["connection"], "connected");
     }
 }

@@ -18,7 +18,7 @@ use super::events::{Batch, Change, Event, Inbox, LeaveReason, Origin};
 use super::outcome::{
     Creator, JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
 };
-use crate::model::{ChatMessage, MediaKind, Participant, ParticipantView, Timestamp};
+use crate::model::{ChatMessage, Connection, MediaKind, Participant, ParticipantView, Timestamp};
 use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
 
 /// Whether a room has ever had anyone in it, and since when it has been empty.
@@ -338,11 +338,14 @@ impl MemoryRegistry {
         let left = current
             .and_then(|old| self.remove_from_room(&old, socket, LeaveReason::Switched, None));
         let socket_id: Arc<str> = socket.into();
-        let participant = Participant::new(
+        let mut participant = Participant::new(
             socket_id.clone(),
             req.user_name.as_str().into(),
             req.avatar.as_deref().map(Into::into),
         );
+        if self.limits.connection_states {
+            participant.connection = Some(Connection::Connected);
+        }
         let joined = {
             let (room_id, mut room) = match self.rooms.entry(req.room_id.as_str().into()) {
                 Entry::Occupied(e) => (e.key().clone(), e.into_ref()),
@@ -597,6 +600,42 @@ impl MemoryRegistry {
             }],
         );
         Ok(updated)
+    }
+
+    /// Records whether `socket`'s client is connected or reconnecting (connection state
+    /// recovery). `None` if it is in no room, its state was already that, or participants
+    /// carry no connection state: then nothing is announced.
+    pub fn set_connection(
+        &self,
+        socket: &str,
+        connection: Connection,
+        ticket: Option<u64>,
+    ) -> Option<Updated> {
+        let room_id = self.members.get(socket)?.value().clone();
+        let mut room = self.rooms.get_mut(&room_id)?;
+        let index = room.position(socket)?;
+        let state = &mut room.participants[index].connection;
+        if state.is_none() || *state == Some(connection) {
+            return None;
+        }
+        *state = Some(connection);
+        let participants = room.views();
+        let updated = Updated {
+            room_id,
+            participant: participants[index].clone(),
+            participants,
+        };
+        let change = Change::Connection {
+            reconnecting: connection == Connection::Reconnecting,
+        };
+        self.announce(
+            ticket,
+            vec![Event::Updated {
+                updated: Arc::new(updated.clone()),
+                change,
+            }],
+        );
+        Some(updated)
     }
 
     /// Every room, for operators.

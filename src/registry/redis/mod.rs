@@ -42,12 +42,12 @@ use super::events::{Change, LeaveReason, Relay};
 use super::outcome::{
     Creator, JoinOutcome, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
 };
-use crate::model::{MediaKind, Participant, Timestamp};
+use crate::model::{Connection, MediaKind, Participant, Timestamp};
 use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
 pub use wire::decode_batch;
 use wire::{
-    ChangeWire, ChatReply, CreateReply, JoinReply, LeftWire, RelayReply, RoomWire, Stored,
-    UpdateReply, joined, parse, timestamp, view_of, views,
+    ChangeWire, ChatReply, ConnectionReply, CreateReply, JoinReply, LeftWire, RelayReply, RoomWire,
+    Stored, UpdateReply, joined, parse, timestamp, view_of, views,
 };
 
 /// An upper bound on a whole call, reconnection attempts included (timeouts and backoff of
@@ -81,6 +81,7 @@ struct Scripts {
     heartbeat: Script,
     reap: Script,
     retire: Script,
+    connection: Script,
 }
 
 impl Scripts {
@@ -100,10 +101,11 @@ impl Scripts {
             heartbeat: script(include_str!("scripts/heartbeat.lua")),
             reap: script(include_str!("scripts/reap.lua")),
             retire: script(include_str!("scripts/retire.lua")),
+            connection: script(include_str!("scripts/connection.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 13] {
+    fn all(&self) -> [&Script; 14] {
         [
             &self.create,
             &self.join,
@@ -118,6 +120,7 @@ impl Scripts {
             &self.heartbeat,
             &self.reap,
             &self.retire,
+            &self.connection,
         ]
     }
 }
@@ -378,6 +381,10 @@ impl RedisRegistry {
             video_off: false,
             screen_sharing: false,
             instance: Some(self.instance.to_string()),
+            connection: self
+                .limits
+                .connection_states
+                .then_some(Connection::Connected),
         };
         let me = serde_json::to_string(&me).map_err(|e| StoreUnavailable(e.to_string()))?;
         let mut call = self.invocation(&self.scripts.join);
@@ -591,6 +598,40 @@ impl RedisRegistry {
         }
     }
 
+    /// Records whether `socket`'s client is connected or reconnecting (connection state
+    /// recovery). `None` if it is in no room, its state was already that, or it carries no
+    /// connection state: then nothing is published.
+    pub async fn set_connection(
+        &self,
+        socket: &str,
+        connection: Connection,
+        ticket: Option<u64>,
+    ) -> Result<Option<Updated>, StoreUnavailable> {
+        let state = match connection {
+            Connection::Connected => "connected",
+            Connection::Reconnecting => "reconnecting",
+        };
+        let mut call = self.invocation(&self.scripts.connection);
+        call.arg(socket)
+            .arg(state)
+            .arg(&*self.instance)
+            .arg(ticket_arg(ticket));
+        match parse(&self.run(&call).await?)? {
+            ConnectionReply::Updated {
+                room_id,
+                participants: stored,
+            } => {
+                let participants = views(&stored)?;
+                Ok(Some(Updated {
+                    room_id: room_id.into(),
+                    participant: view_of(socket, &stored, &participants)?,
+                    participants,
+                }))
+            }
+            ConnectionReply::NotInRoom | ConnectionReply::Unchanged => Ok(None),
+        }
+    }
+
     /// Every room, for operators, oldest first.
     pub async fn summaries(&self) -> Result<Vec<RoomSummary>, StoreUnavailable> {
         let call = self.invocation(&self.scripts.summaries);
@@ -668,12 +709,18 @@ mod tests {
             video_off: false,
             screen_sharing: false,
             instance: Some("i1".into()),
+            connection: Some(Connection::Reconnecting),
         };
         let json = serde_json::to_string(&stored).unwrap();
         let back: Stored = parse(&json).unwrap();
         let participant = back.participant().unwrap();
         assert_eq!(participant.joined_at.to_iso(), p.joined_at.to_iso());
         assert!(participant.audio_muted);
+        assert_eq!(participant.connection, Some(Connection::Reconnecting));
+        let untracked = json.replace(r#","connection":"reconnecting""#, "");
+        assert_ne!(untracked, json);
+        let back: Stored = parse(&untracked).unwrap();
+        assert_eq!(back.participant().unwrap().connection, None);
         assert!(parse::<Stored>("{\"id\":1}").is_err());
         assert!(parse::<Option<LeftWire>>("null").unwrap().is_none());
         let bad_time = json.replace(&p.joined_at.to_iso(), "yesterday");
