@@ -42,9 +42,19 @@ struct Server {
 
 /// A server on an ephemeral port; `recovery` is `(window, max_buffered_packets)`.
 async fn server(recovery: Option<(Duration, usize)>, ping_interval: Duration) -> Server {
+    server_bounded(recovery, ping_interval, usize::MAX).await
+}
+
+/// As [`server`], with the sockets' buffers bounded to `max_bytes` (`max_buffer_bytes`).
+async fn server_bounded(
+    recovery: Option<(Duration, usize)>,
+    ping_interval: Duration,
+    max_bytes: usize,
+) -> Server {
     let mut builder = SocketIo::builder()
         .ping_interval(ping_interval)
-        .ping_timeout(Duration::from_secs(2));
+        .ping_timeout(Duration::from_secs(2))
+        .max_buffer_bytes(max_bytes);
     if let Some((window, max)) = recovery {
         builder = builder.connection_state_recovery(window, max);
     }
@@ -584,6 +594,47 @@ async fn buffer_overflow_ends_the_session() {
     let mut client = Client::open(srv.addr, Transport::Websocket).await;
     let answer = client.connect(&format!(r#"{{"pid":"{pid}"}}"#)).await;
     assert_ne!(answer["sid"], sid.as_str());
+}
+
+/// What a socket keeps is bounded in bytes too (`max_buffer_bytes`): a disconnected session
+/// that would keep more ends; a connected socket forgets its oldest packets, and can then
+/// only be recovered by a client that received them.
+#[tokio::test]
+async fn kept_bytes_are_bounded_by_max_buffer_bytes() {
+    // Each event below takes about 130 bytes: three fit in 400, four do not.
+    let big = "x".repeat(100);
+    let mut srv = server_bounded(recovering(WAIT, 100), WAIT, 400).await;
+    let (client, sid, pid) = connected_client(&mut srv, Transport::Websocket).await;
+    client.drop_connection();
+    next(&mut srv.probes.lost).await;
+    let s = socket(&srv.io, &sid);
+    for _ in 0..3 {
+        s.emit("kept", &big).unwrap();
+    }
+    assert!(srv.probes.disconnected.try_recv().is_err());
+    assert!(s.emit("overflow", &big).is_err());
+    let (ended, _) = next(&mut srv.probes.disconnected).await;
+    assert_eq!(ended.to_string(), sid);
+    let mut client = Client::open(srv.addr, Transport::Websocket).await;
+    let answer = client.connect(&format!(r#"{{"pid":"{pid}"}}"#)).await;
+    assert_ne!(answer["sid"], sid.as_str());
+
+    // Connected: the oldest of four is forgotten, so a client that kept no offset (it
+    // might not have received the first) cannot recover; with the bound off, it could.
+    for (max_bytes, recovers) in [(400, false), (usize::MAX, true)] {
+        let mut srv = server_bounded(recovering(WAIT, 100), WAIT, max_bytes).await;
+        let (mut client, sid, pid) = connected_client(&mut srv, Transport::Websocket).await;
+        // One at a time: the outgoing buffer has the same bound.
+        for n in 1..=4 {
+            socket(&srv.io, &sid).emit("sent", &(n, &big)).unwrap();
+            client.recv_event().await;
+        }
+        client.drop_connection();
+        next(&mut srv.probes.lost).await;
+        let mut client = Client::open(srv.addr, Transport::Websocket).await;
+        let answer = client.connect(&format!(r#"{{"pid":"{pid}"}}"#)).await;
+        assert_eq!(answer["sid"] == sid.as_str(), recovers, "max {max_bytes} bytes");
+    }
 }
 
 #[tokio::test]
