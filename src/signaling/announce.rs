@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use super::client::Client;
 use super::negotiation;
 use super::outgoing::{
-    AudioToggled, JoinedRoom, MediaToggled, ParticipantRef, Relayed, RoomRef, ServerError,
-    UserJoined, UserLeft, VideoToggled,
+    AudioToggled, ConnectionChanged, JoinedRoom, MediaToggled, ParticipantRef, Relayed, RoomRef,
+    ServerError, UserJoined, UserLeft, VideoToggled,
 };
 use crate::model::MediaKind;
 use crate::registry::LeaveReason;
@@ -175,6 +175,22 @@ fn announce(
                         participant_id: &me.id,
                     };
                     emit_each(app, others(), event, &who);
+                }
+                // Followed, as every change, by the list, where its `connection` shows.
+                Change::Connection { reconnecting } => {
+                    let event = if reconnecting {
+                        "participant-reconnecting"
+                    } else {
+                        "participant-reconnected"
+                    };
+                    let who = ConnectionChanged {
+                        participant_id: &me.id,
+                        room_id: &updated.room_id,
+                    };
+                    emit_each(app, others(), event, &who);
+                    if from_here {
+                        tracing::info!(socket = %me.id, room = %updated.room_id, "{event}");
+                    }
                 }
             }
             emit_each(app, members, "participants-updated", &updated.participants);

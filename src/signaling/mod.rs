@@ -6,6 +6,7 @@
 pub mod announce;
 mod chat;
 mod client;
+mod continuity;
 mod events;
 mod incoming;
 mod media;
@@ -53,6 +54,7 @@ async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), A
         .extensions
         .insert(Client::new(&app.config.rate_limits, bounds, address, slot));
     socket.on_disconnect(session::on_disconnect);
+    continuity::prepare(&socket, &app);
     for &(event, handler, _) in EVENTS {
         match handler {
             Handler::Join => socket.on(event, session::on_join),
