@@ -21,6 +21,15 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// A server with connection state recovery on, as by default (TestServer turns it off).
+async fn recovering(adjust: impl FnOnce(&mut Config)) -> TestServer {
+    TestServer::with(|c| {
+        c.recovery_window = Config::default().recovery_window;
+        adjust(c);
+    })
+    .await
+}
+
 /// A raw client joined to `room`: its socket id, and the offset of the last event it saw.
 async fn raw_joined(addr: SocketAddr, room: &str, name: &str) -> (RawWs, Value) {
     let mut raw = RawWs::connect(addr).await;
@@ -53,7 +62,7 @@ async fn event_args(raw: &mut RawWs, name: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn the_wire_with_recovery_on_carries_a_pid_offsets_and_connection_states() {
-    let server = TestServer::start().await;
+    let server = recovering(|_| {}).await;
     let mut raw = RawWs::open(server.addr).await;
     raw.send_text("40").await.expect("send 40");
     let Recv::Msg(connect) = raw.recv(WAIT).await else {
@@ -104,7 +113,7 @@ async fn the_wire_with_recovery_on_carries_a_pid_offsets_and_connection_states()
 #[tokio::test]
 async fn a_session_whose_missed_packets_overflow_its_buffer_ends_as_a_normal_leave() {
     const BUFFER: usize = 16;
-    let server = TestServer::with(|c| c.recovery_buffer_max = BUFFER).await;
+    let server = recovering(|c| c.recovery_buffer_max = BUFFER).await;
     let mut host = server.joined("O", "Ann").await;
     let (away, joined) = raw_joined(server.addr, "O", "Bob").await;
     let bob = joined["participantId"].as_str().expect("id").to_owned();
