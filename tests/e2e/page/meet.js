@@ -2,7 +2,7 @@
 // (/work/shared/PROTOCOL.md) in either dialect, chosen by the URL:
 //
 //   /?room=ROOM&name=NAME&dialect=original|frontend[&transports=websocket]
-//     [&ice=loopback|relay[&iceSource=joined-room|api]]
+//     [&ice=loopback|relay[&iceSource=joined-room|api]][&reconnect=1]
 //
 //   original  — the original backend's frontend: targetId/senderId, toggle-audio {isAudioMuted},
 //               start-/stop-screen-share, leave-room {roomId}, reads userName/isAudioMuted.
@@ -23,6 +23,12 @@
 // fetched before joining (`iceSource=api`). Then every candidate is a TURN relay candidate,
 // and media can only flow through the TURN server.
 //
+// With `reconnect=1` the socket reconnects by itself after a network blip, as the frontends'
+// socket.io-client does, and recovers its session (connection state recovery): same socket
+// id, still in the room, peers untouched. The page records each connect (`connects`: id,
+// `recovered`) and the others' `participant-reconnecting` / `-reconnected`
+// (`connectionEvents`), and shows a reconnecting participant as such.
+//
 // The test drives the page through `window.meet` (join, sendChat, setAudio, leave, state, …).
 // Remote videos are <video class="remote" data-participant-id="SOCKET_ID">.
 
@@ -33,6 +39,7 @@
   const dialect = params.get('dialect') === 'frontend' ? 'frontend' : 'original';
   const userName = params.get('name') || 'Anonymous';
   const transports = params.get('transports') ? params.get('transports').split(',') : undefined;
+  const RECONNECT = params.get('reconnect') === '1';
   const ORIGINAL = dialect === 'original';
   const TARGET = ORIGINAL ? 'targetId' : 'targetSocketId';
   const SENDER = ORIGINAL ? 'senderId' : 'senderSocketId';
@@ -67,6 +74,10 @@
     mediaEvents: [],
     // [{participantId, userName}]
     leftEvents: [],
+    // Every connect of the socket: [{id, recovered}] (more than one only with ?reconnect=1).
+    connects: [],
+    // [{participantId, event: 'reconnecting' | 'reconnected'}]
+    connectionEvents: [],
     errors: [],
     // id -> {initiator, connectionState, iceConnectionState, signalingState, tracks, stats}
     peers: {},
@@ -95,9 +106,9 @@
   function normalize(p) {
     return ORIGINAL
       ? { id: p.id, name: p.userName, audioMuted: p.isAudioMuted === true, videoOff: p.isVideoOff === true,
-          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true }
+          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true, connection: p.connection ?? null }
       : { id: p.id, name: p.name, audioMuted: p.isAudioEnabled === false, videoOff: p.isVideoEnabled === false,
-          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true };
+          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true, connection: p.connection ?? null };
   }
 
   function setParticipants(list) {
@@ -112,7 +123,8 @@
       const li = document.createElement('li');
       li.dataset.participantId = p.id;
       li.dataset.audioMuted = String(p.audioMuted);
-      li.textContent = `${p.name}${p.id === st.selfId ? ' (you)' : ''}${p.isAdmin ? ' [host]' : ''}`;
+      li.dataset.connection = p.connection ?? '';
+      li.textContent = `${p.name}${p.id === st.selfId ? ' (you)' : ''}${p.isAdmin ? ' [host]' : ''}${p.connection === 'reconnecting' ? ' (reconnecting…)' : ''}`;
       li.classList.toggle('muted', p.audioMuted);
       return li;
     }));
@@ -324,10 +336,14 @@
   }
 
   function connect() {
-    socket = io({ transports, reconnection: false });
+    socket = RECONNECT
+      ? io({ transports, reconnection: true, reconnectionDelay: 250, reconnectionDelayMax: 1000 })
+      : io({ transports, reconnection: false });
     socket.on('connect', () => {
       st.socketConnected = true;
       st.selfId = st.selfId || socket.id;
+      st.connects.push({ id: socket.id, recovered: socket.recovered === true });
+      if (st.connects.length > 1) log('socket reconnected', socket.id, socket.recovered ? '(session recovered)' : '(new session)');
       st.transport = socket.io.engine.transport.name;
       socket.io.engine.on('upgrade', (t) => { st.transport = t.name; });
       log('socket connected', socket.id, st.transport);
@@ -384,6 +400,17 @@
     });
 
     socket.on('participants-updated', (list) => setParticipants(list));
+
+    // Connection state recovery: someone's network dropped, or came back.
+    for (const event of ['reconnecting', 'reconnected']) {
+      socket.on(`participant-${event}`, (data) => {
+        log(`participant-${event}`, data);
+        st.connectionEvents.push({ participantId: data.participantId, event });
+        const p = st.participants.find((q) => q.id === data.participantId);
+        if (p) p.connection = event === 'reconnecting' ? 'reconnecting' : 'connected';
+        render();
+      });
+    }
 
     socket.on('user-left', (data) => {
       log('user-left', data);
