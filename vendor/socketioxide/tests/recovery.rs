@@ -669,6 +669,37 @@ async fn explicit_disconnects_end_the_session_at_once() {
     assert!(srv.probes.lost.try_recv().is_err());
 }
 
+/// A recovered socket whose client stopped reading is still really disconnected when the
+/// server disconnects it (change 8): its current connection is closed, not the dead one it
+/// first connected with.
+#[tokio::test]
+async fn a_recovered_socket_too_full_to_be_told_is_disconnected_on_its_new_connection() {
+    let mut srv = server_bounded(recovering(WAIT, 100), WAIT, 64 * 1024).await;
+    let (client, sid, pid) = connected_client(&mut srv, Transport::Websocket).await;
+    client.drop_connection();
+    next(&mut srv.probes.lost).await;
+    let mut client = Client::open(srv.addr, Transport::Websocket).await;
+    let answer = client.connect(&format!(r#"{{"pid":"{pid}"}}"#)).await;
+    assert_eq!(answer["sid"], sid.as_str());
+    next(&mut srv.probes.recovered).await;
+
+    // The client reads nothing until the server finds its buffer full.
+    let s = socket(&srv.io, &sid);
+    let big = "x".repeat(16 * 1024);
+    let full = (0..20_000).any(|n| s.emit("big", &(n, &big)).is_err());
+    assert!(full, "the buffer never filled");
+    s.clone().disconnect().unwrap();
+    let (ended, reason) = next(&mut srv.probes.disconnected).await;
+    assert_eq!(
+        (ended.to_string(), reason),
+        (sid, DisconnectReason::ServerNSDisconnect)
+    );
+    // What was queued arrives, then the connection ends (no DISCONNECT packet fitted).
+    while let Some(frame) = client.try_recv().await {
+        assert!(matches!(frame, Frame::Text(t) if t.starts_with("2[\"big\"")));
+    }
+}
+
 #[tokio::test]
 async fn without_recovery_the_wire_is_unchanged() {
     for transport in TRANSPORTS {
