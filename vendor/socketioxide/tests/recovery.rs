@@ -633,7 +633,11 @@ async fn kept_bytes_are_bounded_by_max_buffer_bytes() {
         next(&mut srv.probes.lost).await;
         let mut client = Client::open(srv.addr, Transport::Websocket).await;
         let answer = client.connect(&format!(r#"{{"pid":"{pid}"}}"#)).await;
-        assert_eq!(answer["sid"] == sid.as_str(), recovers, "max {max_bytes} bytes");
+        assert_eq!(
+            answer["sid"] == sid.as_str(),
+            recovers,
+            "max {max_bytes} bytes"
+        );
     }
 }
 
