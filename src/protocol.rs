@@ -94,6 +94,8 @@ pub struct JoinRequest {
     pub room_id: String,
     pub user_name: String,
     pub avatar: Option<String>,
+    /// The joiner becomes the room's host (a JWT `host` claim); never from the payload.
+    pub host: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +322,7 @@ pub fn decode_join(payload: &RawValue) -> Decoded<JoinRequest> {
         room_id,
         user_name,
         avatar: usable_avatar(map.get("userAvatar")),
+        host: false,
     })
 }
 

@@ -197,6 +197,8 @@ fn announce(ns: &BroadcastOperators, app: &AppState, event: &Event, from_here: b
                 dismiss(app, &kicked, LeaveReason::Kicked);
             }
         }
+        // Nobody is in a room as it opens or once it is removed: for webhooks only.
+        Event::RoomOpened { .. } | Event::RoomRemoved { .. } => {}
     }
 }
 
