@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::address::TrustedProxies;
 use crate::ice::{IceConfig, TurnConfig, check_url};
 use crate::limits::{Rate, RateLimits};
+use crate::webhooks::secret::WebhookSecret;
 
 /// Which browser origins may call the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +92,28 @@ pub struct Config {
     pub deployment: Deployment,
     /// Which proxies may name the client in `X-Forwarded-For` (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
+    /// Signed webhooks to the application's backend (`WEBHOOK_*`); `None`: off.
+    pub webhooks: Option<WebhookSettings>,
+}
+
+/// Where and how webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `WEBHOOK_URLS`: every event goes to each, in its own queue.
+    pub urls: Vec<String>,
+    pub secret: WebhookSecret,
+    /// One attempt's limit (`WEBHOOK_TIMEOUT_MS`).
+    pub timeout: Duration,
+    /// Attempts per event before it is dropped (`WEBHOOK_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// Events queued per endpoint; past it the oldest is dropped (`WEBHOOK_QUEUE_MAX`).
+    pub queue_max: usize,
+}
+
+impl WebhookSettings {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+    pub const DEFAULT_QUEUE_MAX: usize = 10_000;
 }
 
 /// The one switch between the two ways to run: decided here, once, at start-up.
@@ -189,6 +212,7 @@ impl Default for Config {
             },
             deployment: Deployment::Memory,
             trusted_proxies: TrustedProxies::None,
+            webhooks: None,
         }
     }
 }
@@ -409,6 +433,7 @@ impl Config {
                     )
                 })?,
             },
+            webhooks: webhooks(&get)?,
             deployment: {
                 let prefix = match get("REDIS_PREFIX") {
                     None => DEFAULT_REDIS_PREFIX.to_owned(),
@@ -530,6 +555,74 @@ fn ice(
         turn,
         ttl: Duration::from_secs(ttl),
     })
+}
+
+/// `WEBHOOK_URLS` (off when unset or empty), with the `WEBHOOK_SECRET` they need and the
+/// delivery settings. A secret without URLs is checked too, and kept unused.
+fn webhooks(get: &impl Fn(&str) -> Option<String>) -> Result<Option<WebhookSettings>, ConfigError> {
+    let secret = get("WEBHOOK_SECRET")
+        .map(|raw| {
+            WebhookSecret::parse(&raw)
+                .map_err(|reason| invalid("WEBHOOK_SECRET", "(hidden)", reason))
+        })
+        .transpose()?;
+    let timeout_ms: u64 = parse(
+        get,
+        "WEBHOOK_TIMEOUT_MS",
+        WebhookSettings::DEFAULT_TIMEOUT.as_millis() as u64,
+        "expected a whole number of milliseconds, at least 1",
+    )?;
+    let timeout_ms = at_least_one(timeout_ms)
+        .map_err(|v| invalid("WEBHOOK_TIMEOUT_MS", &v, "must be at least 1"))?;
+    let max_attempts = at_least_one(parse(
+        get,
+        "WEBHOOK_MAX_ATTEMPTS",
+        WebhookSettings::DEFAULT_MAX_ATTEMPTS,
+        "expected a whole number of attempts, at least 1",
+    )?)
+    .map_err(|v| invalid("WEBHOOK_MAX_ATTEMPTS", &v, "must be at least 1"))?;
+    let queue_max = at_least_one(parse(
+        get,
+        "WEBHOOK_QUEUE_MAX",
+        WebhookSettings::DEFAULT_QUEUE_MAX,
+        "expected a whole number of events, at least 1",
+    )?)
+    .map_err(|v| invalid("WEBHOOK_QUEUE_MAX", &v, "must be at least 1"))?;
+    let urls: Vec<String> = get("WEBHOOK_URLS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for url in &urls {
+        let usable = reqwest::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !usable {
+            return Err(invalid(
+                "WEBHOOK_URLS",
+                url,
+                "expected http:// or https:// URLs separated by commas",
+            ));
+        }
+    }
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let Some(secret) = secret else {
+        return Err(invalid(
+            "WEBHOOK_SECRET",
+            "",
+            "must be set when WEBHOOK_URLS is: `whsec_` followed by the base64 of at least 24 random bytes",
+        ));
+    };
+    Ok(Some(WebhookSettings {
+        urls,
+        secret,
+        timeout: Duration::from_millis(timeout_ms),
+        max_attempts,
+        queue_max,
+    }))
 }
 
 /// `STATIC_DIR` must be a folder with an `index.html` in it.

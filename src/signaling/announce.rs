@@ -47,6 +47,7 @@ pub async fn run(io: SocketIo, app: AppState, mut batches: mpsc::UnboundedReceiv
                 announce(&ns, &app, event, from_here);
             }
         }
+        app.webhooks.observe(&batch);
         if from_here && let Some(ticket) = batch.origin.ticket {
             app.deliveries.done(ticket);
         }
