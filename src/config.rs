@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::address::TrustedProxies;
+use crate::assist::Mode as AssistMode;
 use crate::ice::{IceConfig, TurnConfig, check_url};
 use crate::limits::{Rate, RateLimits};
 use crate::webhooks::secret::WebhookSecret;
@@ -94,6 +95,9 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Signed webhooks to the application's backend (`WEBHOOK_*`); `None`: off.
     pub webhooks: Option<WebhookSettings>,
+    /// `NEGOTIATION_ASSIST`: whether the server helps clients that negotiate WebRTC naively
+    /// (docs/PROTOCOL.md, "Negotiation assist").
+    pub negotiation_assist: AssistMode,
 }
 
 /// Where and how webhooks are delivered.
@@ -213,6 +217,7 @@ impl Default for Config {
             deployment: Deployment::Memory,
             trusted_proxies: TrustedProxies::None,
             webhooks: None,
+            negotiation_assist: AssistMode::Auto,
         }
     }
 }
@@ -434,6 +439,12 @@ impl Config {
                 })?,
             },
             webhooks: webhooks(&get)?,
+            negotiation_assist: parse(
+                &get,
+                "NEGOTIATION_ASSIST",
+                defaults.negotiation_assist,
+                "expected `auto`, `on` or `off`",
+            )?,
             deployment: {
                 let prefix = match get("REDIS_PREFIX") {
                     None => DEFAULT_REDIS_PREFIX.to_owned(),
@@ -625,7 +636,6 @@ fn webhooks(get: &impl Fn(&str) -> Option<String>) -> Result<Option<WebhookSetti
     }))
 }
 
-/// `STATIC_DIR` must be a folder with an `index.html` in it.
 /// A `redis://` URL that the Redis client can parse (TLS is not built in).
 fn redis_url(raw: &str) -> Result<String, ConfigError> {
     let url = raw.trim();
@@ -639,7 +649,8 @@ fn redis_url(raw: &str) -> Result<String, ConfigError> {
     Ok(url.to_owned())
 }
 
-/// Key prefixes stay printable and free of the characters Redis and the adapter give meaning.
+/// Key prefixes stay printable and free of the characters Redis gives meaning (`{}` hash
+/// tags, spaces) and short enough to keep every key small.
 fn redis_prefix(raw: &str) -> Result<String, ConfigError> {
     let prefix = raw.trim();
     let ok = prefix.len() <= 64
@@ -657,6 +668,7 @@ fn redis_prefix(raw: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// `STATIC_DIR` must be a folder with an `index.html` in it.
 fn static_dir(raw: &str) -> Result<PathBuf, ConfigError> {
     let dir = PathBuf::from(raw.trim());
     if dir.join("index.html").is_file() {
@@ -767,6 +779,13 @@ mod tests {
     }
 
     #[test]
+    fn negotiation_assist_is_auto_unless_set() {
+        assert_eq!(config(&[]).unwrap().negotiation_assist, AssistMode::Auto);
+        let c = config(&[("NEGOTIATION_ASSIST", " Off ")]).unwrap();
+        assert_eq!(c.negotiation_assist, AssistMode::Off);
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("PORT", "abc"),
@@ -793,6 +812,7 @@ mod tests {
             ("REDIS_URL", "http://redis:6379"),
             ("REDIS_PREFIX", "has space"),
             ("REDIS_PREFIX", "{tag}"),
+            ("NEGOTIATION_ASSIST", "yes"),
             ("TRUSTED_PROXIES", "everyone"),
             ("TRUSTED_PROXIES", "10.0.0.0/40"),
         ] {

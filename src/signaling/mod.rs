@@ -9,6 +9,7 @@ mod client;
 mod events;
 mod incoming;
 mod media;
+mod negotiation;
 mod order;
 mod outgoing;
 mod payload;
