@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::access::JwtSecret;
 use crate::address::TrustedProxies;
 use crate::assist::Mode as AssistMode;
 use crate::ice::{IceConfig, TurnConfig, check_url};
@@ -95,6 +96,8 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Signed webhooks to the application's backend (`WEBHOOK_*`); `None`: off.
     pub webhooks: Option<WebhookSettings>,
+    /// `JWT_SECRET`: joins need a token signed with it (`None`: off, anyone may join).
+    pub jwt_secret: Option<JwtSecret>,
     /// `NEGOTIATION_ASSIST`: whether the server helps clients that negotiate WebRTC naively
     /// (docs/PROTOCOL.md, "Negotiation assist").
     pub negotiation_assist: AssistMode,
@@ -217,6 +220,7 @@ impl Default for Config {
             deployment: Deployment::Memory,
             trusted_proxies: TrustedProxies::None,
             webhooks: None,
+            jwt_secret: None,
             negotiation_assist: AssistMode::Auto,
         }
     }
@@ -439,6 +443,7 @@ impl Config {
                 })?,
             },
             webhooks: webhooks(&get)?,
+            jwt_secret: get("JWT_SECRET").map(|raw| JwtSecret::new(&raw)),
             negotiation_assist: parse(
                 &get,
                 "NEGOTIATION_ASSIST",

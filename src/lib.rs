@@ -4,8 +4,10 @@
 //! [`app`] builds everything from a [`Config`]; [`serve`] runs it until a shutdown signal.
 //! Tests start exactly these two.
 
+pub mod access;
 pub mod address;
 pub mod assist;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod http;

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     TooManyRooms,
     /// The shared room store (Redis, in cluster mode) cannot be reached; try again shortly.
     Unavailable,
+    /// `JWT_SECRET` is set and the join's token is missing or not valid for the room.
+    Unauthorized,
     Internal,
 }
 
@@ -48,6 +50,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::TooManyRooms => "too_many_rooms",
             Self::Unavailable => "unavailable",
+            Self::Unauthorized => "unauthorized",
             Self::Internal => "internal",
         }
     }
@@ -304,6 +307,23 @@ pub fn usable_avatar(value: Option<&Value>) -> Option<String> {
 }
 
 pub fn decode_join(payload: &RawValue) -> Decoded<JoinRequest> {
+    decode_join_as(payload, None)
+}
+
+/// The `token` of a `join-room` payload (JWT room access): `None` when absent or `null`.
+pub fn join_token(payload: &RawValue) -> Decoded<Option<String>> {
+    let payload = value_of(payload)?;
+    let map = object(&payload)?;
+    match present(map, "token") {
+        None => Ok(None),
+        Some(Value::String(token)) => Ok(Some(token.clone())),
+        Some(_) => Err(ProtocolError::invalid("`token` must be a string")),
+    }
+}
+
+/// A `join-room` payload; with `name` (a token's `name` claim) the payload's `userName` is
+/// ignored and `name` is the display name, held to the same rules.
+pub fn decode_join_as(payload: &RawValue, name: Option<&str>) -> Decoded<JoinRequest> {
     let payload = value_of(payload)?;
     let map = object(&payload)?;
     let room_id = match present(map, "roomId") {
@@ -315,11 +335,16 @@ pub fn decode_join(payload: &RawValue) -> Decoded<JoinRequest> {
         }
         _ => return Err(ProtocolError::invalid("`roomId` must be a string")),
     };
-    let user_name = trimmed_text(map.get("userName"), "userName", USER_NAME_MAX)?;
+    let claimed = name.map(|n| Value::String(n.to_owned()));
+    let (given, key) = match &claimed {
+        Some(claimed) => (Some(claimed), "name"),
+        None => (map.get("userName"), "userName"),
+    };
+    let user_name = trimmed_text(given, key, USER_NAME_MAX)?;
     if !user_name.chars().any(is_visible) {
-        return Err(ProtocolError::invalid(
-            "`userName` must have at least one visible character",
-        ));
+        return Err(ProtocolError::invalid(format!(
+            "`{key}` must have at least one visible character"
+        )));
     }
     Ok(JoinRequest {
         room_id,
