@@ -828,6 +828,52 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_and_jwt_are_off_unless_set_and_need_a_sound_secret() {
+        let c = config(&[]).unwrap();
+        assert!(c.webhooks.is_none() && c.jwt_secret.is_none());
+        let secret = ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let urls = (
+            "WEBHOOK_URLS",
+            " https://app.example/hooks , http://10.0.0.2:8080/h ",
+        );
+        let hooks = config(&[urls, secret]).unwrap().webhooks.unwrap();
+        assert_eq!(
+            hooks.urls,
+            ["https://app.example/hooks", "http://10.0.0.2:8080/h"]
+        );
+        assert_eq!(hooks.timeout, Duration::from_millis(5000));
+        assert_eq!(hooks.max_attempts, 8);
+        assert_eq!(hooks.queue_max, 10_000);
+        for bad in [
+            vec![urls],
+            vec![urls, ("WEBHOOK_SECRET", "whsec_c2hvcnQ=")],
+            vec![urls, ("WEBHOOK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")],
+        ] {
+            let err = config(&bad).unwrap_err();
+            assert_eq!(err.var, "WEBHOOK_SECRET", "{err}");
+            assert!(
+                !err.to_string().contains("MfKQ9r8"),
+                "the secret is not echoed"
+            );
+        }
+        for (var, value) in [
+            ("WEBHOOK_URLS", "ftp://app.example/hooks"),
+            ("WEBHOOK_TIMEOUT_MS", "0"),
+            ("WEBHOOK_MAX_ATTEMPTS", "many"),
+            ("WEBHOOK_QUEUE_MAX", "0"),
+        ] {
+            let err = config(&[urls, secret, (var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+        assert!(
+            config(&[("JWT_SECRET", "s3cret")])
+                .unwrap()
+                .jwt_secret
+                .is_some()
+        );
+    }
+
+    #[test]
     fn redis_url_turns_on_cluster_mode() {
         let single = config(&[]).unwrap();
         assert_eq!(single.deployment, Deployment::Memory);

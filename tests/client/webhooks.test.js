@@ -237,6 +237,73 @@ describe('webhooks: a receiver that never answers', () => {
   });
 });
 
+/** Every instance's /metrics, together. */
+const metricsOf = async (server) =>
+  (await Promise.all(server.urls.map((u) => fetch(`${u}/metrics`).then((r) => r.text())))).join('\n');
+
+/** The sum of `series` (a metric with its labels) over every instance. */
+const sumOf = (text, series) =>
+  text
+    .split('\n')
+    .filter((line) => line.startsWith(`${series} `))
+    .reduce((sum, line) => sum + Number(line.split(' ')[1]), 0);
+
+describe('webhooks: bounded (WEBHOOK_QUEUE_MAX=3, the receiver hangs)', () => {
+  const secret = newSecret();
+  let receiver;
+  let server;
+  before(async () => {
+    receiver = await startReceiver(secret, { answer: () => 'hang' });
+    server = await startServer({ WEBHOOK_URLS: receiver.url, WEBHOOK_SECRET: secret, WEBHOOK_QUEUE_MAX: '3' });
+  });
+  after(async () => {
+    await server?.stop();
+    await receiver?.stop();
+  });
+
+  it('drops the oldest events past the bound and counts them', async () => {
+    for (let i = 0; i < 8; i++) {
+      const s = await server.connect();
+      assert.equal((await emitAck(s, 'join-room', { roomId: roomId('bounded'), userName: `P${i}` })).ok, true);
+    }
+    // 8 rooms made 16 events; at most 3 wait per instance.
+    const text = await metricsOf(server);
+    const dropped = sumOf(text, 'prolitemeet_webhook_dropped_total{reason="queue_full"}');
+    assert.ok(dropped >= 16 - 3 * server.urls.length, `dropped ${dropped}:\n${text}`);
+    for (const depth of text.split('\n').filter((l) => l.startsWith('prolitemeet_webhook_queue_depth '))) {
+      assert.ok(Number(depth.split(' ')[1]) <= 3, depth);
+    }
+  });
+});
+
+describe('webhooks: an event refused WEBHOOK_MAX_ATTEMPTS times is given up', () => {
+  const secret = newSecret();
+  let receiver;
+  let server;
+  before(async () => {
+    // room.started is refused for good; everything after it is accepted.
+    receiver = await startReceiver(secret, { answer: ({ event }) => (event.type === 'room.started' ? 500 : 200) });
+    server = await startServer({ WEBHOOK_URLS: receiver.url, WEBHOOK_SECRET: secret, WEBHOOK_MAX_ATTEMPTS: '2' });
+  });
+  after(async () => {
+    await server?.stop();
+    await receiver?.stop();
+  });
+
+  it('after two attempts the room\'s next event goes, and the drop is counted', async () => {
+    const room = roomId('give-up');
+    const s = await server.connect();
+    await join(s, room, 'Ann');
+    await receiver.until((acc) => acc.some((e) => e.type === 'participant.joined' && e.data.roomId === room));
+    const started = receiver.attempts.filter((a) => a.event.type === 'room.started' && a.event.data.roomId === room);
+    assert.equal(started.length, 2, 'room.started tried WEBHOOK_MAX_ATTEMPTS times');
+    assert.equal(new Set(started.map((a) => a.id)).size, 1);
+    const text = await metricsOf(server);
+    assert.equal(sumOf(text, 'prolitemeet_webhook_dropped_total{reason="max_attempts"}'), 1, text);
+    assert.ok(sumOf(text, 'prolitemeet_webhook_deliveries_total{outcome="rejected"}') >= 2, text);
+  });
+});
+
 describe('webhooks: start-up configuration', () => {
   for (const [what, env] of [
     ['no WEBHOOK_SECRET', {}],
