@@ -508,6 +508,29 @@ mod tests {
     }
 
     #[test]
+    fn a_join_token_is_a_string_and_its_name_replaces_user_name() {
+        let with = p(json!({"roomId": "R", "userName": "Mallory", "token": "t.o.k"}));
+        assert_eq!(join_token(&with).unwrap().as_deref(), Some("t.o.k"));
+        assert_eq!(join_token(&p(json!({"roomId": "R"}))).unwrap(), None);
+        assert_eq!(join_token(&p(json!({"token": null}))).unwrap(), None);
+        assert_eq!(
+            code(join_token(&p(json!({"token": 5})))),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(code(join_token(&p(json!("R")))), ErrorCode::InvalidPayload);
+        let named = decode_join_as(&with, Some(" Dr. Bob ")).unwrap();
+        assert_eq!(named.user_name, "Dr. Bob");
+        let nameless = p(json!({"roomId": "R"}));
+        assert_eq!(
+            decode_join_as(&nameless, Some("Cat")).unwrap().user_name,
+            "Cat"
+        );
+        assert_eq!(code(decode_join(&nameless)), ErrorCode::InvalidPayload);
+        let blank = decode_join_as(&with, Some("\u{200b}")).unwrap_err();
+        assert!(blank.message.contains("`name`"), "{}", blank.message);
+    }
+
+    #[test]
     fn join_trims_name_and_checks_room_id() {
         let j = decode_join(&p(json!({"roomId": "AB_c-9", "userName": "  Al  "}))).unwrap();
         assert_eq!(j.room_id, "AB_c-9");
