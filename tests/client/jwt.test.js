@@ -5,7 +5,7 @@
 // token, and the `token` subcommand's output accepted by jose.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -178,8 +178,9 @@ describe('JWT off (no JWT_SECRET): nothing changes', () => {
 
 describe('the token subcommand', () => {
   /** Runs the binary with `args`; resolves `{code, stdout, stderr}`. */
-  async function run(args, env) {
+  async function run(args, env, { dotenv } = {}) {
     const cwd = mkdtempSync(path.join(tmpdir(), 'plm-token-'));
+    if (dotenv !== undefined) writeFileSync(path.join(cwd, '.env'), dotenv);
     try {
       const child = spawn(SERVER_BIN, args, { cwd, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
@@ -218,6 +219,12 @@ describe('the token subcommand', () => {
     assert.equal(claims.room, '*');
     assert.equal(claims.exp - claims.iat, 3600, 'default ttl');
     assert.ok(!('name' in claims) && !('host' in claims));
+  });
+
+  it('reads JWT_SECRET from .env too', async () => {
+    const { code, stdout, stderr } = await run(['token', '--room', 'R'], {}, { dotenv: `JWT_SECRET="${SECRET}"\n` });
+    assert.equal(code, 0, stderr);
+    assert.equal((await jwtVerify(stdout.trim(), key)).payload.room, 'R');
   });
 
   it('without JWT_SECRET: exit 2, nothing on stdout', async () => {

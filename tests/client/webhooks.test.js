@@ -111,6 +111,27 @@ describe('webhooks: every event type, signed, with its body', () => {
     assertOnce(receiver);
   });
 
+  it('a switch to another room leaves the first one with reason "left"', async () => {
+    const [first, second] = [roomId('switch-a'), roomId('switch-b')];
+    const s = await server.connect();
+    await join(s, first, 'Ann');
+    const id = s.id;
+    await join(s, second, 'Ann');
+    await receiver.until((acc) => acc.some((e) => e.type === 'room.finished' && e.data.roomId === first));
+    assert.deepEqual(story(receiver, first), [
+      ['room.started', null, null],
+      ['participant.joined', 'Ann', null],
+      ['participant.left', id, 'left'],
+      ['room.finished', null, null],
+    ]);
+    await receiver.until((acc) => acc.some((e) => e.type === 'participant.joined' && e.data.roomId === second));
+    assert.deepEqual(story(receiver, second), [
+      ['room.started', null, null],
+      ['participant.joined', 'Ann', null],
+    ]);
+    s.close();
+  });
+
   it('a created room nobody joined: started, then finished after UNUSED_ROOM_TTL_SECS', async () => {
     const created = await server.http('POST', '/api/create-room');
     assert.equal(created.status, 200);
