@@ -119,6 +119,10 @@ export async function startServer(env = {}) {
       for (const socket of sockets) socket.close();
       sockets.clear();
     },
+    /** Stops instance `index` alone (SIGTERM), as a cluster loses one member. */
+    async stopInstance(index) {
+      await instances[index].stop();
+    },
     async stop() {
       this.closeClients();
       await Promise.all(instances.map((i) => i.stop()));

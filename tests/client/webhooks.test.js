@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { SERVER_BIN, emitAck, expectEvent, ISO, join, roomId, startServer } from './helpers.js';
+import { SERVER_BIN, connect, emitAck, expectEvent, ISO, join, roomId, startServer } from './helpers.js';
 import { newSecret, startReceiver } from './webhook-receiver.js';
 
 const TYPES = ['room.started', 'participant.joined', 'participant.left', 'room.finished'];
@@ -322,6 +322,48 @@ describe('webhooks: an event refused WEBHOOK_MAX_ATTEMPTS times is given up', ()
     const text = await metricsOf(server);
     assert.equal(sumOf(text, 'prolitemeet_webhook_dropped_total{reason="max_attempts"}'), 1, text);
     assert.ok(sumOf(text, 'prolitemeet_webhook_deliveries_total{outcome="rejected"}') >= 2, text);
+  });
+});
+
+describe('webhooks in a cluster: the instance that made a room stops', { skip: !process.env.TEST_CLUSTER_REDIS && 'needs TEST_CLUSTER_REDIS (tests/cluster-suite.sh)' }, () => {
+  const secret = newSecret();
+  let receiver;
+  let server;
+  before(async () => {
+    receiver = await startReceiver(secret);
+    server = await startServer({ WEBHOOK_URLS: receiver.url, WEBHOOK_SECRET: secret, EMPTY_ROOM_TTL_SECS: '0' });
+  });
+  after(async () => {
+    await server?.stop();
+    await receiver?.stop();
+  });
+
+  it('its participants leave with reason "timeout", and the room\'s webhooks go on from the other instance, once and in order', async () => {
+    assert.equal(server.urls.length, 2);
+    const room = roomId('heir');
+    const owner = await connect(server.urls[0]);
+    await join(owner, room, 'Ann');
+    const ownerId = owner.id;
+    const other = await connect(server.urls[1]);
+    await join(other, room, 'Bob', { others: [owner] });
+    const otherId = other.id;
+    const gone = expectEvent(other, 'user-left', { timeout: 10_000 });
+    await server.stopInstance(0);
+    await gone;
+    other.close();
+    await receiver.until((acc) => acc.some((e) => e.type === 'room.finished' && e.data.roomId === room), {
+      timeout: 15_000,
+      what: `room.finished of ${room}`,
+    });
+    assert.deepEqual(story(receiver, room), [
+      ['room.started', null, null],
+      ['participant.joined', 'Ann', null],
+      ['participant.joined', 'Bob', null],
+      ['participant.left', ownerId, 'timeout'],
+      ['participant.left', otherId, 'disconnected'],
+      ['room.finished', null, null],
+    ]);
+    assertOnce(receiver);
   });
 });
 
