@@ -64,6 +64,8 @@ impl JwtSecret {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
+        // Claims the server does not read (`aud`, `iss`, `sub`, …) are the backend's business.
+        validation.validate_aud = false;
         let key = DecodingKey::from_secret(&self.raw);
         jsonwebtoken::decode::<Claims>(token.trim(), &key, &validation)
             .map(|data| data.claims)
@@ -128,6 +130,33 @@ mod tests {
         assert_eq!(got, minted);
         assert!(got.admits("R1") && !got.admits("R2"));
         assert!(JwtSecret::new("another secret").verify(&token).is_err());
+    }
+
+    #[test]
+    fn claims_the_server_does_not_read_are_ignored() {
+        #[derive(Serialize)]
+        struct Extra {
+            room: &'static str,
+            exp: u64,
+            aud: &'static str,
+            iss: &'static str,
+            sub: &'static str,
+        }
+        let extra = Extra {
+            room: "R",
+            exp: now() + 60,
+            aud: "meetings",
+            iss: "app",
+            sub: "user-1",
+        };
+        let secret = JwtSecret::new("s");
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &extra,
+            &EncodingKey::from_secret(b"s"),
+        )
+        .unwrap();
+        assert_eq!(secret.verify(&token).unwrap().room, "R");
     }
 
     #[test]
