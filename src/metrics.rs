@@ -174,18 +174,20 @@ impl Metrics {
             "Participants in rooms",
             metrics.participants.clone(),
         );
+        // The webhook metrics carry the names issue 21 gives them, without the project's prefix,
+        // so dashboards written from that contract find them.
         registry.register(
-            "prolitemeet_webhook_deliveries",
+            "webhook_deliveries",
             "Webhook delivery attempts, by outcome (delivered: a 2xx; rejected: another status; timeout; unreachable)",
             metrics.webhook_deliveries.clone(),
         );
         registry.register(
-            "prolitemeet_webhook_dropped",
+            "webhook_dropped",
             "Webhook events dropped, by reason (queue_full: the oldest, when WEBHOOK_QUEUE_MAX was reached; max_attempts: refused WEBHOOK_MAX_ATTEMPTS times)",
             metrics.webhook_dropped.clone(),
         );
         registry.register(
-            "prolitemeet_webhook_queue_depth",
+            "webhook_queue_depth",
             "Webhook events waiting for delivery on this instance, all endpoints together",
             metrics.webhook_queue_depth.clone(),
         );

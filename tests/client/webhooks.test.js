@@ -151,8 +151,8 @@ describe('webhooks: every event type, signed, with its body', () => {
     await receiver.until((acc) => acc.length > 0);
     const metrics = await Promise.all(server.urls.map((u) => fetch(`${u}/metrics`).then((r) => r.text())));
     const all = metrics.join('\n');
-    assert.match(all, /prolitemeet_webhook_deliveries_total\{outcome="delivered"\} [1-9]/);
-    assert.match(all, /prolitemeet_webhook_queue_depth \d+/);
+    assert.match(all, /webhook_deliveries_total\{outcome="delivered"\} [1-9]/);
+    assert.match(all, /webhook_queue_depth \d+/);
   });
 });
 
@@ -289,9 +289,9 @@ describe('webhooks: bounded (WEBHOOK_QUEUE_MAX=3, the receiver hangs)', () => {
     }
     // 8 rooms made 16 events; at most 3 wait per instance.
     const text = await metricsOf(server);
-    const dropped = sumOf(text, 'prolitemeet_webhook_dropped_total{reason="queue_full"}');
+    const dropped = sumOf(text, 'webhook_dropped_total{reason="queue_full"}');
     assert.ok(dropped >= 16 - 3 * server.urls.length, `dropped ${dropped}:\n${text}`);
-    for (const depth of text.split('\n').filter((l) => l.startsWith('prolitemeet_webhook_queue_depth '))) {
+    for (const depth of text.split('\n').filter((l) => l.startsWith('webhook_queue_depth '))) {
       assert.ok(Number(depth.split(' ')[1]) <= 3, depth);
     }
   });
@@ -320,8 +320,8 @@ describe('webhooks: an event refused WEBHOOK_MAX_ATTEMPTS times is given up', ()
     assert.equal(started.length, 2, 'room.started tried WEBHOOK_MAX_ATTEMPTS times');
     assert.equal(new Set(started.map((a) => a.id)).size, 1);
     const text = await metricsOf(server);
-    assert.equal(sumOf(text, 'prolitemeet_webhook_dropped_total{reason="max_attempts"}'), 1, text);
-    assert.ok(sumOf(text, 'prolitemeet_webhook_deliveries_total{outcome="rejected"}') >= 2, text);
+    assert.equal(sumOf(text, 'webhook_dropped_total{reason="max_attempts"}'), 1, text);
+    assert.ok(sumOf(text, 'webhook_deliveries_total{outcome="rejected"}') >= 2, text);
   });
 });
 
