@@ -47,6 +47,7 @@ pub async fn run(io: SocketIo, app: AppState, mut batches: mpsc::UnboundedReceiv
                 announce(&io, &ns, &app, event, from_here);
             }
         }
+        app.webhooks.observe(&batch);
         if from_here && let Some(ticket) = batch.origin.ticket {
             app.deliveries.done(ticket);
         }
@@ -228,6 +229,8 @@ fn announce(
                 dismiss(app, &kicked, LeaveReason::Kicked);
             }
         }
+        // Nobody is in a room as it opens or once it is removed: for webhooks only.
+        Event::RoomOpened { .. } | Event::RoomRemoved { .. } => {}
     }
 }
 

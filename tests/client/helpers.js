@@ -119,6 +119,10 @@ export async function startServer(env = {}) {
       for (const socket of sockets) socket.close();
       sockets.clear();
     },
+    /** Stops instance `index` alone (SIGTERM), as a cluster loses one member. */
+    async stopInstance(index) {
+      await instances[index].stop();
+    },
     async stop() {
       this.closeClients();
       await Promise.all(instances.map((i) => i.stop()));
@@ -202,7 +206,7 @@ function label(socket) {
  * Opens a socket.io client on `url` and resolves once connected. `transports` as socket.io-client
  * takes it (undefined = the default polling-then-upgrade). Reconnection is off unless asked for
  * (then it retries every 100-200 ms): a test must see a refused or dropped connection, not a
- * retry. `auth`: the CONNECT payload. The event log keeps every argument of each event too
+ * retry. `auth`: the handshake's auth object (the CONNECT payload). The event log keeps every argument of each event too
  * (`args`: with connection state recovery, the last one is the offset).
  */
 export function connect(url, { transports, extraHeaders, name, timeout = 5_000, reconnection = false, auth } = {}) {
