@@ -1822,7 +1822,8 @@ async fn a_reconnecting_participant_keeps_its_place_and_state(backend: Backend) 
     };
     r.set_media("a", None, audio_off, None).await.unwrap();
     r.chat("a", None, "before", None).await.unwrap();
-    r.next_events(6).await;
+    // The room's opening, two welcomes and joins, the mute, the chat.
+    r.next_events(7).await;
 
     // The host's client loses its connection.
     let u = r
@@ -1933,7 +1934,8 @@ async fn a_reconnecting_participant_keeps_its_place_and_state(backend: Backend) 
     assert!(marked.unwrap().is_none());
     let detail = plain.detail("P").await.unwrap().unwrap();
     assert_eq!(detail.participants[0].connection, None);
-    plain.next_events(2).await;
+    // The room's opening, the welcome and the join.
+    plain.next_events(3).await;
     plain.chat("p", None, "still here", None).await.unwrap();
     assert!(matches!(plain.next_events(1).await[0], (Event::Said(_), _)));
 }
