@@ -6,6 +6,7 @@
 pub mod announce;
 mod chat;
 mod client;
+mod emit;
 mod events;
 mod incoming;
 mod media;
