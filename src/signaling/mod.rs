@@ -7,6 +7,7 @@ pub mod announce;
 mod chat;
 mod client;
 mod continuity;
+mod emit;
 mod events;
 mod incoming;
 mod media;
