@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::address::TrustedProxies;
 use crate::ice::{IceConfig, TurnConfig, check_url};
 use crate::limits::{Rate, RateLimits};
+use crate::password::PasswordKey;
 
 /// Which browser origins may call the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +92,14 @@ pub struct Config {
     pub deployment: Deployment,
     /// Which proxies may name the client in `X-Forwarded-For` (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
+    /// The key room passwords are hashed with (`ROOM_PASSWORD_KEY`), the same on every
+    /// instance of a cluster; unset, one instance makes its own and a cluster keeps one in
+    /// Redis.
+    pub room_password_key: Option<PasswordKey>,
 }
+
+/// Shortest `ROOM_PASSWORD_KEY`, in characters.
+const ROOM_PASSWORD_KEY_MIN: usize = 16;
 
 /// The one switch between the two ways to run: decided here, once, at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +190,7 @@ impl Default for Config {
             },
             metrics_token: None,
             admin_token: None,
+            room_password_key: None,
             ice: IceConfig::default(),
             ice_rate: Rate {
                 per_sec: 1.0,
@@ -385,6 +394,19 @@ impl Config {
             },
             metrics_token: get("METRICS_TOKEN").map(|t| t.trim().to_owned()),
             admin_token: get("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
+            room_password_key: match get("ROOM_PASSWORD_KEY").map(|k| k.trim().to_owned()) {
+                None => None,
+                Some(key) if key.chars().count() >= ROOM_PASSWORD_KEY_MIN => {
+                    Some(PasswordKey::from_secret(&key))
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        "ROOM_PASSWORD_KEY",
+                        "(hidden)",
+                        "must be at least 16 characters (a long random string)",
+                    ));
+                }
+            },
             ice: ice(&get, defaults.ice)?,
             ice_rate: rate(&get, "ICE_RATE_PER_SEC", "ICE_BURST", defaults.ice_rate)?,
             max_rooms_per_address: parse(

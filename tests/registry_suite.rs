@@ -224,6 +224,7 @@ fn req(room: &str, name: &str) -> JoinRequest {
         room_id: room.into(),
         user_name: name.into(),
         avatar: None,
+        password: None,
     }
 }
 
@@ -1417,6 +1418,7 @@ async fn a_closed_room_and_a_kick_are_announced(backend: Backend) {
         Event::Closed {
             room_id,
             participants,
+            ended_by: None,
         },
         Some(9),
     ) = &events[6]

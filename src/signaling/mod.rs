@@ -9,6 +9,7 @@ mod client;
 mod events;
 mod incoming;
 mod media;
+mod moderation;
 mod order;
 mod outgoing;
 mod payload;
@@ -60,6 +61,7 @@ async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), A
             Handler::Relay => socket.on(event, relay::on_relay),
             Handler::Toggle => socket.on(event, media::on_toggle),
             Handler::ScreenShare => socket.on(event, media::on_screen_share),
+            Handler::Moderate => socket.on(event, moderation::on_moderate),
         }
     }
     socket.on_fallback(on_unknown_event);

@@ -1,20 +1,17 @@
 -- Claims every other instance whose last heartbeat is older than the cutoff (removing it
 -- from INSTANCES, so exactly one survivor reaps it) and takes its participants out of their
--- rooms as leaves would, room by room in join order. Publishes and returns their Lefts.
+-- rooms as leaves would, room by room in join order (its waiters out of their lobbies).
+-- Publishes what changed and returns the Lefts.
 -- ARGV: 2 this instance, 3 dead after (ms), 4 empty-room TTL ms
 local me, dead_after_ms, empty_ttl_ms = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 
 local cutoff = ms(now_ms() - dead_after_ms)
-local lefts = {}
+local lefts, events = {}, {}
 for _, instance in ipairs(redis.call('ZRANGEBYSCORE', INSTANCES, '-inf', '(' .. cutoff)) do
   if instance ~= me then
-    remove_instance(instance, empty_ttl_ms, lefts)
+    remove_instance(instance, empty_ttl_ms, lefts, events)
     redis.call('SET', reaped_key(instance), '1', 'EX', 3600)
   end
 end
-if #lefts > 0 then
-  local events = {}
-  for i, left in ipairs(lefts) do events[i] = left_event(left, 'removed') end
-  publish(me, '', events)
-end
+if #events > 0 then publish(me, '', events) end
 return json_array(lefts)
