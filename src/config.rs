@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::address::TrustedProxies;
+use crate::assist::Mode as AssistMode;
 use crate::ice::{IceConfig, TurnConfig, check_url};
 use crate::limits::{Rate, RateLimits};
 use crate::password::PasswordKey;
@@ -96,6 +97,9 @@ pub struct Config {
     /// instance of a cluster; unset, one instance makes its own and a cluster keeps one in
     /// Redis.
     pub room_password_key: Option<PasswordKey>,
+    /// `NEGOTIATION_ASSIST`: whether the server helps clients that negotiate WebRTC naively
+    /// (docs/PROTOCOL.md, "Negotiation assist").
+    pub negotiation_assist: AssistMode,
 }
 
 /// Shortest `ROOM_PASSWORD_KEY`, in characters.
@@ -198,6 +202,7 @@ impl Default for Config {
             },
             deployment: Deployment::Memory,
             trusted_proxies: TrustedProxies::None,
+            negotiation_assist: AssistMode::Auto,
         }
     }
 }
@@ -431,6 +436,12 @@ impl Config {
                     )
                 })?,
             },
+            negotiation_assist: parse(
+                &get,
+                "NEGOTIATION_ASSIST",
+                defaults.negotiation_assist,
+                "expected `auto`, `on` or `off`",
+            )?,
             deployment: {
                 let prefix = match get("REDIS_PREFIX") {
                     None => DEFAULT_REDIS_PREFIX.to_owned(),
@@ -554,7 +565,6 @@ fn ice(
     })
 }
 
-/// `STATIC_DIR` must be a folder with an `index.html` in it.
 /// A `redis://` URL that the Redis client can parse (TLS is not built in).
 fn redis_url(raw: &str) -> Result<String, ConfigError> {
     let url = raw.trim();
@@ -568,7 +578,8 @@ fn redis_url(raw: &str) -> Result<String, ConfigError> {
     Ok(url.to_owned())
 }
 
-/// Key prefixes stay printable and free of the characters Redis and the adapter give meaning.
+/// Key prefixes stay printable and free of the characters Redis gives meaning (`{}` hash
+/// tags, spaces) and short enough to keep every key small.
 fn redis_prefix(raw: &str) -> Result<String, ConfigError> {
     let prefix = raw.trim();
     let ok = prefix.len() <= 64
@@ -586,6 +597,7 @@ fn redis_prefix(raw: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// `STATIC_DIR` must be a folder with an `index.html` in it.
 fn static_dir(raw: &str) -> Result<PathBuf, ConfigError> {
     let dir = PathBuf::from(raw.trim());
     if dir.join("index.html").is_file() {
@@ -696,6 +708,13 @@ mod tests {
     }
 
     #[test]
+    fn negotiation_assist_is_auto_unless_set() {
+        assert_eq!(config(&[]).unwrap().negotiation_assist, AssistMode::Auto);
+        let c = config(&[("NEGOTIATION_ASSIST", " Off ")]).unwrap();
+        assert_eq!(c.negotiation_assist, AssistMode::Off);
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("PORT", "abc"),
@@ -722,6 +741,7 @@ mod tests {
             ("REDIS_URL", "http://redis:6379"),
             ("REDIS_PREFIX", "has space"),
             ("REDIS_PREFIX", "{tag}"),
+            ("NEGOTIATION_ASSIST", "yes"),
             ("TRUSTED_PROXIES", "everyone"),
             ("TRUSTED_PROXIES", "10.0.0.0/40"),
         ] {

@@ -5,6 +5,7 @@
 //! Tests start exactly these two.
 
 pub mod address;
+pub mod assist;
 pub mod cluster;
 pub mod config;
 pub mod http;

@@ -224,6 +224,9 @@ pub struct RelayRequest {
     /// The `offer`, `answer` or `candidate` value, byte for byte as received (key order,
     /// number formats, escapes); `None` for a connection request.
     pub body: Option<Box<RawValue>>,
+    /// Addressed by `targetId` with `roomId` and no `targetSocketId`, as the public
+    /// frontend addresses every relay (the negotiation assist's hint, see `assist`).
+    pub frontend_addressing: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,6 +425,11 @@ pub fn decode_relay(kind: RelayKind, payload: &RawValue) -> Decoded<RelayRequest
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(ProtocolError::invalid("`roomId` must be a string")),
     };
+    let frontend_addressing = room.is_some()
+        && fields.get("targetId").is_some_and(|t| t.get() != "null")
+        && fields
+            .get("targetSocketId")
+            .is_none_or(|t| t.get() == "null");
     let target =
         match field("targetId")?.map_or_else(|| field("targetSocketId"), |t| Ok(Some(t)))? {
             Some(Value::String(t)) if !t.is_empty() && t.len() <= TARGET_ID_MAX => t,
@@ -457,6 +465,7 @@ pub fn decode_relay(kind: RelayKind, payload: &RawValue) -> Decoded<RelayRequest
         target,
         kind,
         body,
+        frontend_addressing,
     })
 }
 

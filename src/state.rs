@@ -10,6 +10,7 @@ use std::time::Instant;
 use axum::extract::FromRef;
 use socketioxide::SocketIo;
 
+use crate::assist::Assist;
 use crate::config::Config;
 use crate::limits::AddressLimiter;
 use crate::metrics::Metrics;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub deliveries: Arc<Deliveries>,
     /// Disconnected sockets still to be taken out of their rooms (cluster mode, Redis away).
     pub pending_removals: Arc<PendingRemovals>,
+    /// The negotiation assist (`NEGOTIATION_ASSIST`), for the participants of this instance.
+    pub assist: Arc<Assist>,
     /// The room store answers (always, in memory; in cluster mode, while Redis does).
     store_reachable: Arc<AtomicBool>,
     started: Instant,
@@ -70,6 +73,7 @@ impl AppState {
             inbox,
             deliveries: Arc::default(),
             pending_removals: Arc::new(PendingRemovals::new(MAX_PENDING_REMOVALS)),
+            assist: Arc::new(Assist::new(config.negotiation_assist)),
             ice_limiter: Arc::new(AddressLimiter::new(config.ice_rate)),
             room_limiter: Arc::new(AddressLimiter::new(config.room_create_rate)),
             instance_id,

@@ -21,13 +21,14 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
 
 use super::client::Client;
+use super::negotiation;
 use super::outgoing::{
     AudioToggled, HostChanged, JoinedRoom, Kicked, LobbyChanged, LockChanged, MediaToggled,
-    ParticipantRef, PermissionChanged, RelayBody, Relayed, RoomEnded, RoomRef, ServerError,
-    UserJoined, UserLeft, VideoToggled,
+    ParticipantRef, PermissionChanged, Relayed, RoomEnded, RoomRef, ServerError, UserJoined,
+    UserLeft, VideoToggled,
 };
 use crate::model::{MediaKind, ParticipantView};
-use crate::protocol::{ErrorCode, RelayKind};
+use crate::protocol::ErrorCode;
 use crate::registry::LeaveReason;
 use crate::registry::events::{Batch, Change, DenyCause, Event, Relay, RoomFlag};
 use crate::state::AppState;
@@ -45,7 +46,7 @@ pub async fn run(io: SocketIo, app: AppState, mut batches: mpsc::UnboundedReceiv
         let from_here = batch.origin.instance == app.instance_id;
         if let Some(ns) = io.of("/") {
             for event in &batch.events {
-                announce(&ns, &app, event, from_here);
+                announce(&io, &ns, &app, event, from_here);
             }
         }
         if from_here && let Some(ticket) = batch.origin.ticket {
@@ -65,7 +66,13 @@ fn members(ns: &BroadcastOperators, room: &str) -> Vec<SocketRef> {
 }
 
 /// `from_here`: this instance made the change, so it counts it (once in a cluster).
-fn announce(ns: &BroadcastOperators, app: &AppState, event: &Event, from_here: bool) {
+fn announce(
+    io: &SocketIo,
+    ns: &BroadcastOperators,
+    app: &AppState,
+    event: &Event,
+    from_here: bool,
+) {
     match event {
         Event::Welcome(joined) => {
             if let Some(joiner) = local(ns, &joined.me.id) {
@@ -75,8 +82,15 @@ fn announce(ns: &BroadcastOperators, app: &AppState, event: &Event, from_here: b
         }
         Event::Joined(joined) => {
             let room = &*joined.room_id;
+            // Before anyone hears of the newcomer, so the assist knows it when they answer.
+            let withheld = match local(ns, &joined.me.id) {
+                Some(_) => negotiation::joined(io, app, joined),
+                None => Vec::new(),
+            };
             let members = members(ns, room);
-            let others = members.iter().filter(|s| s.id.as_str() != &*joined.me.id);
+            let others = members.iter().filter(|s| {
+                s.id.as_str() != &*joined.me.id && !withheld.iter().any(|w| w == s.id.as_str())
+            });
             emit_each(
                 app,
                 others.cloned(),
@@ -94,6 +108,7 @@ fn announce(ns: &BroadcastOperators, app: &AppState, event: &Event, from_here: b
         }
         Event::Left { left, reason } => {
             let room = &*left.room_id;
+            negotiation::left(app, room, &left.participant.id);
             if let Some(leaver) = local(ns, &left.participant.id) {
                 if reason.tells_leaver() {
                     emit_each(
@@ -143,6 +158,7 @@ fn announce(ns: &BroadcastOperators, app: &AppState, event: &Event, from_here: b
             ended_by,
         } => {
             for p in participants.iter() {
+                negotiation::left(app, room_id, &p.id);
                 if let Some(member) = local(ns, &p.id) {
                     match ended_by {
                         // The host is answered by its ack.
@@ -420,19 +436,9 @@ fn tell(app: &AppState, socket: &SocketRef, code: &str, message: &str) {
 
 /// A relay to a socket of this instance, stamped with its sender's id.
 pub fn deliver_relay(app: &AppState, target: SocketRef, relay: &Relay) {
-    let body = match (relay.kind, relay.body.as_deref()) {
-        (RelayKind::Offer, Some(offer)) => RelayBody::Offer(offer),
-        (RelayKind::Answer, Some(answer)) => RelayBody::Answer(answer),
-        (RelayKind::IceCandidate, Some(candidate)) => RelayBody::Candidate(candidate),
-        (RelayKind::ConnectionRequest, _) => RelayBody::RoomId(&relay.room_id),
-        _ => return,
-    };
-    let relayed = Relayed {
-        sender_id: &relay.sender,
-        sender_socket_id: &relay.sender,
-        body,
-    };
-    emit_each(app, [target], relay.kind.server_event(), &relayed);
+    if let Some(relayed) = Relayed::of(relay) {
+        emit_each(app, [target], relay.kind.server_event(), &relayed);
+    }
 }
 
 /// Emits `data` to each target from one serialization; a target whose buffer is full is a

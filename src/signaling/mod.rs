@@ -10,6 +10,7 @@ mod events;
 mod incoming;
 mod media;
 mod moderation;
+mod negotiation;
 mod order;
 mod outgoing;
 mod payload;

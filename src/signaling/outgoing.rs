@@ -8,6 +8,8 @@ use serde_json::value::RawValue;
 
 use crate::ice::IceServer;
 use crate::model::{ChatMessage, MediaKind, ParticipantView, Permission, RoomState};
+use crate::protocol::RelayKind;
+use crate::registry::events::Relay;
 use crate::registry::{Joined, Left};
 use crate::state::AppState;
 
@@ -156,6 +158,25 @@ pub struct Relayed<'a> {
     /// `offer`, `answer` or `candidate` (byte for byte as received), or `roomId`.
     #[serde(flatten)]
     pub body: RelayBody<'a>,
+}
+
+impl<'a> Relayed<'a> {
+    /// What `relay`'s target receives, stamped with its sender's id; `None` for a relay
+    /// missing its body (the decoder refuses those, so never in practice).
+    pub fn of(relay: &'a Relay) -> Option<Self> {
+        let body = match (relay.kind, relay.body.as_deref()) {
+            (RelayKind::Offer, Some(offer)) => RelayBody::Offer(offer),
+            (RelayKind::Answer, Some(answer)) => RelayBody::Answer(answer),
+            (RelayKind::IceCandidate, Some(candidate)) => RelayBody::Candidate(candidate),
+            (RelayKind::ConnectionRequest, _) => RelayBody::RoomId(&relay.room_id),
+            _ => return None,
+        };
+        Some(Self {
+            sender_id: &relay.sender,
+            sender_socket_id: &relay.sender,
+            body,
+        })
+    }
 }
 
 #[derive(Serialize)]

@@ -1,15 +1,16 @@
 //! WebRTC signaling relay: offers, answers, ICE candidates and connection requests go to
 //! one target, only within the sender's room, stamped with the sender's real id. A target
-//! on this instance is emitted to at once; one held by another instance (cluster mode) is
-//! reached through the registry, which publishes the relay to that instance.
+//! on this instance is emitted to at once (unless the negotiation assist holds it for a
+//! while); one held by another instance (cluster mode) is reached through the registry,
+//! which publishes the relay to that instance.
 
 use std::sync::Arc;
 
 use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 
-use super::announce::deliver_relay;
 use super::incoming::{Admitted, Incoming, enforce};
+use super::negotiation::{self, RelayHint};
 use super::reply::{Done, internal};
 use crate::limits::{Class, Verdict};
 use crate::protocol::{RelayKind, decode_relay};
@@ -36,6 +37,7 @@ pub async fn on_relay(incoming: Incoming, io: SocketIo) {
         Ok(request) => request,
         Err(e) => return reply.fail(e),
     };
+    let hint = RelayHint::of(&request);
     // A flood aimed at one participant is refused to its sender, never the target's problem.
     let bytes = request.body.as_deref().map_or(0, |b| b.get().len());
     let verdict = client.limiter().check_relay(&request.target, bytes);
@@ -74,7 +76,7 @@ pub async fn on_relay(incoming: Incoming, io: SocketIo) {
     tracing::debug!(socket = %socket.id, room = %relay.room_id, target = %relay.target, kind = kind.server_event(), "relay");
     app.metrics.relayed(kind.metric_label());
     if let Some(target) = here {
-        deliver_relay(&app, target, &relay);
+        negotiation::relay(&io, &app, target, &relay, hint);
     }
     reply.ok(&Done {});
 }

@@ -62,8 +62,9 @@ function assembleStaticDir() {
  * the server must accept requests from its own origin). E2E_FRONTEND_URL, if set, is passed
  * as FRONTEND_URL instead. `turn` (from startTurn) configures its ICE servers: that TURN
  * server only (TURN_URLS, TURN_SECRET), no STUN (STUN_URLS=none: nothing outside loopback).
+ * `env`: more variables for the server (e.g. NEGOTIATION_ASSIST; unset otherwise).
  */
-export async function startServer({ turn, redis, prefix, name = 'server' } = {}) {
+export async function startServer({ turn, redis, prefix, name = 'server', env: extra = {} } = {}) {
   const bin = process.env.SERVER_BIN || path.resolve(here, '../../target/debug/prolitemeet-server');
   if (!fs.existsSync(bin)) throw new Error(`server binary ${bin} not found: run \`cargo build\` (or tests/e2e/run.sh), or set SERVER_BIN`);
   const { dir, site } = assembleStaticDir();
@@ -78,6 +79,8 @@ export async function startServer({ turn, redis, prefix, name = 'server' } = {})
   delete env.REDIS_URL;
   delete env.REDIS_PREFIX;
   if (redis) Object.assign(env, { REDIS_URL: redis.url, REDIS_PREFIX: prefix || 'e2e' });
+  delete env.NEGOTIATION_ASSIST;
+  Object.assign(env, extra);
   try {
     return await spawnServer(bin, env, dir, name);
   } catch (e) {
@@ -86,7 +89,11 @@ export async function startServer({ turn, redis, prefix, name = 'server' } = {})
   }
 }
 
-async function spawnServer(bin, env, dir, name) {
+/**
+ * Spawns the server binary with `env`, its working directory `dir` (a temporary folder,
+ * removed on stop), and resolves once its first JSON log line names the listening address.
+ */
+export async function spawnServer(bin, env, dir, name) {
   // cwd = the temporary folder, so a developer's .env in the repo is not read.
   const child = spawn(bin, [], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
@@ -339,6 +346,8 @@ const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g
 export async function diagnose(p) {
   try {
     return await p.page.evaluate(() => {
+      // The negotiation pages (page/negotiation.js) keep a state of their own.
+      if (window.neg) return { neg: window.neg.state() };
       const s = window.meet ? window.meet.state() : null;
       const videos = [...document.querySelectorAll('video.remote')].map((v) => ({
         id: v.dataset.participantId,
@@ -356,6 +365,12 @@ export async function diagnose(p) {
 }
 
 function summary(d) {
+  if (d.neg) {
+    const s = d.neg;
+    return [`self=${s.selfId} pattern=${s.pattern} camera=${s.cameraAt ? s.cameraAt - s.joinedAt : 'none'} ms after join`,
+      `remotes=${JSON.stringify(s.remotes)}`, `sent=${JSON.stringify(s.sent)} received=${JSON.stringify(s.received)}`,
+      `errors=${JSON.stringify(s.errors)}`, `log tail=${JSON.stringify(s.log.slice(-25))}`].join('\n      ');
+  }
   if (!d.state) return JSON.stringify(d);
   const s = d.state;
   const peers = Object.entries(s.peers).map(([id, p]) => `${id}:${p.connectionState}/${p.iceConnectionState}/${p.signalingState}` +

@@ -1,6 +1,7 @@
-//! How this server talks to Redis: RESP3 (the adapter receives pub/sub messages as pushes on
-//! an ordinary connection), short timeouts so a call during an outage fails fast instead of
-//! stalling a client's events, and reconnection with a short backoff, retried for as long as Redis stays away.
+//! How this server talks to Redis: RESP3 (the bus receives pub/sub messages as pushes on an
+//! ordinary connection), short timeouts so a call during an outage fails fast instead of
+//! stalling a client's events, and reconnection with a short backoff, retried for as long as
+//! Redis stays away.
 
 use std::time::Duration;
 
