@@ -715,6 +715,24 @@ mod tests {
     }
 
     #[test]
+    fn room_password_key_is_optional_long_and_never_shown() {
+        assert_eq!(config(&[]).unwrap().room_password_key, None);
+        assert_eq!(
+            config(&[("ROOM_PASSWORD_KEY", "  ")])
+                .unwrap()
+                .room_password_key,
+            None
+        );
+        let secret = "a-long-random-secret-string";
+        let c = config(&[("ROOM_PASSWORD_KEY", secret)]).unwrap();
+        assert_eq!(c.room_password_key, Some(PasswordKey::from_secret(secret)));
+        assert!(!format!("{c:?}").contains(secret));
+        let err = config(&[("ROOM_PASSWORD_KEY", "short-secret")]).unwrap_err();
+        assert_eq!(err.var, "ROOM_PASSWORD_KEY");
+        assert!(!err.to_string().contains("short-secret"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("PORT", "abc"),

@@ -83,7 +83,8 @@ pub async fn app(config: Config) -> Result<(Router, Server), StartError> {
             let mut registry = cluster.registry;
             match &config.room_password_key {
                 Some(key) => registry = registry.with_password_key(key.clone()),
-                None => tracing::info!(
+                // Debug only: the first line at info is the listening address.
+                None => tracing::debug!(
                     "room passwords are hashed with a key kept in Redis; set ROOM_PASSWORD_KEY to keep it out"
                 ),
             }

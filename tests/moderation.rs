@@ -187,8 +187,14 @@ async fn mic_permission_off_mutes_the_target_and_no_alias_can_unmute_it() {
         let ack = ok(&mut c[1], event, payload).await;
         assert_eq!(ack["participant"]["isAudioMuted"], true, "{ack}");
     }
-    for i in 0..3 {
-        c[i].drain_events();
+    // Each of the three is a media change like any other.
+    for _ in 0..3 {
+        for i in [0, 2] {
+            c[i].expect("participant-audio-toggled").await;
+            c[i].expect("media-toggled").await;
+            c[i].expect("participants-updated").await;
+        }
+        c[1].expect("participants-updated").await;
     }
 
     // Allowed again (by the alias): flags back, media stays off, and the target may unmute.
@@ -198,7 +204,7 @@ async fn mic_permission_off_mutes_the_target_and_no_alias_can_unmute_it() {
         json!({"participantId": bob_id, "allowed": true}),
     )
     .await;
-    let changed = c[1].wait_for("permission-changed").await;
+    let changed = c[1].expect("permission-changed").await;
     assert_eq!(changed["allowed"], true);
     let list = c[1].expect("participants-updated").await;
     let bob = find(&list, &bob_id);
@@ -206,12 +212,12 @@ async fn mic_permission_off_mutes_the_target_and_no_alias_can_unmute_it() {
         (&bob["canUseMic"], &bob["isAudioMuted"]),
         (&json!(true), &json!(true))
     );
-    let list = c[2].wait_for("participants-updated").await;
+    let list = c[2].expect("participants-updated").await;
     assert_eq!(find(&list, &bob_id)["hasMicPermission"], true);
     let ack = ok(&mut c[1], "toggle-audio", json!({"isAudioMuted": false})).await;
     assert_eq!(ack["participant"]["isAudioEnabled"], true);
     assert_eq!(
-        c[2].wait_for("participant-audio-toggled").await["isAudioEnabled"],
+        c[2].expect("participant-audio-toggled").await["isAudioEnabled"],
         true
     );
 }
@@ -326,8 +332,10 @@ async fn screen_share_permission_off_stops_a_share_and_blocks_new_ones() {
         json!({"isScreenSharing": false}),
     )
     .await;
-    for i in 0..2 {
-        c[i].drain_events();
+    for _ in 0..2 {
+        c[0].expect("user-stopped-screen-share").await;
+        c[0].expect("participants-updated").await;
+        c[1].expect("participants-updated").await;
     }
     ok(
         &mut c[0],
@@ -335,10 +343,11 @@ async fn screen_share_permission_off_stops_a_share_and_blocks_new_ones() {
         json!({"participantId": bob_id, "allowed": true}),
     )
     .await;
-    c[1].wait_for("permission-changed").await;
+    assert_eq!(c[1].expect("permission-changed").await["allowed"], true);
+    c[0].expect("participants-updated").await;
     ok(&mut c[1], "start-screen-share", json!({})).await;
     assert_eq!(
-        c[0].wait_for("user-started-screen-share").await["participantId"],
+        c[0].expect("user-started-screen-share").await["participantId"],
         bob_id
     );
 }
@@ -991,4 +1000,177 @@ async fn end_room_tells_everyone_deletes_the_room_and_keeps_them_connected() {
         joined["room"],
         json!({"hostId": c[2].id, "locked": false, "lobby": false, "hasPassword": false})
     );
+}
+
+/// The choices docs/PROTOCOL.md makes where the contract leaves room: lobby off admits the
+/// waiters; an emptied room refuses its waiters, drops its lock and lobby but keeps its
+/// password; the host may change its own permissions but not transfer to itself; a waiter
+/// asking again stays pending.
+#[tokio::test]
+async fn lobby_off_admits_waiters_and_an_emptied_room_keeps_only_its_password() {
+    let server = TestServer::with(|c| c.empty_room_ttl = Duration::from_secs(300)).await;
+    let (room, mut c) = room_of(&server, 2).await;
+    let host_id = c[0].id.clone();
+    refused(
+        &mut c[0],
+        "transfer-host",
+        json!({"participantId": host_id}),
+        "invalid_payload",
+    )
+    .await;
+    // The host's own microphone: allowed to switch off, then it cannot unmute either.
+    ok(
+        &mut c[0],
+        "admin-toggle-mic-permission",
+        json!({"participantId": host_id, "canUseMic": false}),
+    )
+    .await;
+    assert_eq!(c[0].expect("permission-changed").await["allowed"], false);
+    let list = c[0].expect("participants-updated").await;
+    assert_eq!(
+        (
+            &list[0]["canUseMic"],
+            &list[0]["isAudioMuted"],
+            &list[0]["isAdmin"]
+        ),
+        (&json!(false), &json!(true), &json!(true))
+    );
+    refused(
+        &mut c[0],
+        "toggle-audio",
+        json!({"isAudioMuted": false}),
+        "forbidden",
+    )
+    .await;
+    // It still moderates.
+    ok(&mut c[0], "lock-room", json!({"locked": false})).await;
+    c[0].expect("room-lock-changed").await;
+    c[1].wait_for("room-lock-changed").await;
+
+    ok(&mut c[0], "set-lobby", json!({"enabled": true})).await;
+    let mut w = client_no(&server, 1).await;
+    let first = w
+        .emit_ack("join-room", json!({"roomId": room, "userName": "Wes"}))
+        .await;
+    assert_eq!(first["waiting"], true);
+    w.expect("waiting-for-admission").await;
+    c[0].wait_for("admission-requested").await;
+    // Asking again: still waiting, the host is not asked twice.
+    let again = w
+        .emit_ack("join-room", json!({"roomId": room, "userName": "Wes"}))
+        .await;
+    assert_eq!(again["waiting"], true);
+    w.expect("waiting-for-admission").await;
+    // Lobby off: the waiter comes in as by an admission.
+    ok(&mut c[0], "set-lobby", json!({"enabled": false})).await;
+    let joined = w.expect("joined-room").await;
+    assert_eq!(joined["room"]["lobby"], false);
+    w.expect("participants-updated").await;
+    let host_saw: Vec<String> = {
+        let mut names = Vec::new();
+        while names.last().map(String::as_str) != Some("participants-updated") {
+            names.push(c[0].next().await.0);
+        }
+        names
+    };
+    assert_eq!(
+        host_saw,
+        ["lobby-changed", "user-joined", "participants-updated"]
+    );
+
+    // A password, a lock and a lobby with a waiter; then everyone leaves.
+    ok(
+        &mut c[0],
+        "set-room-password",
+        json!({"password": "door-code"}),
+    )
+    .await;
+    ok(&mut c[0], "set-lobby", json!({"enabled": true})).await;
+    let mut late = client_no(&server, 0).await;
+    late.emit(
+        "join-room",
+        json!({"roomId": room, "userName": "Late", "password": "door-code"}),
+    )
+    .await;
+    late.expect("waiting-for-admission").await;
+    ok(&mut c[0], "lock-room", json!({"locked": true})).await;
+    w.disconnect().await;
+    let bob = c.remove(1);
+    bob.disconnect().await;
+    let host = c.remove(0);
+    host.disconnect().await;
+    let error = late.expect("error").await;
+    assert_eq!(
+        (&error["code"], &error["event"]),
+        (&json!("admission_denied"), &json!("join-room"))
+    );
+    // The emptied room: open and without lobby, still with its password.
+    let mut next = client_no(&server, 1).await;
+    refused(
+        &mut next,
+        "join-room",
+        json!({"roomId": room, "userName": "Next"}),
+        "wrong_password",
+    )
+    .await;
+    next.emit(
+        "join-room",
+        json!({"roomId": room, "userName": "Next", "password": "door-code"}),
+    )
+    .await;
+    let joined = next.expect("joined-room").await;
+    assert_eq!(
+        joined["room"],
+        json!({"hostId": joined["participantId"], "locked": false, "lobby": false, "hasPassword": true})
+    );
+}
+
+/// A lobby holds 100 requests; the next newcomer is refused `room_full` and is not pending.
+#[tokio::test]
+async fn a_full_lobby_refuses_the_next_newcomer() {
+    let server = TestServer::start().await;
+    let (room, mut c) = room_of(&server, 1).await;
+    ok(&mut c[0], "set-lobby", json!({"enabled": true})).await;
+    c[0].expect("lobby-changed").await;
+    let mut waiters = Vec::new();
+    for i in 0..100 {
+        let w = client_no(&server, i + 1).await;
+        let ack = w
+            .emit_ack(
+                "join-room",
+                json!({"roomId": room, "userName": format!("W{i}")}),
+            )
+            .await;
+        assert_eq!(ack["waiting"], true, "waiter {i}: {ack}");
+        waiters.push(w);
+    }
+    let mut extra = client_no(&server, 0).await;
+    refused(
+        &mut extra,
+        "join-room",
+        json!({"roomId": room, "userName": "Extra"}),
+        "room_full",
+    )
+    .await;
+    let asked: Vec<Value> = {
+        let mut asked = Vec::new();
+        while asked.len() < 100 {
+            asked.push(c[0].expect("admission-requested").await);
+        }
+        asked
+    };
+    assert!(asked.iter().all(|a| a["userName"] != "Extra"));
+    c[0].expect_quiet().await;
+    // Denying one makes a place.
+    let first = asked[0]["participantId"].clone();
+    ok(
+        &mut c[0],
+        "deny-participant",
+        json!({"participantId": first}),
+    )
+    .await;
+    let ack = extra
+        .emit_ack("join-room", json!({"roomId": room, "userName": "Extra"}))
+        .await;
+    assert_eq!(ack["waiting"], true, "{ack}");
 }
