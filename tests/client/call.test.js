@@ -57,7 +57,7 @@ for (const transport of TRANSPORTS) {
         alice.emit('join-room', { roomId: room, userName: '  Alice  ' });
         const aliceJoined = await joinedP;
         assert.deepEqual(Object.keys(aliceJoined).sort(),
-          ['iceServers', 'messages', 'participant', 'participantId', 'participants', 'roomId']);
+          ['iceServers', 'messages', 'participant', 'participantId', 'participants', 'room', 'roomId']);
         assert.equal(aliceJoined.roomId, room);
         assert.equal(aliceJoined.participantId, alice.id);
         assertParticipant(aliceJoined.participant, {
