@@ -509,10 +509,10 @@ async fn mute_all_mutes_everyone_but_the_host_and_the_already_muted() {
     let server = TestServer::start().await;
     let (room, mut c) = room_of(&server, 4).await;
     ok(&mut c[3], "toggle-audio", json!({"isAudioMuted": true})).await;
-    for i in 0..3 {
-        c[i].expect("participant-audio-toggled").await;
-        c[i].expect("media-toggled").await;
-        c[i].expect("participants-updated").await;
+    for other in c.iter_mut().take(3) {
+        other.expect("participant-audio-toggled").await;
+        other.expect("media-toggled").await;
+        other.expect("participants-updated").await;
     }
     c[3].expect("participants-updated").await;
     ok(&mut c[0], "mute-all", json!({"roomId": room})).await;
@@ -621,16 +621,16 @@ async fn transfer_and_succession_move_the_host_role_in_join_order() {
     }
     // The new host leaves: the earliest remaining (the old host) is host again.
     c[2].emit("leave-room", json!({})).await;
-    for i in 0..2 {
+    for stayer in c.iter_mut().take(2) {
         assert_eq!(
-            c[i].expect("user-left").await["participantId"],
+            stayer.expect("user-left").await["participantId"],
             ids_in_order[2]
         );
         assert_eq!(
-            c[i].expect("host-changed").await,
+            stayer.expect("host-changed").await,
             json!({"roomId": room, "hostId": ids_in_order[0], "previousHostId": ids_in_order[2]})
         );
-        let list = c[i].expect("participants-updated").await;
+        let list = stayer.expect("participants-updated").await;
         assert_eq!(admins(&list), [ids_in_order[0].clone()]);
     }
     // The host disconnects: Bob inherits and can moderate at once.
@@ -932,12 +932,67 @@ async fn a_password_room_admits_only_the_right_password_and_never_shows_it() {
     )
     .await;
     bob.expect("joined-room").await;
+    // In cluster mode, Redis holds hashes only: neither password anywhere in it.
+    if let Some(url) = common::cluster_redis() {
+        let everything = redis_contents(&url).await;
+        for password in ["Sésame ouvre-toi", "n3w-pass"] {
+            assert!(
+                !everything.contains(password),
+                "{password} is in Redis in clear text"
+            );
+        }
+        assert!(everything.contains("v1."), "a password hash is kept");
+    }
     // Removed: anyone joins.
     ok(&mut host, "set-room-password", json!({"password": null})).await;
     let (_, info) = server.get(&format!("/api/room/{room}")).await;
     assert_eq!(info["hasPassword"], false);
     let mut cat = client_no(&server, 1).await;
     assert_eq!(cat.join(&room, "Cat").await["room"]["hasPassword"], false);
+}
+
+/// Every key and value in the Redis at `url`, as one text.
+async fn redis_contents(url: &str) -> String {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let mut text = String::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("TYPE");
+        let command = match kind.as_str() {
+            "string" => redis::cmd("GET").arg(&key).clone(),
+            "hash" => redis::cmd("HGETALL").arg(&key).clone(),
+            "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).clone(),
+            "set" => redis::cmd("SMEMBERS").arg(&key).clone(),
+            "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).clone(),
+            _ => continue,
+        };
+        // A key may expire between KEYS and its read.
+        let values: Vec<Vec<u8>> = command
+            .query_async::<Option<Vec<Vec<u8>>>>(&mut conn)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        text.push_str(&key);
+        for value in values {
+            text.push('\n');
+            text.push_str(&String::from_utf8_lossy(&value));
+        }
+        text.push('\n');
+    }
+    text
 }
 
 #[tokio::test]
