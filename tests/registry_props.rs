@@ -686,6 +686,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
                 user_name: name.clone(),
                 avatar: None,
                 password: None,
+                host: false,
             };
             let result = reg.join(&id, &req, ANYONE, None);
             let current = model.room_of(&id);
@@ -1175,6 +1176,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
                                     user_name: "x".into(),
                                     avatar: None,
                                     password: None,
+                                    host: false,
                                 };
                                 match reg.join(&id, &req, ANYONE, None) {
                                     Ok(_) => at[s] = Some(room),

@@ -1,5 +1,6 @@
 //! Rooms over REST: `GET /api/room/:roomId` (does it exist, how many are in it, does it need
-//! a password) and `POST /api/create-room` (optionally with a password).
+//! a password) and `POST /api/create-room` (optionally with a password; it needs a
+//! `room: "*"` access token when `JWT_SECRET` is set).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,7 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::auth::bearer;
 use super::error::ApiError;
+use crate::access::{ANY_ROOM, Refused};
 use crate::model::Timestamp;
 use crate::net::PeerAddr;
 use crate::password::{PASSWORD_MAX, PASSWORD_MIN, RoomPassword};
@@ -90,6 +93,19 @@ pub async fn create_room(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Created>, ApiError> {
+    if let Some(secret) = &app.config.jwt_secret {
+        let admitted = bearer(&headers)
+            .ok_or(Refused("Authorization: Bearer <access token> required"))
+            .and_then(|token| secret.verify(token))
+            .and_then(|claims| {
+                (claims.room == ANY_ROOM).then_some(()).ok_or(Refused(
+                    "Creating a room needs a token whose `room` is \"*\"",
+                ))
+            });
+        if let Err(Refused(why)) = admitted {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, why));
+        }
+    }
     let password = requested_password(&body)?;
     let creator = app.config.trusted_proxies.client(peer.ip(), &headers);
     if !app.room_limiter.allow(creator) {

@@ -233,7 +233,12 @@ impl MemoryRegistry {
             ticket,
         };
         // Only fails once the announcer is gone (the server is stopping).
-        self.inbox.send(Batch { origin, events }).ok();
+        let batch = Batch {
+            origin,
+            events,
+            hooks: None,
+        };
+        self.inbox.send(batch).ok();
     }
 
     pub fn limits(&self) -> &Limits {
@@ -352,7 +357,8 @@ impl MemoryRegistry {
                 room.password = password;
                 let created_at = room.created_at;
                 let has_password = room.password.is_some();
-                slot.insert(room);
+                let room = slot.insert(room);
+                self.announce(None, vec![opened(room.key(), created_at)]);
                 return Ok(RoomInfo {
                     room_id: id,
                     participant_count: 0,
@@ -451,7 +457,9 @@ impl MemoryRegistry {
                 } else {
                     room.reserved = 1;
                 }
-                (id, e.insert(room))
+                let room = e.insert(room);
+                self.announce(None, vec![opened(&id, room.created_at)]);
+                (id, room)
             }
         };
         if place.lobby {
@@ -482,27 +490,43 @@ impl MemoryRegistry {
         } else {
             room.reserved = room.reserved.saturating_sub(1);
         }
-        room.participants.push(participant);
-        if room.host.is_none() {
-            room.host = Some(socket_id.clone());
-        }
+        // A host by token (a JWT `host` claim) goes first in the list and takes the role, as
+        // by a transfer.
+        let position = if req.host { 0 } else { room.participants.len() };
+        room.participants.insert(position, participant);
+        let previous_host = if req.host || room.host.is_none() {
+            room.host.replace(socket_id.clone())
+        } else {
+            None
+        };
         room.occupancy = Occupancy::Occupied;
-        self.members.insert(socket_id, room_id.clone());
-        let joined = Self::arrival(&room_id, &room, place.created);
+        self.members.insert(socket_id.clone(), room_id.clone());
+        let joined = Self::arrival(&room_id, &room, place.created, position);
         let shared = Arc::new(joined.clone());
-        self.announce(
-            ticket,
-            vec![Event::Welcome(shared.clone()), Event::Joined(shared)],
-        );
+        let mut events = vec![Event::Welcome(shared.clone())];
+        if let Some(previous) = previous_host.filter(|p| *p != socket_id) {
+            events.push(Event::HostChanged {
+                room_id: room_id.clone(),
+                host: socket_id.clone(),
+                previous,
+            });
+            events.extend(room.waiters.iter().map(|w| Event::AdmissionRequested {
+                room_id: room_id.clone(),
+                host: socket_id.clone(),
+                waiter: w.as_waiter(),
+            }));
+        }
+        events.push(Event::Joined(shared));
+        self.announce(ticket, events);
         Ok(JoinOutcome::Joined { left, joined })
     }
 
-    /// The arrival of the room's last participant, as it and the others are told.
-    fn arrival(room_id: &Arc<str>, room: &Room, created_room: bool) -> Joined {
+    /// The arrival of the room's participant at `position`, as it and the others are told.
+    fn arrival(room_id: &Arc<str>, room: &Room, created_room: bool, position: usize) -> Joined {
         let participants = room.views();
         Joined {
             room_id: room_id.clone(),
-            me: participants[participants.len() - 1].clone(),
+            me: participants[position].clone(),
             participants,
             messages: room.messages.messages.iter().cloned().collect(),
             created_room,
@@ -525,8 +549,11 @@ impl MemoryRegistry {
             Entry::Vacant(_) if !creator.may_create => return Ok(None),
             Entry::Vacant(e) => {
                 self.reserve_room(creator.address)?;
-                let room = Room::new(Occupancy::Occupied, Some(creator.address));
-                (e.insert(room), true)
+                let room = e.insert(Room::new(Occupancy::Occupied, Some(creator.address)));
+                // Announced now, under the room's lock: a joiner racing in before this one
+                // finishes must come after it.
+                self.announce(None, vec![opened(room.key(), room.created_at)]);
+                (room, true)
             }
         };
         if room.locked {
@@ -543,7 +570,8 @@ impl MemoryRegistry {
         if !room.has_place(self.limits.max_participants) {
             return Err(room_full(room_id, self.limits.max_participants));
         }
-        if room.lobby && !room.participants.is_empty() {
+        // A host by token is never held: it is the one who admits.
+        if room.lobby && !room.participants.is_empty() && !req.host {
             if room.waiters.len() + room.reserved_waiters >= MAX_WAITERS {
                 return Err(lobby_full(room_id));
             }
@@ -641,8 +669,14 @@ impl MemoryRegistry {
             left
         };
         if left.room_removed
-            && let Some((_, room)) = self.rooms.remove_if(room_id, |_, room| {
-                room.participants.is_empty() && room.reserved == 0 && room.reserved_waiters == 0
+            && let Some((_, room)) = self.rooms.remove_if(room_id, |id, room| {
+                let unused = room.participants.is_empty()
+                    && room.reserved == 0
+                    && room.reserved_waiters == 0;
+                if unused {
+                    self.announce(None, vec![removed(id, room.created_at)]);
+                }
+                unused
             })
         {
             self.release_room(&room);
@@ -1092,7 +1126,12 @@ impl MemoryRegistry {
         self.waiting.remove(&waiter.id);
         self.members.insert(waiter.id.clone(), room_id.clone());
         room.participants.push(waiter);
-        let shared = Arc::new(Self::arrival(room_id, room, false));
+        let shared = Arc::new(Self::arrival(
+            room_id,
+            room,
+            false,
+            room.participants.len() - 1,
+        ));
         [Event::Welcome(shared.clone()), Event::Joined(shared)]
     }
 
@@ -1108,7 +1147,9 @@ impl MemoryRegistry {
         let removed = self.rooms.remove_if(&room_id, |id, room| {
             let hosting = room.is_host(socket);
             if hosting {
-                self.announce(ticket, closing(id, room, Some(socket.into())));
+                let mut events = closing(id, room, Some(socket.into()));
+                events.push(removed(id, room.created_at));
+                self.announce(ticket, events);
             }
             hosting
         });
@@ -1159,7 +1200,9 @@ impl MemoryRegistry {
     /// Returns who was in it.
     pub fn close_room(&self, room_id: &str, ticket: Option<u64>) -> Option<Vec<Participant>> {
         let (_, room) = self.rooms.remove_if(room_id, |id, room| {
-            self.announce(ticket, closing(id, room, None));
+            let mut events = closing(id, room, None);
+            events.push(removed(id, room.created_at));
+            self.announce(ticket, events);
             true
         })?;
         self.forget(room_id, &room);
@@ -1168,11 +1211,12 @@ impl MemoryRegistry {
 
     /// Removes the rooms that stayed empty (or unused) past their TTL; returns their ids.
     pub fn sweep(&self, now: Instant) -> Vec<Arc<str>> {
-        let mut removed = Vec::new();
+        let mut gone = Vec::new();
         self.rooms.retain(|id, room| {
             let expired = room.expired(now, &self.limits);
             if expired {
-                removed.push(id.clone());
+                self.announce(None, vec![removed(id, room.created_at)]);
+                gone.push(id.clone());
                 self.release_room(room);
             }
             !expired
@@ -1194,7 +1238,23 @@ impl MemoryRegistry {
         let mut emptied = self.emptied_queue();
         let since = std::mem::replace(&mut *emptied, kept);
         emptied.extend(since);
-        removed
+        gone
+    }
+}
+
+/// The event of a room's coming into existence.
+fn opened(id: &Arc<str>, created_at: Timestamp) -> Event {
+    Event::RoomOpened {
+        room_id: id.clone(),
+        created_at,
+    }
+}
+
+/// The event of a room's removal.
+fn removed(id: &Arc<str>, created_at: Timestamp) -> Event {
+    Event::RoomRemoved {
+        room_id: id.clone(),
+        created_at,
     }
 }
 

@@ -13,8 +13,8 @@
 //! | key                 | type | contents                                                  |
 //! |---------------------|------|-----------------------------------------------------------|
 //! | `{p}:rooms`         | ZSET | room id → expiry deadline in ms, `+inf` while occupied    |
-//! | `{p}:room:<id>`     | HASH | `created`, `creator`, `host`, `locked`, `lobby`, `password` (a salted keyed hash) |
-//! | `{p}:order:<id>`    | LIST | socket ids in join order                                  |
+//! | `{p}:room:<id>`     | HASH | `created`, `creator`, `chatbytes`, `hooks`, `host`, `locked`, `lobby`, `password` (a salted keyed hash) |
+//! | `{p}:order:<id>`    | LIST | socket ids in join order (a host by token first)           |
 //! | `{p}:people:<id>`   | HASH | socket id → participant JSON (`Stored`)                   |
 //! | `{p}:chat:<id>`     | LIST | chat message JSON, oldest first                           |
 //! | `{p}:queue:<id>`    | LIST | the lobby's waiters' socket ids, in the order they asked  |
@@ -376,6 +376,7 @@ impl RedisRegistry {
                 .arg(self.limits.max_rooms)
                 .arg(creator.to_string())
                 .arg(self.limits.max_rooms_per_address)
+                .arg(&*self.instance)
                 .arg(hash.as_deref().unwrap_or(""));
             match parse(&self.run(&call).await?)? {
                 CreateReply::Created => {
@@ -473,7 +474,8 @@ impl RedisRegistry {
                 .arg(creator.address.to_string())
                 .arg(self.limits.max_rooms_per_address)
                 .arg(if creator.may_create { "1" } else { "0" })
-                .arg(&checked);
+                .arg(&checked)
+                .arg(if req.host { "1" } else { "0" });
             return match parse(&self.run(&call).await?)? {
                 JoinReply::Password { hash } => {
                     let right = PasswordHash::decode(&hash).is_some_and(|stored| {
@@ -886,7 +888,7 @@ impl RedisRegistry {
     /// Any instance may call it: the deadlines are in Redis.
     pub async fn sweep(&self) -> Result<Vec<Arc<str>>, StoreUnavailable> {
         let mut call = self.invocation(&self.scripts.sweep);
-        call.arg(SWEEP_BATCH);
+        call.arg(SWEEP_BATCH).arg(&*self.instance);
         let ids: Vec<String> = parse(&self.run(&call).await?)?;
         Ok(ids.into_iter().map(Into::into).collect())
     }

@@ -396,6 +396,9 @@ struct BatchWire<'a> {
     /// and a relay's body must stay the sender's very bytes.
     #[serde(borrow)]
     events: Vec<&'a RawValue>,
+    /// The webhook owner of the batch's room (`publish_room` in `common.lua`).
+    #[serde(default)]
+    hooks: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,6 +433,8 @@ enum EventWire {
     Knock(KnockWire),
     Cancelled(CancelledWire),
     Denied(DeniedWire),
+    Opened(RoomLifeWire),
+    Removed(RoomLifeWire),
 }
 
 #[derive(Debug, Deserialize)]
@@ -571,6 +576,14 @@ struct DeniedWire {
     reason: Option<String>,
 }
 
+/// A room's opening or removal.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomLifeWire {
+    room_id: String,
+    created_at: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RelayWire {
@@ -606,6 +619,8 @@ impl EventWire {
             "knock" => Self::Knock(of(raw)?),
             "cancelled" => Self::Cancelled(of(raw)?),
             "denied" => Self::Denied(of(raw)?),
+            "opened" => Self::Opened(of(raw)?),
+            "removed" => Self::Removed(of(raw)?),
             other => return Err(malformed(format!("event {other:?}"))),
         })
     }
@@ -793,6 +808,20 @@ impl EventWire {
                     body: (kind != RelayKind::ConnectionRequest).then_some(body),
                 }))
             }
+            Self::Opened(RoomLifeWire {
+                room_id,
+                created_at,
+            }) => Event::RoomOpened {
+                room_id: room_id.into(),
+                created_at: timestamp(&created_at)?,
+            },
+            Self::Removed(RoomLifeWire {
+                room_id,
+                created_at,
+            }) => Event::RoomRemoved {
+                room_id: room_id.into(),
+                created_at: timestamp(&created_at)?,
+            },
         })
     }
 }
@@ -811,6 +840,7 @@ pub fn decode_batch(message: &[u8]) -> Result<Batch, StoreUnavailable> {
             .into_iter()
             .map(|raw| EventWire::read(raw)?.event())
             .collect::<Result<_, _>>()?,
+        hooks: wire.hooks.map(Into::into),
     })
 }
 

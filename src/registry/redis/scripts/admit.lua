@@ -15,5 +15,5 @@ if redis.call('LLEN', order_key(id)) >= max_participants then return status('roo
 local welcome, holder_instance, joined = admit(id, take_waiter(id, waiter), now_iso)
 if not welcome then return status('not_waiting') end
 if holder_instance then publish_to(holder_instance, instance, { welcome }) end
-publish(instance, ticket, { joined })
+publish_room(id, instance, ticket, { joined })
 return '{"status":"done","roomId":' .. cjson.encode(id) .. '}'

@@ -10,5 +10,5 @@ local events = {
   '{"t":"closed","roomId":' .. cjson.encode(id) .. ',"participants":' .. json_array(list)
     .. ',"endedBy":null}' }
 for _, e in ipairs(denied) do events[#events + 1] = e end
-publish(ARGV[3], ARGV[4], events)
+publish_room(id, ARGV[3], ARGV[4], events)
 return json_array(list)

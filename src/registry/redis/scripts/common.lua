@@ -76,12 +76,15 @@ local function room_state(id)
 end
 
 -- A batch of events as the instances decode it: who made the change (instance, and the
--- ticket of the handler waiting for it, '' for none) and the events, in order.
-local function batch(instance, ticket, events)
+-- ticket of the handler waiting for it, '' for none), the events, in order, and (for a
+-- batch about one room) the instance that delivers the room's webhooks.
+local function batch(instance, ticket, events, hooks)
   local t = 'null'
   if ticket ~= nil and ticket ~= '' then t = ticket end
-  return '{"origin":{"instance":' .. cjson.encode(instance) .. ',"ticket":' .. t .. '}'
-    .. ',"events":' .. json_array(events) .. '}'
+  local out = '{"origin":{"instance":' .. cjson.encode(instance) .. ',"ticket":' .. t .. '}'
+    .. ',"events":' .. json_array(events)
+  if hooks then out = out .. ',"hooks":' .. cjson.encode(hooks) end
+  return out .. '}'
 end
 
 local function publish(instance, ticket, events)
@@ -175,7 +178,15 @@ local function clear_history(id)
   if bytes > 0 then redis.call('DECRBY', CHATBYTES, bytes) end
 end
 
+-- Rooms this script deleted: id -> { created, hooks }, so their last batch can still name
+-- their webhook owner and announce the removal (see publish_room).
+local removed_rooms = {}
+
 local function delete_room(id)
+  removed_rooms[id] = {
+    created = redis.call('HGET', room_key(id), 'created'),
+    hooks = redis.call('HGET', room_key(id), 'hooks'),
+  }
   clear_history(id)
   for _, sid in ipairs(redis.call('LRANGE', queue_key(id), 0, -1)) do
     if redis.call('HGET', WAITING, sid) == id then redis.call('HDEL', WAITING, sid) end
@@ -202,10 +213,55 @@ local function room_cap(creator, max_rooms, max_per_address)
   return nil
 end
 
--- Records a new room's creation time and creator.
-local function make_room(id, created, creator)
-  redis.call('HSET', room_key(id), 'created', created, 'creator', creator)
+-- Records a new room's creation time, its creator, and the instance that made it, which
+-- delivers its webhooks (its webhook owner).
+local function make_room(id, created, creator, instance)
+  redis.call('HSET', room_key(id), 'created', created, 'creator', creator, 'hooks', instance)
   redis.call('HINCRBY', CREATORS, creator, 1)
+end
+
+-- Webhooks: all of a room's webhooks go out from one instance, its webhook owner, so they
+-- leave in the room's order and once. The owner is the instance that made the room; once it
+-- has left the cluster (shut down, or reaped), the instance making the room's next change
+-- takes over (or, if that one is leaving too, the instance that beat last).
+local function alive(instance)
+  return redis.call('ZSCORE', INSTANCES, instance) ~= false
+end
+
+local function hooks_owner(id, me)
+  local gone = removed_rooms[id]
+  local owner
+  if gone then owner = gone.hooks else owner = redis.call('HGET', room_key(id), 'hooks') end
+  if owner and alive(owner) then return owner end
+  local heir = me
+  if not alive(me) then
+    local latest = redis.call('ZREVRANGE', INSTANCES, 0, 0)
+    if latest[1] then heir = latest[1] end
+  end
+  if gone then
+    gone.hooks = heir
+  elseif redis.call('EXISTS', room_key(id)) == 1 then
+    redis.call('HSET', room_key(id), 'hooks', heir)
+  end
+  return heir
+end
+
+-- The event of a room's coming into existence.
+local function opened_event(id, created)
+  return '{"t":"opened","roomId":' .. cjson.encode(id) .. ',"createdAt":' .. cjson.encode(created) .. '}'
+end
+
+-- Publishes a batch about room `id` (to every instance) naming its webhook owner; if this
+-- script deleted the room, the room's removal follows the batch's events (announced once).
+local function publish_room(id, instance, ticket, events)
+  local hooks = hooks_owner(id, instance)
+  local gone = removed_rooms[id]
+  if gone and not gone.announced then
+    gone.announced = true
+    events[#events + 1] = '{"t":"removed","roomId":' .. cjson.encode(id)
+      .. ',"createdAt":' .. cjson.encode(gone.created) .. '}'
+  end
+  redis.call('PUBLISH', EVENTS, batch(instance, ticket, events, hooks))
 end
 
 -- A Left as the Rust side reads it: the room, the participant who left (its stored JSON),
@@ -393,8 +449,9 @@ end
 
 -- Takes every participant `instance` holds out of their rooms as leaves would, room by room
 -- in join order, and its waiters out of their lobbies, and forgets the instance; appends
--- their Lefts to `lefts` and every event to publish, in order, to `events`.
-local function remove_instance(instance, empty_ttl_ms, lefts, events)
+-- their Lefts to `lefts` and to `batches` what to publish, in order, one batch per room
+-- ({id, events}: the caller publishes each for the room's webhook owner).
+local function remove_instance(instance, empty_ttl_ms, lefts, batches)
   redis.call('ZREM', INSTANCES, instance)
   local held = {}
   for _, sid in ipairs(redis.call('SMEMBERS', on_key(instance))) do
@@ -403,8 +460,8 @@ local function remove_instance(instance, empty_ttl_ms, lefts, events)
       local position = redis.call('LPOS', order_key(id), sid) or -1
       held[#held + 1] = { id = id, position = position, sid = sid }
     else
-      local cancelled = cancel_waiter(sid)
-      if cancelled then events[#events + 1] = cancelled end
+      local cancelled, waited = cancel_waiter(sid)
+      if cancelled then batches[#batches + 1] = { id = waited, events = { cancelled } } end
     end
   end
   table.sort(held, function(a, b)
@@ -416,8 +473,9 @@ local function remove_instance(instance, empty_ttl_ms, lefts, events)
     local left, extras = remove_participant(h.id, h.sid, empty_ttl_ms)
     if left then
       lefts[#lefts + 1] = left
-      events[#events + 1] = left_event(left, 'removed')
+      local events = { left_event(left, 'removed') }
       for _, e in ipairs(extras) do events[#events + 1] = e end
+      batches[#batches + 1] = { id = h.id, events = events }
     end
   end
   redis.call('DEL', on_key(instance))

@@ -10,5 +10,5 @@ if redis.call('HGET', WAITING, waiter) ~= id then return status('not_waiting') e
 local stored = take_waiter(id, waiter)
 if not stored then return status('not_waiting') end
 release_waiter(waiter, stored)
-publish(instance, ticket, { denied_event(id, waiter, 'denied', reason) })
+publish_room(id, instance, ticket, { denied_event(id, waiter, 'denied', reason) })
 return '{"status":"done","roomId":' .. cjson.encode(id) .. '}'

@@ -10,5 +10,5 @@ local events = {
   '{"t":"closed","roomId":' .. cjson.encode(id) .. ',"participants":' .. json_array(list)
     .. ',"endedBy":' .. cjson.encode(sid) .. '}' }
 for _, e in ipairs(denied) do events[#events + 1] = e end
-publish(instance, ticket, events)
+publish_room(id, instance, ticket, events)
 return '{"status":"done","roomId":' .. cjson.encode(id) .. ',"hasPassword":false}'

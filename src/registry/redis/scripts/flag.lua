@@ -24,7 +24,7 @@ if flag == 'lobby' and not on then
       local welcome, holder_instance, joined = admit(id, stored, now_iso)
       if welcome then
         if holder_instance then
-          publish(instance, '', pending)
+          publish_room(id, instance, '', pending)
           pending = {}
           publish_to(holder_instance, instance, { welcome })
         end
@@ -36,5 +36,5 @@ if flag == 'lobby' and not on then
     end
   end
 end
-publish(instance, ticket, pending)
+publish_room(id, instance, ticket, pending)
 return '{"status":"done","roomId":' .. cjson.encode(id) .. '}'

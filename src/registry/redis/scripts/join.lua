@@ -3,19 +3,22 @@
 -- password room without the proof that the password was checked (the room's stored hash,
 -- which the caller gets back to check against and passes again), a full room, a full lobby;
 -- the socket then stays where it was. Joining the room one is in (or waits for) changes
--- nothing. Publishes the departure from the old room (a switch), then either the joiner's
--- welcome (to its own instance only: it carries the chat history) and the join, or its
--- waiting and the request to the host.
+-- nothing. Publishes the new room's opening (if it is new), the departure from the old room
+-- (a switch), then either the joiner's welcome (to its own instance only: it carries the
+-- chat history), the host change of a host by token, and the join; or its waiting and the
+-- request to the host.
 -- ARGV: 2 socket id, 3 room id, 4 participant JSON, 5 created (ISO, if the room is new),
 --       6 max participants, 7 max rooms (0 = no cap), 8 empty-room TTL ms, 9 instance,
 --       10 ticket ('' for none), 11 creator address (of the room, if it is new),
 --       12 max rooms per address (0 = no cap), 13 '1' if the creator may make a room,
---       14 the password hash the caller checked the joiner's password against ('' if none)
+--       14 the password hash the caller checked the joiner's password against ('' if none),
+--       15 '1' if the joiner becomes the host (a JWT host claim: first in join order)
 local sid, id, participant, created = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local max_participants, max_rooms = tonumber(ARGV[6]), tonumber(ARGV[7])
 local empty_ttl_ms, instance, ticket = tonumber(ARGV[8]), ARGV[9], ARGV[10]
 local creator, max_per_address, may_create = ARGV[11], tonumber(ARGV[12]), ARGV[13] == '1'
 local checked = ARGV[14]
+local as_host = ARGV[15] == '1'
 
 local current = redis.call('HGET', MEMBER, sid)
 if current == id and redis.call('HEXISTS', people_key(id), sid) == 1 then
@@ -38,7 +41,8 @@ else
   if f[2] and f[2] ~= checked then
     return '{"status":"password","hash":' .. cjson.encode(f[2]) .. '}'
   end
-  lobby = f[3] == '1' and redis.call('LLEN', order_key(id)) > 0
+  -- A host by token is never held: it is the one who admits.
+  lobby = f[3] == '1' and redis.call('LLEN', order_key(id)) > 0 and not as_host
 end
 if redis.call('LLEN', order_key(id)) >= max_participants then
   return status('room_full')
@@ -47,9 +51,19 @@ if lobby and redis.call('LLEN', queue_key(id)) >= MAX_WAITERS then
   return status('lobby_full')
 end
 
+-- An instance holding sockets must be known to the reapers even before its first heartbeat
+-- (and, as a room's webhook owner, be known alive).
+redis.call('ZADD', INSTANCES, 'NX', ms(now_ms()), instance)
+
+if not exists then
+  make_room(id, created, creator, instance)
+  redis.call('ZADD', ROOMS, '+inf', id)
+  publish_room(id, instance, '', { opened_event(id, created) })
+end
+
 if waits_in then
-  local cancelled = cancel_waiter(sid)
-  if cancelled then publish(instance, '', { cancelled }) end
+  local cancelled, waited = cancel_waiter(sid)
+  if cancelled then publish_room(waited, instance, '', { cancelled }) end
 end
 local left = 'null'
 if current and current ~= id then
@@ -59,28 +73,32 @@ if current and current ~= id then
   if left ~= 'null' then
     local events = { left_event(left, 'switched') }
     for _, e in ipairs(extras) do events[#events + 1] = e end
-    publish(instance, '', events)
+    publish_room(current, instance, '', events)
   end
 end
 redis.call('HDEL', MEMBER, sid)
 redis.call('SADD', on_key(instance), sid)
--- An instance holding sockets must be known to the reapers even before its first heartbeat.
-redis.call('ZADD', INSTANCES, 'NX', ms(now_ms()), instance)
 
 if lobby then
   local host = host_of(id)
   redis.call('RPUSH', queue_key(id), sid)
   redis.call('HSET', waiters_key(id), sid, participant)
   redis.call('HSET', WAITING, sid, id)
-  publish(instance, ticket, {
+  publish_room(id, instance, ticket, {
     '{"t":"waiting","roomId":' .. cjson.encode(id) .. ',"socket":' .. cjson.encode(sid) .. '}',
     knock_event(id, host, participant) })
   return '{"status":"waiting","left":' .. left .. ',"roomId":' .. cjson.encode(id) .. '}'
 end
 
-if not exists then make_room(id, created, creator) end
-if redis.call('LLEN', order_key(id)) == 0 then redis.call('HSET', room_key(id), 'host', sid) end
-redis.call('RPUSH', order_key(id), sid)
+local previous_host = host_of(id)
+if as_host or redis.call('LLEN', order_key(id)) == 0 then
+  redis.call('HSET', room_key(id), 'host', sid)
+end
+if as_host then
+  redis.call('LPUSH', order_key(id), sid)
+else
+  redis.call('RPUSH', order_key(id), sid)
+end
 redis.call('HSET', people_key(id), sid, participant)
 redis.call('ZADD', ROOMS, '+inf', id)
 redis.call('HSET', MEMBER, sid, id)
@@ -88,5 +106,15 @@ redis.call('HSET', MEMBER, sid, id)
 local outcome = joined_json(id, not exists)
 publish_to(instance, instance, {
   '{"t":"welcome","socket":' .. cjson.encode(sid) .. ',"joined":' .. outcome .. '}' })
-publish(instance, ticket, { joined_event(id, sid) })
+local events = {}
+if as_host and previous_host and previous_host ~= sid then
+  events[#events + 1] = '{"t":"host","roomId":' .. cjson.encode(id) .. ',"host":'
+    .. cjson.encode(sid) .. ',"previous":' .. cjson.encode(previous_host) .. '}'
+  for _, waiter in ipairs(redis.call('LRANGE', queue_key(id), 0, -1)) do
+    local w = redis.call('HGET', waiters_key(id), waiter)
+    if w then events[#events + 1] = knock_event(id, sid, w) end
+  end
+end
+events[#events + 1] = joined_event(id, sid)
+publish_room(id, instance, ticket, events)
 return '{"status":"joined","left":' .. left .. ',"joined":' .. outcome .. '}'

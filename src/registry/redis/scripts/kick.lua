@@ -19,5 +19,5 @@ local events = {
     .. ',"reason":' .. json_or_null(reason) .. '}',
   left_event(left, 'host-kicked') }
 for _, e in ipairs(extras) do events[#events + 1] = e end
-publish(instance, ticket, events)
+publish_room(id, instance, ticket, events)
 return '{"status":"done","roomId":' .. cjson.encode(id) .. '}'

@@ -12,8 +12,8 @@ local REMEMBER_SECS = 30
 
 local id = redis.call('HGET', MEMBER, sid)
 if not id then
-  local cancelled = cancel_waiter(sid)
-  if cancelled then publish(instance, ticket, { cancelled }) end
+  local cancelled, waited = cancel_waiter(sid)
+  if cancelled then publish_room(waited, instance, ticket, { cancelled }) end
   if not replay then return 'null' end
   local last = redis.call('GET', left_key(sid))
   if not last then return 'null' end
@@ -32,5 +32,5 @@ if not left then return 'null' end
 redis.call('SET', left_key(sid), id .. '\n' .. stored, 'EX', REMEMBER_SECS)
 local events = { left_event(left, reason) }
 for _, e in ipairs(extras) do events[#events + 1] = e end
-publish(instance, ticket, events)
+publish_room(id, instance, ticket, events)
 return left

@@ -18,5 +18,5 @@ for _, other in ipairs(redis.call('LRANGE', order_key(id), 0, -1)) do
   end
 end
 events[#events + 1] = list_event(id)
-publish(instance, ticket, events)
+publish_room(id, instance, ticket, events)
 return '{"status":"done","roomId":' .. cjson.encode(id) .. '}'

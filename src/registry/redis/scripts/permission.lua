@@ -44,5 +44,5 @@ events[#events + 1] = '{"t":"permission","roomId":' .. cjson.encode(id)
   .. ',"allowed":' .. tostring(allowed) .. ',"byId":' .. cjson.encode(sid)
   .. ',"byName":' .. cjson.encode(host.userName) .. '}'
 events[#events + 1] = list_event(id)
-publish(instance, ticket, events)
+publish_room(id, instance, ticket, events)
 return '{"status":"done","roomId":' .. cjson.encode(id) .. '}'

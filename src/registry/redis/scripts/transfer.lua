@@ -18,5 +18,5 @@ for _, waiter in ipairs(redis.call('LRANGE', queue_key(id), 0, -1)) do
   local w = redis.call('HGET', waiters_key(id), waiter)
   if w then events[#events + 1] = knock_event(id, target, w) end
 end
-publish(instance, ticket, events)
+publish_room(id, instance, ticket, events)
 return '{"status":"done","roomId":' .. cjson.encode(id) .. '}'

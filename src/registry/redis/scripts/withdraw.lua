@@ -6,5 +6,5 @@ if not id then return status('none') end
 if ARGV[3] == '1' and ARGV[4] ~= id then return status('not_in_room') end
 local cancelled = cancel_waiter(sid)
 if not cancelled then return status('none') end
-publish(instance, ticket, { cancelled })
+publish_room(id, instance, ticket, { cancelled })
 return '{"status":"withdrawn","roomId":' .. cjson.encode(id) .. '}'
