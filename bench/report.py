@@ -271,7 +271,10 @@ def scenario_rows(runs):
             r = ratio(o, n)
         else:
             r = None
-        rows.append({"measure": f"{scenario}: {label}", "ours": o, "node": n, "ratio": r,
+        # idle over long-polling (`--transport polling`) is told apart from WebSocket clients.
+        transport = next((b["loadgen"].get("transport") for b in by.values()), None)
+        name = f"{scenario} ({transport})" if scenario == "idle" and transport else scenario
+        rows.append({"measure": f"{name}: {label}", "ours": o, "node": n, "ratio": r,
                      "ratio_label": direction or "", "target": "", "met": None})
     for s, r in by.items():
         rows.append({"measure": f"{s}: server cpu, rss peak MB", "ours": None, "node": None,
