@@ -354,6 +354,19 @@ impl TestClient {
         }
     }
 
+    /// Skips other events until `first` or `second` arrives; says which, with its payload.
+    pub async fn wait_for_either<'a>(&mut self, first: &'a str, second: &'a str) -> (&'a str, Value) {
+        loop {
+            let (name, payload) = self.next().await;
+            if name == first {
+                return (first, payload);
+            }
+            if name == second {
+                return (second, payload);
+            }
+        }
+    }
+
     /// Skips other events until `event` arrives; `None` if it does not within `limit`.
     pub async fn wait_for_within(&mut self, event: &str, limit: Duration) -> Option<Value> {
         tokio::time::timeout(limit, async {
