@@ -488,6 +488,8 @@ def check_smoke(runs):
     for r in runs:
         lg = r["loadgen"]
         what = f"{r['server']} {r['scenario']} {lg.get('mode', '')}".strip()
+        if lg.get("transport") == "polling":
+            what += " (polling)"
         if len(lg.get("targets") or []) > 1:
             what += f" ({len(lg['targets'])} instances, Redis)"
         problems = []
@@ -496,13 +498,15 @@ def check_smoke(runs):
         else:
             if lg.get("errors", 0) or lg.get("connect_errors", 0):
                 problems.append(f"{lg.get('errors')} errors {lg.get('first_errors')}")
+            # Lambdas: only the run's own scenario is read (idle's `joined` is a count, the
+            # storm's a list per storm).
             got = {
-                "idle": lg.get("held"),
-                "fanout": lg.get("deliveries"),
-                "relay": lg.get("relayed", lg.get("round_trips")),
-                "churn": lg.get("completed"),
-                "storm": sum(lg.get("joined") or []),
-            }.get(r["scenario"])
+                "idle": lambda: lg.get("held"),
+                "fanout": lambda: lg.get("deliveries"),
+                "relay": lambda: lg.get("relayed", lg.get("round_trips")),
+                "churn": lambda: lg.get("completed"),
+                "storm": lambda: sum(lg.get("joined") or []),
+            }.get(r["scenario"], lambda: None)()
             if not got:
                 problems.append("nothing measured")
             targets = lg.get("targets") or []
