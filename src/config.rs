@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::access::JwtSecret;
 use crate::address::TrustedProxies;
 use crate::assist::Mode as AssistMode;
 use crate::ice::{IceConfig, TurnConfig, check_url};
 use crate::limits::{Rate, RateLimits};
+use crate::webhooks::secret::WebhookSecret;
 
 /// Which browser origins may call the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +94,33 @@ pub struct Config {
     pub deployment: Deployment,
     /// Which proxies may name the client in `X-Forwarded-For` (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
+    /// Signed webhooks to the application's backend (`WEBHOOK_*`); `None`: off.
+    pub webhooks: Option<WebhookSettings>,
+    /// `JWT_SECRET`: joins need a token signed with it (`None`: off, anyone may join).
+    pub jwt_secret: Option<JwtSecret>,
     /// `NEGOTIATION_ASSIST`: whether the server helps clients that negotiate WebRTC naively
     /// (docs/PROTOCOL.md, "Negotiation assist").
     pub negotiation_assist: AssistMode,
+}
+
+/// Where and how webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `WEBHOOK_URLS`: every event goes to each, in its own queue.
+    pub urls: Vec<String>,
+    pub secret: WebhookSecret,
+    /// One attempt's limit (`WEBHOOK_TIMEOUT_MS`).
+    pub timeout: Duration,
+    /// Attempts per event before it is dropped (`WEBHOOK_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// Events queued per endpoint; past it the oldest is dropped (`WEBHOOK_QUEUE_MAX`).
+    pub queue_max: usize,
+}
+
+impl WebhookSettings {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+    pub const DEFAULT_QUEUE_MAX: usize = 10_000;
 }
 
 /// The one switch between the two ways to run: decided here, once, at start-up.
@@ -193,6 +219,8 @@ impl Default for Config {
             },
             deployment: Deployment::Memory,
             trusted_proxies: TrustedProxies::None,
+            webhooks: None,
+            jwt_secret: None,
             negotiation_assist: AssistMode::Auto,
         }
     }
@@ -414,6 +442,8 @@ impl Config {
                     )
                 })?,
             },
+            webhooks: webhooks(&get)?,
+            jwt_secret: get("JWT_SECRET").map(|raw| JwtSecret::new(&raw)),
             negotiation_assist: parse(
                 &get,
                 "NEGOTIATION_ASSIST",
@@ -541,6 +571,74 @@ fn ice(
         turn,
         ttl: Duration::from_secs(ttl),
     })
+}
+
+/// `WEBHOOK_URLS` (off when unset or empty), with the `WEBHOOK_SECRET` they need and the
+/// delivery settings. A secret without URLs is checked too, and kept unused.
+fn webhooks(get: &impl Fn(&str) -> Option<String>) -> Result<Option<WebhookSettings>, ConfigError> {
+    let secret = get("WEBHOOK_SECRET")
+        .map(|raw| {
+            WebhookSecret::parse(&raw)
+                .map_err(|reason| invalid("WEBHOOK_SECRET", "(hidden)", reason))
+        })
+        .transpose()?;
+    let timeout_ms: u64 = parse(
+        get,
+        "WEBHOOK_TIMEOUT_MS",
+        WebhookSettings::DEFAULT_TIMEOUT.as_millis() as u64,
+        "expected a whole number of milliseconds, at least 1",
+    )?;
+    let timeout_ms = at_least_one(timeout_ms)
+        .map_err(|v| invalid("WEBHOOK_TIMEOUT_MS", &v, "must be at least 1"))?;
+    let max_attempts = at_least_one(parse(
+        get,
+        "WEBHOOK_MAX_ATTEMPTS",
+        WebhookSettings::DEFAULT_MAX_ATTEMPTS,
+        "expected a whole number of attempts, at least 1",
+    )?)
+    .map_err(|v| invalid("WEBHOOK_MAX_ATTEMPTS", &v, "must be at least 1"))?;
+    let queue_max = at_least_one(parse(
+        get,
+        "WEBHOOK_QUEUE_MAX",
+        WebhookSettings::DEFAULT_QUEUE_MAX,
+        "expected a whole number of events, at least 1",
+    )?)
+    .map_err(|v| invalid("WEBHOOK_QUEUE_MAX", &v, "must be at least 1"))?;
+    let urls: Vec<String> = get("WEBHOOK_URLS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for url in &urls {
+        let usable = reqwest::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !usable {
+            return Err(invalid(
+                "WEBHOOK_URLS",
+                url,
+                "expected http:// or https:// URLs separated by commas",
+            ));
+        }
+    }
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let Some(secret) = secret else {
+        return Err(invalid(
+            "WEBHOOK_SECRET",
+            "",
+            "must be set when WEBHOOK_URLS is: `whsec_` followed by the base64 of at least 24 random bytes",
+        ));
+    };
+    Ok(Some(WebhookSettings {
+        urls,
+        secret,
+        timeout: Duration::from_millis(timeout_ms),
+        max_attempts,
+        queue_max,
+    }))
 }
 
 /// A `redis://` URL that the Redis client can parse (TLS is not built in).
@@ -727,6 +825,52 @@ mod tests {
             assert_eq!(err.var, var);
             assert!(err.to_string().contains(var), "{err}");
         }
+    }
+
+    #[test]
+    fn webhooks_and_jwt_are_off_unless_set_and_need_a_sound_secret() {
+        let c = config(&[]).unwrap();
+        assert!(c.webhooks.is_none() && c.jwt_secret.is_none());
+        let secret = ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let urls = (
+            "WEBHOOK_URLS",
+            " https://app.example/hooks , http://10.0.0.2:8080/h ",
+        );
+        let hooks = config(&[urls, secret]).unwrap().webhooks.unwrap();
+        assert_eq!(
+            hooks.urls,
+            ["https://app.example/hooks", "http://10.0.0.2:8080/h"]
+        );
+        assert_eq!(hooks.timeout, Duration::from_millis(5000));
+        assert_eq!(hooks.max_attempts, 8);
+        assert_eq!(hooks.queue_max, 10_000);
+        for bad in [
+            vec![urls],
+            vec![urls, ("WEBHOOK_SECRET", "whsec_c2hvcnQ=")],
+            vec![urls, ("WEBHOOK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")],
+        ] {
+            let err = config(&bad).unwrap_err();
+            assert_eq!(err.var, "WEBHOOK_SECRET", "{err}");
+            assert!(
+                !err.to_string().contains("MfKQ9r8"),
+                "the secret is not echoed"
+            );
+        }
+        for (var, value) in [
+            ("WEBHOOK_URLS", "ftp://app.example/hooks"),
+            ("WEBHOOK_TIMEOUT_MS", "0"),
+            ("WEBHOOK_MAX_ATTEMPTS", "many"),
+            ("WEBHOOK_QUEUE_MAX", "0"),
+        ] {
+            let err = config(&[urls, secret, (var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+        assert!(
+            config(&[("JWT_SECRET", "s3cret")])
+                .unwrap()
+                .jwt_secret
+                .is_some()
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! [`app`] builds everything from a [`Config`]; [`serve`] runs it until a shutdown signal.
 //! Tests start exactly these two.
 
+pub mod access;
 pub mod address;
 pub mod assist;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod http;
@@ -21,6 +23,7 @@ pub mod registry;
 pub mod signaling;
 pub mod state;
 mod sweeper;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -50,6 +53,9 @@ pub struct Server {
 /// How long open connections get to close after a shutdown signal before the server exits
 /// anyway (PaaS platforms kill after ~10 s; we stay well inside that).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How long queued webhooks get to go out at shutdown.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(2);
 
 /// How long a new Engine.IO session may take to connect to the Socket.IO namespace.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,6 +153,8 @@ pub async fn serve(
         ],
     ));
     let trimmer = tokio::spawn(memory::run(app.state.clone()));
+    let webhooks = app.state.webhooks.clone();
+    let webhook_senders = webhooks.start();
     let removals = tokio::spawn(signaling::session::retry_removals(app.state.clone()));
     let announcer = tokio::spawn(signaling::announce::run(
         app.io.clone(),
@@ -190,6 +198,10 @@ pub async fn serve(
             Ok(())
         }
     };
+    webhooks.drain(WEBHOOK_DRAIN).await;
+    for sender in webhook_senders {
+        sender.abort();
+    }
     sweeper.abort();
     trimmer.abort();
     removals.abort();

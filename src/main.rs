@@ -1,7 +1,10 @@
-//! The binary: configuration → app → serve → shutdown.
+//! The binary: configuration → app → serve → shutdown (or, with `token`, one access token
+//! printed, see `cli`).
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use prolitemeet_server::cli::{Cli, Command};
 use prolitemeet_server::{Config, Deployment, app, logging, serve};
 use tokio::net::TcpListener;
 
@@ -10,11 +13,15 @@ const EXIT_CONFIG: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
     if let Err(e) = dotenvy::dotenv()
         && !e.not_found()
     {
         eprintln!("prolitemeet-server: cannot read .env: {e}");
         return ExitCode::from(EXIT_CONFIG);
+    }
+    if let Some(Command::Token(token)) = cli.command {
+        return token.run(std::env::var("JWT_SECRET").ok().as_deref());
     }
     let config = match Config::from_env() {
         Ok(config) => config,

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     TooManyRooms,
     /// The shared room store (Redis, in cluster mode) cannot be reached; try again shortly.
     Unavailable,
+    /// `JWT_SECRET` is set and the join's token is missing or not valid for the room.
+    Unauthorized,
     Internal,
 }
 
@@ -48,6 +50,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::TooManyRooms => "too_many_rooms",
             Self::Unavailable => "unavailable",
+            Self::Unauthorized => "unauthorized",
             Self::Internal => "internal",
         }
     }
@@ -94,6 +97,8 @@ pub struct JoinRequest {
     pub room_id: String,
     pub user_name: String,
     pub avatar: Option<String>,
+    /// The joiner becomes the room's host (a JWT `host` claim); never from the payload.
+    pub host: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,6 +307,23 @@ pub fn usable_avatar(value: Option<&Value>) -> Option<String> {
 }
 
 pub fn decode_join(payload: &RawValue) -> Decoded<JoinRequest> {
+    decode_join_as(payload, None)
+}
+
+/// The `token` of a `join-room` payload (JWT room access): `None` when absent or `null`.
+pub fn join_token(payload: &RawValue) -> Decoded<Option<String>> {
+    let payload = value_of(payload)?;
+    let map = object(&payload)?;
+    match present(map, "token") {
+        None => Ok(None),
+        Some(Value::String(token)) => Ok(Some(token.clone())),
+        Some(_) => Err(ProtocolError::invalid("`token` must be a string")),
+    }
+}
+
+/// A `join-room` payload; with `name` (a token's `name` claim) the payload's `userName` is
+/// ignored and `name` is the display name, held to the same rules.
+pub fn decode_join_as(payload: &RawValue, name: Option<&str>) -> Decoded<JoinRequest> {
     let payload = value_of(payload)?;
     let map = object(&payload)?;
     let room_id = match present(map, "roomId") {
@@ -313,16 +335,22 @@ pub fn decode_join(payload: &RawValue) -> Decoded<JoinRequest> {
         }
         _ => return Err(ProtocolError::invalid("`roomId` must be a string")),
     };
-    let user_name = trimmed_text(map.get("userName"), "userName", USER_NAME_MAX)?;
+    let claimed = name.map(|n| Value::String(n.to_owned()));
+    let (given, key) = match &claimed {
+        Some(claimed) => (Some(claimed), "name"),
+        None => (map.get("userName"), "userName"),
+    };
+    let user_name = trimmed_text(given, key, USER_NAME_MAX)?;
     if !user_name.chars().any(is_visible) {
-        return Err(ProtocolError::invalid(
-            "`userName` must have at least one visible character",
-        ));
+        return Err(ProtocolError::invalid(format!(
+            "`{key}` must have at least one visible character"
+        )));
     }
     Ok(JoinRequest {
         room_id,
         user_name,
         avatar: usable_avatar(map.get("userAvatar")),
+        host: false,
     })
 }
 
@@ -477,6 +505,29 @@ mod tests {
 
     fn code<T: std::fmt::Debug>(r: Decoded<T>) -> ErrorCode {
         r.unwrap_err().code
+    }
+
+    #[test]
+    fn a_join_token_is_a_string_and_its_name_replaces_user_name() {
+        let with = p(json!({"roomId": "R", "userName": "Mallory", "token": "t.o.k"}));
+        assert_eq!(join_token(&with).unwrap().as_deref(), Some("t.o.k"));
+        assert_eq!(join_token(&p(json!({"roomId": "R"}))).unwrap(), None);
+        assert_eq!(join_token(&p(json!({"token": null}))).unwrap(), None);
+        assert_eq!(
+            code(join_token(&p(json!({"token": 5})))),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(code(join_token(&p(json!("R")))), ErrorCode::InvalidPayload);
+        let named = decode_join_as(&with, Some(" Dr. Bob ")).unwrap();
+        assert_eq!(named.user_name, "Dr. Bob");
+        let nameless = p(json!({"roomId": "R"}));
+        assert_eq!(
+            decode_join_as(&nameless, Some("Cat")).unwrap().user_name,
+            "Cat"
+        );
+        assert_eq!(code(decode_join(&nameless)), ErrorCode::InvalidPayload);
+        let blank = decode_join_as(&with, Some("\u{200b}")).unwrap_err();
+        assert!(blank.message.contains("`name`"), "{}", blank.message);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::limits::AddressLimiter;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::registry::events::{Deliveries, Inbox};
+use crate::webhooks::Webhooks;
 
 /// The assembled server as handlers see it: its shared state and the Socket.IO handle.
 #[derive(Clone)]
@@ -51,6 +52,8 @@ pub struct AppState {
     pub deliveries: Arc<Deliveries>,
     /// Disconnected sockets still to be taken out of their rooms (cluster mode, Redis away).
     pub pending_removals: Arc<PendingRemovals>,
+    /// Webhooks to the application's backend (fed by the announcer).
+    pub webhooks: Arc<Webhooks>,
     /// The negotiation assist (`NEGOTIATION_ASSIST`), for the participants of this instance.
     pub assist: Arc<Assist>,
     /// The room store answers (always, in memory; in cluster mode, while Redis does).
@@ -69,7 +72,13 @@ impl AppState {
         instance_id: Arc<str>,
         inbox: Inbox,
     ) -> Self {
+        let metrics = Arc::new(Metrics::new());
         Self {
+            webhooks: Arc::new(Webhooks::new(
+                config.webhooks.as_ref(),
+                instance_id.clone(),
+                metrics.clone(),
+            )),
             inbox,
             deliveries: Arc::default(),
             pending_removals: Arc::new(PendingRemovals::new(MAX_PENDING_REMOVALS)),
@@ -80,7 +89,7 @@ impl AppState {
             store_reachable: Arc::new(AtomicBool::new(true)),
             config,
             registry,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             started: Instant::now(),
             connections: Arc::default(),
             connection_changes: Arc::default(),

@@ -685,6 +685,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
                 room_id: target.clone(),
                 user_name: name.clone(),
                 avatar: None,
+                host: false,
             };
             let result = reg.join(&id, &req, ANYONE, None);
             let current = model.room_of(&id);
@@ -1173,6 +1174,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
                                     room_id: room.clone(),
                                     user_name: "x".into(),
                                     avatar: None,
+                                    host: false,
                                 };
                                 match reg.join(&id, &req, ANYONE, None) {
                                     Ok(_) => at[s] = Some(room),

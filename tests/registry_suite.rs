@@ -200,6 +200,8 @@ both_backends!(
     a_closed_room_and_a_kick_are_announced,
     rooms_are_made_only_when_allowed_and_within_the_address_share,
     chat_history_is_bounded_in_bytes_per_room_and_in_all,
+    a_room_is_announced_as_it_opens_and_as_it_goes,
+    a_host_by_token_goes_first_in_join_order,
 );
 
 // =============================================================================================
@@ -224,6 +226,7 @@ fn req(room: &str, name: &str) -> JoinRequest {
         room_id: room.into(),
         user_name: name.into(),
         avatar: None,
+        host: false,
     }
 }
 
@@ -1330,10 +1333,14 @@ async fn every_change_is_announced_in_order(backend: Backend) {
         .await
         .unwrap();
     r.leave("b", LeaveReason::Disconnected, None).await.unwrap();
-    let events = r.next_events(12).await;
+    let events = r.next_events(14).await;
     let mut events = events.into_iter();
     let mut next = || events.next().expect("an event");
 
+    let (Event::RoomOpened { room_id, .. }, None) = next() else {
+        panic!("R opened")
+    };
+    assert_eq!(&*room_id, "R");
     let (Event::Welcome(w), _) = next() else {
         panic!("welcome of a")
     };
@@ -1383,6 +1390,10 @@ async fn every_change_is_announced_in_order(backend: Backend) {
         ("a", vec!["b".to_owned()])
     );
     assert!(left.participants[0].is_admin, "b is the host now");
+    let (Event::RoomOpened { room_id, .. }, None) = next() else {
+        panic!("S opened, before anything happens in it")
+    };
+    assert_eq!(&*room_id, "S");
     let (Event::Left { left, reason }, _) = next() else {
         panic!("b switched")
     };
@@ -1412,21 +1423,26 @@ async fn a_closed_room_and_a_kick_are_announced(backend: Backend) {
     r.join("c", &req("S", "Cat"), ANYONE, None).await.unwrap();
     r.close_room("R", Some(9)).await.unwrap();
     r.leave("c", LeaveReason::Kicked, None).await.unwrap();
-    let events = r.next_events(8).await;
+    // R opened, a and b in it (welcome, joined), S opened, c in it: 8 events.
+    let events = r.next_events(11).await;
     let (
         Event::Closed {
             room_id,
             participants,
         },
         Some(9),
-    ) = &events[6]
+    ) = &events[8]
     else {
         panic!("closed, ticket 9: {events:?}")
     };
     assert_eq!(&**room_id, "R");
     let closed: Vec<&str> = participants.iter().map(|p| &*p.id).collect();
     assert_eq!(closed, ["a", "b"]);
-    let (Event::Left { left, reason }, None) = &events[7] else {
+    let (Event::RoomRemoved { room_id, .. }, Some(9)) = &events[9] else {
+        panic!("R removed with its closing: {events:?}")
+    };
+    assert_eq!(&**room_id, "R");
+    let (Event::Left { left, reason }, None) = &events[10] else {
         panic!("c kicked: {events:?}")
     };
     assert_eq!((*reason, &*left.participant.id), (LeaveReason::Kicked, "c"));
@@ -1579,5 +1595,204 @@ async fn chat_history_is_bounded_in_bytes_per_room_and_in_all(backend: Backend) 
     assert!(
         in_a.messages.is_empty(),
         "the empty room's history went first"
+    );
+}
+
+// =============================================================================================
+// Rooms coming and going (what webhooks are made from), hosts by token
+// =============================================================================================
+
+/// What a room's opening or removal announced: its id and creation time.
+fn life(event: &Event) -> Option<(&str, prolitemeet_server::model::Timestamp)> {
+    match event {
+        Event::RoomOpened {
+            room_id,
+            created_at,
+        }
+        | Event::RoomRemoved {
+            room_id,
+            created_at,
+        } => Some((room_id, *created_at)),
+        _ => None,
+    }
+}
+
+async fn a_room_is_announced_as_it_opens_and_as_it_goes(backend: Backend) {
+    let Some(r) = open(
+        backend,
+        Limits {
+            empty_room_ttl: Duration::ZERO,
+            unused_room_ttl: Duration::from_secs(1),
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let unused = r.create_room(LOCAL).await.unwrap();
+    let (_, joined) = join(&r, "a", "R", "Ann").await;
+    assert!(joined.created_room);
+    r.leave("a", LeaveReason::Left, Some(1)).await.unwrap();
+    join(&r, "b", "S", "Bob").await;
+    r.close_room("S", Some(2)).await.unwrap();
+    let events = r.next_events(11).await;
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|(e, _)| {
+            format!("{e:?}")
+                .split([' ', '('])
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "RoomOpened",
+            "RoomOpened",
+            "Welcome",
+            "Joined",
+            "Left",
+            "RoomRemoved",
+            "RoomOpened",
+            "Welcome",
+            "Joined",
+            "Closed",
+            "RoomRemoved",
+        ],
+        "{events:?}"
+    );
+    let (opened, created) = life(&events[0].0).unwrap();
+    assert_eq!((opened, created), (&*unused.room_id, unused.created_at));
+    let (r_opened, r_created) = life(&events[1].0).unwrap();
+    let (r_removed, r_created_again) = life(&events[5].0).unwrap();
+    assert_eq!((r_opened, r_removed), ("R", "R"));
+    assert_eq!(
+        r_created, r_created_again,
+        "the removal knows the creation time"
+    );
+    assert!(matches!(events[5], (Event::RoomRemoved { .. }, _)));
+    // Closing removes the room with everyone in it, announced with the closing.
+    let (Event::RoomRemoved { room_id, .. }, Some(2)) = &events[10] else {
+        panic!("S removed with its closing: {events:?}")
+    };
+    assert_eq!(&**room_id, "S");
+    // The unused room expires: its removal is announced by the sweep that removed it.
+    let swept = eventually("the unused room is swept", || async {
+        let swept = r.sweep().await.unwrap();
+        (!swept.is_empty()).then_some(swept)
+    })
+    .await;
+    assert_eq!(swept, vec![unused.room_id.clone()]);
+    let (event, ticket) = r.next_events(1).await.remove(0);
+    assert_eq!(ticket, None);
+    assert!(matches!(event, Event::RoomRemoved { .. }));
+    assert_eq!(life(&event), Some((&*unused.room_id, unused.created_at)));
+}
+
+async fn a_host_by_token_goes_first_in_join_order(backend: Backend) {
+    let Some(r) = open(backend, limits()).await else {
+        return;
+    };
+    join(&r, "a", "R", "Ann").await;
+    join(&r, "b", "R", "Bob").await;
+    let host = JoinRequest {
+        host: true,
+        ..req("R", "Cat")
+    };
+    let Ok(JoinOutcome::Joined { joined, .. }) = r.join("c", &host, ANYONE, None).await else {
+        panic!("c joins")
+    };
+    assert_eq!(ids(&joined.participants), ["c", "a", "b"]);
+    assert!(joined.me.is_admin && &*joined.me.id == "c");
+    assert_host_first(&joined.participants);
+    let detail = r.detail("R").await.unwrap().unwrap();
+    assert_eq!(ids(&detail.participants), ["c", "a", "b"]);
+    // Announced as such to the room.
+    let events = r.next_events(7).await;
+    let (Event::Joined(j), _) = &events[6] else {
+        panic!("c's join: {events:?}")
+    };
+    assert!(j.me.is_admin && ids(&j.participants) == ["c", "a", "b"]);
+    // The host by token leaves: the next in join order is host, as always.
+    let left = r
+        .leave("c", LeaveReason::Left, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&left.participants), ["a", "b"]);
+    assert!(left.participants[0].is_admin);
+}
+
+/// Each room's batches name one instance to deliver its webhooks: the one that made the room,
+/// whoever changes it, until that one leaves the cluster; then the instance making the next
+/// change (or, if that one is leaving too, one still alive).
+#[tokio::test]
+async fn a_room_s_webhooks_stay_with_one_instance_until_it_leaves() {
+    let ttl0 = Limits {
+        empty_room_ttl: Duration::ZERO,
+        ..limits()
+    };
+    let Some((server, i1, i2)) = two_instances(ttl0).await else {
+        return;
+    };
+    i1.heartbeat().await.unwrap();
+    i2.heartbeat().await.unwrap();
+    let (_bus, mut seen) = subscribe(&server, &i2).await;
+    // (event kind, room, origin, webhook owner) of every batch i2 receives.
+    let mut next = async || {
+        let batch = tokio::time::timeout(WAIT, seen.recv())
+            .await
+            .expect("a batch in time")
+            .expect("open");
+        let kinds: Vec<String> = batch
+            .events
+            .iter()
+            .map(|e| {
+                format!("{e:?}")
+                    .split([' ', '('])
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        (
+            kinds.join("+"),
+            batch.origin.instance.to_string(),
+            batch.hooks.as_deref().map(str::to_owned),
+        )
+    };
+    let i1r = Registry::Redis(i1);
+    let i2r = Registry::Redis(i2);
+    join(&i1r, "a", "R", "Ann").await;
+    join(&i2r, "b", "R", "Bob").await;
+    let created = i2r.create_room(LOCAL).await.unwrap();
+    let owned_by = |who: &str| Some(who.to_owned());
+    assert_eq!(
+        next().await,
+        ("RoomOpened".into(), "i1".into(), owned_by("i1"))
+    );
+    assert_eq!(next().await, ("Joined".into(), "i1".into(), owned_by("i1")));
+    // i2's welcome of b (its own channel) carries no owner: it makes no webhook.
+    assert_eq!(next().await, ("Welcome".into(), "i2".into(), None));
+    assert_eq!(next().await, ("Joined".into(), "i2".into(), owned_by("i1")));
+    assert_eq!(
+        next().await,
+        ("RoomOpened".into(), "i2".into(), owned_by("i2"))
+    );
+    let _ = created;
+
+    // i1 shuts down: a leaves with it, and R's webhooks pass to i2, which is alive.
+    let Registry::Redis(i1) = &i1r else {
+        unreachable!()
+    };
+    assert_eq!(i1.retire().await.unwrap().len(), 1);
+    assert_eq!(next().await, ("Left".into(), "i1".into(), owned_by("i2")));
+    i2r.leave("b", LeaveReason::Left, None).await.unwrap();
+    assert_eq!(
+        next().await,
+        ("Left+RoomRemoved".into(), "i2".into(), owned_by("i2"))
     );
 }

@@ -130,6 +130,7 @@ async fn kick(State(app): State<App>, Path(socket_id): Path<String>) -> Response
                 events: vec![Event::Kick {
                     socket: socket_id.as_str().into(),
                 }],
+                hooks: None,
             };
             state.inbox.send(kick).ok();
         }

@@ -1,19 +1,25 @@
-//! Bearer-token checks for the operator endpoints, compared in constant time.
+//! Bearer tokens: the operator endpoints' (compared in constant time) and the access
+//! tokens of `POST /api/create-room`.
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use subtle::ConstantTimeEq;
 
-/// Whether `headers` carry `Authorization: Bearer <expected>`.
-pub fn has_bearer(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(given) = headers
+/// The token of `Authorization: Bearer <token>`, if `headers` carry one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
+        .map(str::trim)
+}
+
+/// Whether `headers` carry `Authorization: Bearer <expected>`.
+pub fn has_bearer(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(given) = bearer(headers) else {
         return false;
     };
-    bool::from(given.trim().as_bytes().ct_eq(expected.as_bytes()))
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]

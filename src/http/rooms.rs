@@ -1,5 +1,5 @@
 //! Rooms over REST: `GET /api/room/:roomId` (does it exist, how many are in it) and
-//! `POST /api/create-room`.
+//! `POST /api/create-room` (which needs a `room: "*"` access token when `JWT_SECRET` is set).
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -7,7 +7,9 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
+use super::auth::bearer;
 use super::error::ApiError;
+use crate::access::{ANY_ROOM, Refused};
 use crate::model::Timestamp;
 use crate::net::PeerAddr;
 use crate::registry::RoomInfo;
@@ -57,6 +59,19 @@ pub async fn create_room(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
 ) -> Result<Json<Created>, ApiError> {
+    if let Some(secret) = &app.config.jwt_secret {
+        let admitted = bearer(&headers)
+            .ok_or(Refused("Authorization: Bearer <access token> required"))
+            .and_then(|token| secret.verify(token))
+            .and_then(|claims| {
+                (claims.room == ANY_ROOM).then_some(()).ok_or(Refused(
+                    "Creating a room needs a token whose `room` is \"*\"",
+                ))
+            });
+        if let Err(Refused(why)) = admitted {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, why));
+        }
+    }
     let creator = app.config.trusted_proxies.client(peer.ip(), &headers);
     if !app.room_limiter.allow(creator) {
         return Err(ApiError::new(

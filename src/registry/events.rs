@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use super::outcome::{Joined, Left, Said, Updated};
-use crate::model::{MediaKind, Participant};
+use crate::model::{MediaKind, Participant, Timestamp};
 use crate::protocol::RelayKind;
 
 /// How long a handler waits for its batch to be announced before answering anyway (the
@@ -29,6 +29,10 @@ pub type Inbox = mpsc::UnboundedSender<Batch>;
 pub struct Batch {
     pub origin: Origin,
     pub events: Vec<Event>,
+    /// The instance that delivers this batch's webhooks, when it is not the origin: in a
+    /// cluster, the webhook owner of the batch's room (see `webhooks`), so each room's
+    /// webhooks go out from one instance, in the room's order. `None`: the origin.
+    pub hooks: Option<Arc<str>>,
 }
 
 /// Which instance made the change, and the ticket of the handler waiting for it (if any).
@@ -120,6 +124,19 @@ pub enum Event {
     /// A socket to remove on the instance holding it (operator kick of a socket in no room).
     Kick {
         socket: Arc<str>,
+    },
+    /// A room came into existence (`POST /api/create-room`, or a join naming a new room),
+    /// before anything happens in it. Nobody is told; webhooks are.
+    RoomOpened {
+        room_id: Arc<str>,
+        created_at: Timestamp,
+    },
+    /// A room ceased to exist (its last participant left with `EMPTY_ROOM_TTL_SECS=0`, it
+    /// expired, or an operator closed it), after its last event. Nobody is told; webhooks
+    /// are.
+    RoomRemoved {
+        room_id: Arc<str>,
+        created_at: Timestamp,
     },
 }
 

@@ -163,7 +163,12 @@ impl MemoryRegistry {
             ticket,
         };
         // Only fails once the announcer is gone (the server is stopping).
-        self.inbox.send(Batch { origin, events }).ok();
+        let batch = Batch {
+            origin,
+            events,
+            hooks: None,
+        };
+        self.inbox.send(batch).ok();
     }
 
     pub fn limits(&self) -> &Limits {
@@ -275,7 +280,8 @@ impl MemoryRegistry {
                     Some(creator),
                 );
                 let created_at = room.created_at;
-                slot.insert(room);
+                let room = slot.insert(room);
+                self.announce(None, vec![opened(room.key(), created_at)]);
                 return Ok(RoomInfo {
                     room_id: id,
                     participant_count: 0,
@@ -344,33 +350,37 @@ impl MemoryRegistry {
             req.avatar.as_deref().map(Into::into),
         );
         let joined = {
-            let (room_id, mut room) = match self.rooms.entry(req.room_id.as_str().into()) {
-                Entry::Occupied(e) => (e.key().clone(), e.into_ref()),
+            let (room_id, mut room, remade) = match self.rooms.entry(req.room_id.as_str().into()) {
+                Entry::Occupied(e) => (e.key().clone(), e.into_ref(), false),
                 // Closed by an operator since the place was reserved: made anew.
                 Entry::Vacant(e) => {
                     self.reserve_room(creator.address)?;
                     let id = e.key().clone();
                     let mut room = Room::new(Occupancy::Occupied, Some(creator.address));
                     room.reserved = 1;
-                    (id, e.insert(room))
+                    (id, e.insert(room), true)
                 }
             };
+            let mut events = Vec::with_capacity(3);
+            if remade {
+                events.push(opened(&room_id, room.created_at));
+            }
             room.reserved = room.reserved.saturating_sub(1);
-            room.participants.push(participant);
+            // A host by token goes first in join order, where the host is.
+            let position = if req.host { 0 } else { room.participants.len() };
+            room.participants.insert(position, participant);
             room.occupancy = Occupancy::Occupied;
             let participants = room.views();
             let joined = Joined {
                 room_id,
-                me: participants[participants.len() - 1].clone(),
+                me: participants[position].clone(),
                 participants,
                 messages: room.messages.messages.iter().cloned().collect(),
                 created_room,
             };
             let shared = Arc::new(joined.clone());
-            self.announce(
-                ticket,
-                vec![Event::Welcome(shared.clone()), Event::Joined(shared)],
-            );
+            events.extend([Event::Welcome(shared.clone()), Event::Joined(shared)]);
+            self.announce(ticket, events);
             joined
         };
         self.members.insert(socket_id, joined.room_id.clone());
@@ -390,8 +400,11 @@ impl MemoryRegistry {
             Entry::Vacant(_) if !creator.may_create => return Ok(None),
             Entry::Vacant(e) => {
                 self.reserve_room(creator.address)?;
-                let room = Room::new(Occupancy::Occupied, Some(creator.address));
-                (e.insert(room), true)
+                let room = e.insert(Room::new(Occupancy::Occupied, Some(creator.address)));
+                // Announced now, under the room's lock: a joiner racing in before this one
+                // finishes must come after it.
+                self.announce(None, vec![opened(room.key(), room.created_at)]);
+                (room, true)
             }
         };
         if room.participants.len() + room.reserved >= self.limits.max_participants {
@@ -450,8 +463,12 @@ impl MemoryRegistry {
         };
         if now_empty
             && self.limits.empty_room_ttl.is_zero()
-            && let Some((_, room)) = self.rooms.remove_if(room_id, |_, room| {
-                room.participants.is_empty() && room.reserved == 0
+            && let Some((_, room)) = self.rooms.remove_if(room_id, |id, room| {
+                let unused = room.participants.is_empty() && room.reserved == 0;
+                if unused {
+                    self.announce(None, vec![removed(id, room.created_at)]);
+                }
+                unused
             })
         {
             self.release_room(&room);
@@ -624,10 +641,13 @@ impl MemoryRegistry {
         let (id, room) = self.rooms.remove_if(room_id, |id, room| {
             self.announce(
                 ticket,
-                vec![Event::Closed {
-                    room_id: id.clone(),
-                    participants: room.participants.clone().into(),
-                }],
+                vec![
+                    Event::Closed {
+                        room_id: id.clone(),
+                        participants: room.participants.clone().into(),
+                    },
+                    removed(id, room.created_at),
+                ],
             );
             true
         })?;
@@ -642,11 +662,12 @@ impl MemoryRegistry {
 
     /// Removes the rooms that stayed empty (or unused) past their TTL; returns their ids.
     pub fn sweep(&self, now: Instant) -> Vec<Arc<str>> {
-        let mut removed = Vec::new();
+        let mut gone = Vec::new();
         self.rooms.retain(|id, room| {
             let expired = room.expired(now, &self.limits);
             if expired {
-                removed.push(id.clone());
+                self.announce(None, vec![removed(id, room.created_at)]);
+                gone.push(id.clone());
                 self.release_room(room);
             }
             !expired
@@ -668,7 +689,23 @@ impl MemoryRegistry {
         let mut emptied = self.emptied_queue();
         let since = std::mem::replace(&mut *emptied, kept);
         emptied.extend(since);
-        removed
+        gone
+    }
+}
+
+/// The event of a room's coming into existence.
+fn opened(id: &Arc<str>, created_at: Timestamp) -> Event {
+    Event::RoomOpened {
+        room_id: id.clone(),
+        created_at,
+    }
+}
+
+/// The event of a room's removal.
+fn removed(id: &Arc<str>, created_at: Timestamp) -> Event {
+    Event::RoomRemoved {
+        room_id: id.clone(),
+        created_at,
     }
 }
 

@@ -3,32 +3,23 @@
 //! room changed, on every instance. It is the only place that adds sockets to a meeting
 //! room's Socket.IO room or takes them out, so a joiner gets `joined-room` before anything of
 //! its room, and a leaver nothing after `left-room`.
-//!
-//! A payload is serialized once and emitted to each recipient, so a recipient whose outgoing
-//! buffer is full is known by name: it is a slow consumer (it stopped reading, or fell
-//! hopelessly behind) and is evicted — taken out of its room with the usual announcements,
-//! then disconnected — instead of silently losing events while the server keeps it listed.
+//! Emits go through [`super::emit`], which evicts slow consumers.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
-use serde::Serialize;
-use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::Sid;
-use socketioxide::{SendError, SocketError, SocketIo};
+use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
-use super::client::Client;
+use super::emit::{deliver_relay, emit_each};
 use super::negotiation;
 use super::outgoing::{
-    AudioToggled, JoinedRoom, MediaToggled, ParticipantRef, Relayed, RoomRef, ServerError,
+    AudioToggled, JoinedRoom, MediaToggled, ParticipantRef, RoomRef, ServerError,
     UserJoined, UserLeft, VideoToggled,
 };
 use crate::model::MediaKind;
 use crate::registry::LeaveReason;
-use crate::registry::events::{Batch, Change, Event, Relay};
+use crate::registry::events::{Batch, Change, Event};
 use crate::state::AppState;
 
 /// The Socket.IO room that carries a meeting room's broadcasts. The prefix keeps meeting
@@ -47,6 +38,7 @@ pub async fn run(io: SocketIo, app: AppState, mut batches: mpsc::UnboundedReceiv
                 announce(&io, &ns, &app, event, from_here);
             }
         }
+        app.webhooks.observe(&batch);
         if from_here && let Some(ticket) = batch.origin.ticket {
             app.deliveries.done(ticket);
         }
@@ -212,6 +204,8 @@ fn announce(
                 dismiss(app, &kicked, LeaveReason::Kicked);
             }
         }
+        // Nobody is in a room as it opens or once it is removed: for webhooks only.
+        Event::RoomOpened { .. } | Event::RoomRemoved { .. } => {}
     }
 }
 
@@ -239,70 +233,4 @@ fn tell(app: &AppState, socket: &SocketRef, code: &str, message: &str) {
         event: None,
     };
     emit_each(app, [socket.clone()], "error", &error);
-}
-
-/// A relay to a socket of this instance, stamped with its sender's id.
-pub fn deliver_relay(app: &AppState, target: SocketRef, relay: &Relay) {
-    if let Some(relayed) = Relayed::of(relay) {
-        emit_each(app, [target], relay.kind.server_event(), &relayed);
-    }
-}
-
-/// Emits `data` to each target from one serialization; a target whose buffer is full is a
-/// slow consumer and is evicted.
-pub fn emit_each<T: Serialize + ?Sized>(
-    app: &AppState,
-    targets: impl IntoIterator<Item = SocketRef>,
-    event: &str,
-    data: &T,
-) {
-    let mut targets = targets.into_iter().peekable();
-    if targets.peek().is_none() {
-        return;
-    }
-    let payload: Box<RawValue> = match serde_json::value::to_raw_value(data) {
-        Ok(payload) => payload,
-        Err(e) => {
-            tracing::error!(%event, "cannot serialize payload: {e}");
-            return;
-        }
-    };
-    for target in targets {
-        match target.emit(event, &payload) {
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => evict(app, target),
-            Err(e) => tracing::debug!(socket = %target.id, %event, "emit failed: {e}"),
-            Ok(()) => {}
-        }
-    }
-}
-
-/// Takes a slow consumer out of its room (in its own turn, after its pending events); its
-/// departure, announced, disconnects it. Idempotent.
-fn evict(app: &AppState, target: SocketRef) {
-    let Some(client) = target.extensions.get::<Arc<Client>>() else {
-        return;
-    };
-    if client.evicted.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    app.metrics.slow_consumer();
-    let app = app.clone();
-    tokio::spawn(async move {
-        let _turn = client.turn().wait().await;
-        tracing::warn!(socket = %target.id, "slow consumer: outgoing buffer full; evicted");
-        match app
-            .registry
-            .leave(&target.id.to_string(), LeaveReason::Evicted, None)
-            .await
-        {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                target.disconnect().ok();
-            }
-            Err(e) => {
-                tracing::warn!(socket = %target.id, "evicted socket not removed: {e}");
-                target.disconnect().ok();
-            }
-        }
-    });
 }

@@ -23,6 +23,9 @@ pub struct Client {
     limiter: SocketLimiter,
     /// The client's address (per-address limits), as of its handshake.
     pub(super) address: IpAddr,
+    /// The handshake's `auth.token` (JWT room access), judged at each `join-room` that
+    /// carries no token of its own.
+    pub(super) handshake_token: Option<String>,
     /// Counts this socket in `MAX_CONNECTIONS` until the socket (and so this) is dropped.
     _slot: ConnectionSlot,
 }
@@ -32,6 +35,7 @@ impl Client {
         limits: &RateLimits,
         queue_bounds: Queued,
         address: IpAddr,
+        handshake_token: Option<String>,
         slot: ConnectionSlot,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -41,6 +45,7 @@ impl Client {
             evicted: AtomicBool::new(false),
             limiter: SocketLimiter::new(limits),
             address,
+            handshake_token,
             _slot: slot,
         })
     }

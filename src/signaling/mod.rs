@@ -6,6 +6,7 @@
 pub mod announce;
 mod chat;
 mod client;
+mod emit;
 mod events;
 mod incoming;
 mod media;
@@ -21,7 +22,7 @@ use std::net::IpAddr;
 
 use axum::extract::ConnectInfo;
 use socketioxide::SocketIo;
-use socketioxide::extract::{Event, SocketRef, State};
+use socketioxide::extract::{Event, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use crate::net::PeerAddr;
@@ -36,7 +37,11 @@ pub fn register(io: &SocketIo) {
 
 /// Runs before the client is told it is connected (connect handlers run only after), so no
 /// event the client sends once connected can arrive before its handler exists.
-async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), AtCapacity> {
+async fn prepare(
+    socket: SocketRef,
+    State(app): State<AppState>,
+    TryData(auth): TryData<serde_json::Value>,
+) -> Result<(), AtCapacity> {
     // The handshake is refused at capacity already (503); this catches sessions that
     // handshook first and connect to the namespace later.
     let Some(slot) = app.open_connection() else {
@@ -49,9 +54,18 @@ async fn prepare(socket: SocketRef, State(app): State<AppState>) -> Result<(), A
         events: app.config.max_queued_events,
         bytes: app.config.max_queued_bytes,
     };
-    socket
-        .extensions
-        .insert(Client::new(&app.config.rate_limits, bounds, address, slot));
+    // A handshake without `auth`, or with one of another shape, simply has no token: the
+    // connection is never refused for it, only a join that needs a token is.
+    let handshake_token = auth
+        .ok()
+        .and_then(|auth| auth.get("token")?.as_str().map(str::to_owned));
+    socket.extensions.insert(Client::new(
+        &app.config.rate_limits,
+        bounds,
+        address,
+        handshake_token,
+        slot,
+    ));
     socket.on_disconnect(session::on_disconnect);
     for &(event, handler, _) in EVENTS {
         match handler {

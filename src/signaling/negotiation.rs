@@ -14,7 +14,7 @@ use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
-use super::announce::{deliver_relay, emit_each};
+use super::emit::{deliver_relay, emit_each};
 use super::client::Client;
 use super::outgoing::{Relayed, UserJoined};
 use crate::assist::{self, Delivery, Dialect, Fate, Mode, Wake};

@@ -2,6 +2,7 @@
 //! change (the joiner's `joined-room`, `user-joined`, `user-left`, the lists); the handler
 //! answers once its change has been announced.
 
+use serde_json::value::RawValue;
 use socketioxide::extract::{SocketRef, State};
 use socketioxide::socket::DisconnectReason;
 
@@ -10,7 +11,10 @@ use super::incoming::{Admitted, Incoming, enforce};
 use super::outgoing::{JoinedRoom, RoomRef};
 use super::reply::internal;
 use crate::limits::{Class, Verdict};
-use crate::protocol::{ErrorCode, ProtocolError, decode_join, decode_room_only};
+use crate::protocol::{
+    ErrorCode, JoinRequest, ProtocolError, decode_join, decode_join_as, decode_room_only,
+    join_token,
+};
 use crate::registry::{Creator, JoinOutcome, LeaveReason};
 use crate::state::AppState;
 
@@ -27,7 +31,11 @@ pub async fn on_join(incoming: Incoming) {
     else {
         return;
     };
-    let request = match payload.and_then(|p| decode_join(&p)) {
+    let payload = match payload {
+        Ok(payload) => payload,
+        Err(e) => return reply.fail(e),
+    };
+    let request = match admitted_join(&app, &client, &payload) {
         Ok(request) => request,
         Err(e) => return reply.fail(e),
     };
@@ -73,6 +81,33 @@ pub async fn on_join(incoming: Incoming) {
             reply.ok(&JoinedRoom::new(&joined, &app));
         }
     }
+}
+
+/// The join `payload` asks for, if `JWT_SECRET` lets it in: with JWT on, the payload's
+/// `token` (else the handshake's) must admit to the room; its `name` claim replaces
+/// `userName` and its `host` claim makes the joiner host. Nothing is changed on a refusal.
+fn admitted_join(
+    app: &AppState,
+    client: &Client,
+    payload: &RawValue,
+) -> Result<JoinRequest, ProtocolError> {
+    let Some(secret) = &app.config.jwt_secret else {
+        return decode_join(payload);
+    };
+    let unauthorized = |message: &str| ProtocolError::new(ErrorCode::Unauthorized, message);
+    let token = join_token(payload)?.or_else(|| client.handshake_token.clone());
+    let Some(token) = token else {
+        return Err(unauthorized(
+            "An access token is required to join (`token` in join-room or the handshake's auth)",
+        ));
+    };
+    let claims = secret.verify(&token).map_err(|e| unauthorized(e.0))?;
+    let mut request = decode_join_as(payload, claims.name.as_deref())?;
+    if !claims.admits(&request.room_id) {
+        return Err(unauthorized("Access token is for another room"));
+    }
+    request.host = claims.host;
+    Ok(request)
 }
 
 pub async fn on_leave(incoming: Incoming) {

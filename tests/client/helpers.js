@@ -119,6 +119,10 @@ export async function startServer(env = {}) {
       for (const socket of sockets) socket.close();
       sockets.clear();
     },
+    /** Stops instance `index` alone (SIGTERM), as a cluster loses one member. */
+    async stopInstance(index) {
+      await instances[index].stop();
+    },
     async stop() {
       this.closeClients();
       await Promise.all(instances.map((i) => i.stop()));
@@ -201,10 +205,10 @@ function label(socket) {
 /**
  * Opens a socket.io client on `url` and resolves once connected. `transports` as socket.io-client
  * takes it (undefined = the default polling-then-upgrade). Reconnection is off: a test must see a
- * refused or dropped connection, not a retry.
+ * refused or dropped connection, not a retry. `auth` is the handshake's auth object.
  */
-export function connect(url, { transports, extraHeaders, name, timeout = 5_000 } = {}) {
-  const socket = io(url, { transports, extraHeaders, forceNew: true, reconnection: false, timeout });
+export function connect(url, { transports, extraHeaders, auth, name, timeout = 5_000 } = {}) {
+  const socket = io(url, { transports, extraHeaders, auth, forceNew: true, reconnection: false, timeout });
   const log = [];
   eventLogs.set(socket, log);
   if (name) labels.set(socket, name);

@@ -355,7 +355,11 @@ impl TestClient {
     }
 
     /// Skips other events until `first` or `second` arrives; says which, with its payload.
-    pub async fn wait_for_either<'a>(&mut self, first: &'a str, second: &'a str) -> (&'a str, Value) {
+    pub async fn wait_for_either<'a>(
+        &mut self,
+        first: &'a str,
+        second: &'a str,
+    ) -> (&'a str, Value) {
         loop {
             let (name, payload) = self.next().await;
             if name == first {

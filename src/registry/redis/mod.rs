@@ -12,7 +12,7 @@
 //! | key                 | type | contents                                                  |
 //! |---------------------|------|-----------------------------------------------------------|
 //! | `{p}:rooms`         | ZSET | room id → expiry deadline in ms, `+inf` while occupied    |
-//! | `{p}:room:<id>`     | HASH | `created`: ISO timestamp                                  |
+//! | `{p}:room:<id>`     | HASH | `created`: ISO timestamp, `creator`, `chatbytes`, `hooks` |
 //! | `{p}:order:<id>`    | LIST | socket ids in join order (the first is the host)          |
 //! | `{p}:people:<id>`   | HASH | socket id → participant JSON (`Stored`)                   |
 //! | `{p}:chat:<id>`     | LIST | chat message JSON, oldest first                           |
@@ -307,7 +307,8 @@ impl RedisRegistry {
                 .arg(millis(self.limits.unused_room_ttl))
                 .arg(self.limits.max_rooms)
                 .arg(creator.to_string())
-                .arg(self.limits.max_rooms_per_address);
+                .arg(self.limits.max_rooms_per_address)
+                .arg(&*self.instance);
             match parse(&self.run(&call).await?)? {
                 CreateReply::Created => {
                     return Ok(RoomInfo {
@@ -392,7 +393,8 @@ impl RedisRegistry {
             .arg(ticket_arg(ticket))
             .arg(creator.address.to_string())
             .arg(self.limits.max_rooms_per_address)
-            .arg(if creator.may_create { "1" } else { "0" });
+            .arg(if creator.may_create { "1" } else { "0" })
+            .arg(if req.host { "1" } else { "0" });
         match parse(&self.run(&call).await?)? {
             JoinReply::Joined { left, joined: j } => Ok(JoinOutcome::Joined {
                 left: left.as_ref().map(LeftWire::left).transpose()?,
@@ -634,7 +636,7 @@ impl RedisRegistry {
     /// Any instance may call it: the deadlines are in Redis.
     pub async fn sweep(&self) -> Result<Vec<Arc<str>>, StoreUnavailable> {
         let mut call = self.invocation(&self.scripts.sweep);
-        call.arg(SWEEP_BATCH);
+        call.arg(SWEEP_BATCH).arg(&*self.instance);
         let ids: Vec<String> = parse(&self.run(&call).await?)?;
         Ok(ids.into_iter().map(Into::into).collect())
     }

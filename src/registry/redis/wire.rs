@@ -290,6 +290,9 @@ struct BatchWire<'a> {
     /// and a relay's body must stay the sender's very bytes.
     #[serde(borrow)]
     events: Vec<&'a RawValue>,
+    /// The webhook owner of the batch's room (`publish_room` in `common.lua`).
+    #[serde(default)]
+    hooks: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +317,8 @@ enum EventWire {
     Updated(UpdatedWire),
     Closed(ClosedWire),
     Relay(RelayWire),
+    Opened(RoomLifeWire),
+    Removed(RoomLifeWire),
 }
 
 #[derive(Debug, Deserialize)]
@@ -359,6 +364,14 @@ struct ClosedWire {
     participants: Vec<Stored>,
 }
 
+/// A room's opening or removal.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomLifeWire {
+    room_id: String,
+    created_at: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RelayWire {
@@ -384,6 +397,8 @@ impl EventWire {
             "updated" => Self::Updated(of(raw)?),
             "closed" => Self::Closed(of(raw)?),
             "relay" => Self::Relay(of(raw)?),
+            "opened" => Self::Opened(of(raw)?),
+            "removed" => Self::Removed(of(raw)?),
             other => return Err(malformed(format!("event {other:?}"))),
         })
     }
@@ -460,6 +475,20 @@ impl EventWire {
                     body: (kind != RelayKind::ConnectionRequest).then_some(body),
                 }))
             }
+            Self::Opened(RoomLifeWire {
+                room_id,
+                created_at,
+            }) => Event::RoomOpened {
+                room_id: room_id.into(),
+                created_at: timestamp(&created_at)?,
+            },
+            Self::Removed(RoomLifeWire {
+                room_id,
+                created_at,
+            }) => Event::RoomRemoved {
+                room_id: room_id.into(),
+                created_at: timestamp(&created_at)?,
+            },
         })
     }
 }
@@ -478,6 +507,7 @@ pub fn decode_batch(message: &[u8]) -> Result<Batch, StoreUnavailable> {
             .into_iter()
             .map(|raw| EventWire::read(raw)?.event())
             .collect::<Result<_, _>>()?,
+        hooks: wire.hooks.map(Into::into),
     })
 }
 

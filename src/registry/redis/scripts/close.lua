@@ -14,6 +14,6 @@ for _, stored in ipairs(list) do
   end
 end
 delete_room(id)
-publish(ARGV[3], ARGV[4], {
+publish_room(id, ARGV[3], ARGV[4], {
   '{"t":"closed","roomId":' .. cjson.encode(id) .. ',"participants":' .. json_array(list) .. '}' })
 return json_array(list)

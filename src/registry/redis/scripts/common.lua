@@ -50,12 +50,15 @@ local function status(name)
 end
 
 -- A batch of events as the instances decode it: who made the change (instance, and the
--- ticket of the handler waiting for it, '' for none) and the events, in order.
-local function batch(instance, ticket, events)
+-- ticket of the handler waiting for it, '' for none), the events, in order, and (for a
+-- batch about one room) the instance that delivers the room's webhooks.
+local function batch(instance, ticket, events, hooks)
   local t = 'null'
   if ticket ~= nil and ticket ~= '' then t = ticket end
-  return '{"origin":{"instance":' .. cjson.encode(instance) .. ',"ticket":' .. t .. '}'
-    .. ',"events":' .. json_array(events) .. '}'
+  local out = '{"origin":{"instance":' .. cjson.encode(instance) .. ',"ticket":' .. t .. '}'
+    .. ',"events":' .. json_array(events)
+  if hooks then out = out .. ',"hooks":' .. cjson.encode(hooks) end
+  return out .. '}'
 end
 
 local function publish(instance, ticket, events)
@@ -105,7 +108,15 @@ local function clear_history(id)
   if bytes > 0 then redis.call('DECRBY', CHATBYTES, bytes) end
 end
 
+-- Rooms this script deleted: id -> { created, hooks }, so their last batch can still name
+-- their webhook owner and announce the removal (see publish_room).
+local removed_rooms = {}
+
 local function delete_room(id)
+  removed_rooms[id] = {
+    created = redis.call('HGET', room_key(id), 'created'),
+    hooks = redis.call('HGET', room_key(id), 'hooks'),
+  }
   clear_history(id)
   local creator = redis.call('HGET', room_key(id), 'creator')
   if creator and redis.call('HINCRBY', CREATORS, creator, -1) <= 0 then
@@ -128,10 +139,55 @@ local function room_cap(creator, max_rooms, max_per_address)
   return nil
 end
 
--- Records a new room's creation time and creator.
-local function make_room(id, created, creator)
-  redis.call('HSET', room_key(id), 'created', created, 'creator', creator)
+-- Records a new room's creation time, its creator, and the instance that made it, which
+-- delivers its webhooks (its webhook owner).
+local function make_room(id, created, creator, instance)
+  redis.call('HSET', room_key(id), 'created', created, 'creator', creator, 'hooks', instance)
   redis.call('HINCRBY', CREATORS, creator, 1)
+end
+
+-- Webhooks: all of a room's webhooks go out from one instance, its webhook owner, so they
+-- leave in the room's order and once. The owner is the instance that made the room; once it
+-- has left the cluster (shut down, or reaped), the instance making the room's next change
+-- takes over (or, if that one is leaving too, the instance that beat last).
+local function alive(instance)
+  return redis.call('ZSCORE', INSTANCES, instance) ~= false
+end
+
+local function hooks_owner(id, me)
+  local gone = removed_rooms[id]
+  local owner
+  if gone then owner = gone.hooks else owner = redis.call('HGET', room_key(id), 'hooks') end
+  if owner and alive(owner) then return owner end
+  local heir = me
+  if not alive(me) then
+    local latest = redis.call('ZREVRANGE', INSTANCES, 0, 0)
+    if latest[1] then heir = latest[1] end
+  end
+  if gone then
+    gone.hooks = heir
+  elseif redis.call('EXISTS', room_key(id)) == 1 then
+    redis.call('HSET', room_key(id), 'hooks', heir)
+  end
+  return heir
+end
+
+-- The event of a room's coming into existence.
+local function opened_event(id, created)
+  return '{"t":"opened","roomId":' .. cjson.encode(id) .. ',"createdAt":' .. cjson.encode(created) .. '}'
+end
+
+-- Publishes a batch about room `id` (to every instance) naming its webhook owner; if this
+-- script deleted the room, the room's removal follows the batch's events (announced once).
+local function publish_room(id, instance, ticket, events)
+  local hooks = hooks_owner(id, instance)
+  local gone = removed_rooms[id]
+  if gone and not gone.announced then
+    gone.announced = true
+    events[#events + 1] = '{"t":"removed","roomId":' .. cjson.encode(id)
+      .. ',"createdAt":' .. cjson.encode(gone.created) .. '}'
+  end
+  redis.call('PUBLISH', EVENTS, batch(instance, ticket, events, hooks))
 end
 
 -- A Left as the Rust side reads it: the room, the participant who left (its stored JSON),
@@ -212,9 +268,9 @@ local function room_json(id, with)
 end
 
 -- Takes every participant `instance` holds out of their rooms as leaves would, room by room
--- in join order, and forgets the instance; appends their Lefts to `lefts` (the caller
--- publishes them).
-local function remove_instance(instance, empty_ttl_ms, lefts)
+-- in join order, and forgets the instance; appends their Lefts to `lefts` and the rooms they
+-- left to `rooms` (the caller publishes them).
+local function remove_instance(instance, empty_ttl_ms, lefts, rooms)
   redis.call('ZREM', INSTANCES, instance)
   local held = {}
   for _, sid in ipairs(redis.call('SMEMBERS', on_key(instance))) do
@@ -231,7 +287,10 @@ local function remove_instance(instance, empty_ttl_ms, lefts)
   for _, h in ipairs(held) do
     redis.call('HDEL', MEMBER, h.sid)
     local left = remove_participant(h.id, h.sid, empty_ttl_ms)
-    if left then lefts[#lefts + 1] = left end
+    if left then
+      lefts[#lefts + 1] = left
+      rooms[#rooms + 1] = h.id
+    end
   end
   redis.call('DEL', on_key(instance))
 end

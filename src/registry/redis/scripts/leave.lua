@@ -27,5 +27,5 @@ local stored = redis.call('HGET', people_key(id), sid)
 local left = remove_participant(id, sid, empty_ttl_ms)
 if not left then return 'null' end
 redis.call('SET', left_key(sid), id .. '\n' .. stored, 'EX', REMEMBER_SECS)
-publish(instance, ticket, { left_event(left, reason) })
+publish_room(id, instance, ticket, { left_event(left, reason) })
 return left

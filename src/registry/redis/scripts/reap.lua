@@ -1,20 +1,19 @@
 -- Claims every other instance whose last heartbeat is older than the cutoff (removing it
 -- from INSTANCES, so exactly one survivor reaps it) and takes its participants out of their
--- rooms as leaves would, room by room in join order. Publishes and returns their Lefts.
+-- rooms as leaves would, room by room in join order. Publishes (one batch per room left, for
+-- its webhook owner) and returns their Lefts.
 -- ARGV: 2 this instance, 3 dead after (ms), 4 empty-room TTL ms
 local me, dead_after_ms, empty_ttl_ms = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 
 local cutoff = ms(now_ms() - dead_after_ms)
-local lefts = {}
+local lefts, rooms = {}, {}
 for _, instance in ipairs(redis.call('ZRANGEBYSCORE', INSTANCES, '-inf', '(' .. cutoff)) do
   if instance ~= me then
-    remove_instance(instance, empty_ttl_ms, lefts)
+    remove_instance(instance, empty_ttl_ms, lefts, rooms)
     redis.call('SET', reaped_key(instance), '1', 'EX', 3600)
   end
 end
-if #lefts > 0 then
-  local events = {}
-  for i, left in ipairs(lefts) do events[i] = left_event(left, 'removed') end
-  publish(me, '', events)
+for i, left in ipairs(lefts) do
+  publish_room(rooms[i], me, '', { left_event(left, 'removed') })
 end
 return json_array(lefts)
