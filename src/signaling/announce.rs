@@ -5,17 +5,17 @@
 //! its room, and a leaver nothing after `left-room`.
 //! Emits go through [`super::emit`], which evicts slow consumers.
 
+use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::Sid;
-use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
 use super::emit::{deliver_relay, emit_each};
 use super::negotiation;
 use super::outgoing::{
-    AudioToggled, JoinedRoom, MediaToggled, ParticipantRef, RoomRef, ServerError,
-    UserJoined, UserLeft, VideoToggled,
+    AudioToggled, JoinedRoom, MediaToggled, ParticipantRef, RoomRef, ServerError, UserJoined,
+    UserLeft, VideoToggled,
 };
 use crate::model::MediaKind;
 use crate::registry::LeaveReason;

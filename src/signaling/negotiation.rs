@@ -14,8 +14,8 @@ use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
-use super::emit::{deliver_relay, emit_each};
 use super::client::Client;
+use super::emit::{deliver_relay, emit_each};
 use super::outgoing::{Relayed, UserJoined};
 use crate::assist::{self, Delivery, Dialect, Fate, Mode, Wake};
 use crate::protocol::{RelayKind, RelayRequest};
