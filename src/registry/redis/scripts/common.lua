@@ -406,8 +406,13 @@ end
 -- The sender of an event, decoded, in its current room (checked as `current_room` does):
 -- returns the room id and the participant table, or nil and the reply to refuse with.
 local function sender_in_room(sid, has_named, named)
-  local id = current_room(sid, has_named, named)
-  if not id then return nil, status('not_in_room') end
+  local id = named
+  if has_named ~= '1' then
+    id = redis.call('HGET', MEMBER, sid)
+    if not id then return nil, status('not_in_room') end
+  end
+  -- A socket is listed in a room's people exactly while MEMBER names that room, so for a
+  -- named room this one read checks the room and finds the sender.
   local stored = redis.call('HGET', people_key(id), sid)
   if not stored then return nil, status('not_in_room') end
   local ok, participant = pcall(cjson.decode, stored)
