@@ -12,7 +12,7 @@ use crate::assist::Mode as AssistMode;
 use crate::ice::{IceConfig, TurnConfig, check_url};
 use crate::limits::{Rate, RateLimits};
 use crate::password::PasswordKey;
-use crate::webhooks::secret::WebhookSecret;
+use crate::webhook_secret::WebhookSecret;
 
 /// Which browser origins may call the server.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,7 @@ pub mod registry;
 pub mod signaling;
 pub mod state;
 mod sweeper;
+pub mod webhook_secret;
 pub mod webhooks;
 
 use std::future::Future;
