@@ -636,6 +636,7 @@ if [[ $SMOKE -eq 1 ]]; then
     fi
     for s in $SERVERS_SMOKE; do
         run_one "$s" smoke idle --clients 20 --room-size 5 --hold 0.2 >/dev/null
+        run_one "$s" smoke idle --clients 20 --room-size 5 --hold 0.2 --transport polling >/dev/null
         run_one "$s" smoke fanout --rooms 2 --size 3 --rate 100 --duration 1 --warmup 0.3 --drain 1 >/dev/null
         run_one "$s" smoke relay --pairs 5 --rate 100 --duration 1 --warmup 0.3 --drain 1 >/dev/null
         run_one "$s" smoke relay --pairs 5 --closed-loop --duration 1 --warmup 0.3 >/dev/null

@@ -73,6 +73,20 @@ def per_delivery_us(cpu, rate):
     return cpu * 1e6 / rate
 
 
+def total_cpu(server, redis):
+    """Every instance's CPU plus Redis's (none in memory mode), in cores."""
+    if server is None:
+        return None
+    return server + (redis or 0.0)
+
+
+def per_cpu_second(rate, cpu):
+    """Deliveries per CPU-second: `rate` per second done with `cpu` cores in all."""
+    if not cpu or rate is None:
+        return None
+    return rate / cpu
+
+
 def findmax_summary(runs, server, scenario, p99_ms, max_loss):
     steps = [r for r in runs if r["server"] == server and r["phase"] == "findmax"
              and r["scenario"] == scenario]
@@ -257,7 +271,10 @@ def scenario_rows(runs):
             r = ratio(o, n)
         else:
             r = None
-        rows.append({"measure": f"{scenario}: {label}", "ours": o, "node": n, "ratio": r,
+        # idle over long-polling (`--transport polling`) is told apart from WebSocket clients.
+        transport = next((b["loadgen"].get("transport") for b in by.values()), None)
+        name = f"{scenario} ({transport})" if scenario == "idle" and transport else scenario
+        rows.append({"measure": f"{name}: {label}", "ours": o, "node": n, "ratio": r,
                      "ratio_label": direction or "", "target": "", "met": None})
     for s, r in by.items():
         rows.append({"measure": f"{s}: server cpu, rss peak MB", "ours": None, "node": None,
@@ -334,21 +351,32 @@ def cluster_fixed(runs, p99_ms, max_loss):
                 "core_busy": r.get("core_busy"),
                 "server_us_per_delivery": per_delivery_us(server, delivered),
                 "redis_us_per_delivery": per_delivery_us(redis, delivered),
+                "total_cpu": total_cpu(server, redis),
+                "deliveries_per_cpu_sec": per_cpu_second(delivered, total_cpu(server, redis)),
                 "held": held(r, p99_ms, max_loss),
                 "errors": lg.get("errors"),
             })
+    # Each setup's deliveries per CPU-second (instances + Redis) against memory mode's at
+    # the same offered rate: the figure issue 19 sets at >= 0.8x.
+    for row in rows:
+        mem = next((m for m in rows if m["setup"] == "mem1" and m["rate"] == row["rate"]), None)
+        row["per_cpu_vs_memory"] = ratio(row["deliveries_per_cpu_sec"],
+                                         mem["deliveries_per_cpu_sec"] if mem else None)
     return rows
 
 
 def print_cluster_fixed(rows):
     head = ["msg/s", "setup", "delivered/s", "loss", "p50 ms", "p99 ms", "server cpu",
-            "redis cpu", "loadgen cpu", "load core busy", "server µs/deliv", "redis µs/deliv"]
+            "redis cpu", "loadgen cpu", "load core busy", "server µs/deliv", "redis µs/deliv",
+            "deliv per cpu-s", "per cpu-s vs memory"]
     print_grid(head, [[
         f"{row['rate']:,.0f}", row["label"], num(row["delivered_per_sec"]),
         f"{row['loss']:.4f}" if row["loss"] is not None else "–",
         num(row["p50_ms"]), num(row["p99_ms"]), num(row["server_cpu"]), num(row["redis_cpu"]),
         num(row["loadgen_cpu"]), num((row["core_busy"] or {}).get("loadgen_core")),
         num(row["server_us_per_delivery"]), num(row["redis_us_per_delivery"]),
+        num(row["deliveries_per_cpu_sec"]),
+        f"{row['per_cpu_vs_memory']:.2f}x" if row["per_cpu_vs_memory"] else "–",
     ] for row in rows])
 
 
@@ -368,6 +396,10 @@ def cluster_fixed_summary(rows):
                 f"cluster vs memory mode (1 instance): {num(ratio(one['delivered_per_sec'], mem['delivered_per_sec']))}x "
                 f"delivered, server CPU per delivery {num(ratio(one['server_us_per_delivery'], mem['server_us_per_delivery']))}x "
                 f"(+ Redis {num(one['redis_cpu'])} core)")
+        if two and mem:
+            bits.append(
+                f"deliveries per CPU-second (instances + Redis): 2 instances {num(two['deliveries_per_cpu_sec'])}, "
+                f"memory mode {num(mem['deliveries_per_cpu_sec'])} = {num(two['per_cpu_vs_memory'])}x")
         if bits:
             parts.append(f"at {rate:,.0f} msg/s: " + "; ".join(bits))
     return "summary (cluster fan-out): " + (" | ".join(parts) if parts else "no comparison (setups missing)")
@@ -391,16 +423,23 @@ def cluster_findmax(runs, p99_ms, max_loss):
             "server_cpu_at_max": f["window_server_cpu_at_max"], "redis_cpu_at_max": f["redis_cpu_at_max"],
             "loadgen_cpu_at_max": f["loadgen_cpu_at_max"],
             "server_us_per_delivery": per_delivery_us(f["window_server_cpu_at_max"], f["max_per_sec"]),
+            "total_cpu_at_max": total_cpu(f["window_server_cpu_at_max"], f["redis_cpu_at_max"]),
+            "deliveries_per_cpu_sec": per_cpu_second(
+                f["max_per_sec"], total_cpu(f["window_server_cpu_at_max"], f["redis_cpu_at_max"])),
             "vs_1_instance": ratio(f["max_per_sec"], one), "vs_memory": ratio(f["max_per_sec"], mem),
             # Every step held: the search stopped (--steps, --max-rate) below this setup's limit.
             "lower_bound": bool(f["steps"]) and all(st["held"] for st in f["steps"]),
         })
+    mem_per_cpu = next((row["deliveries_per_cpu_sec"] for row in rows if row["setup"] == "mem1"), None)
+    for row in rows:
+        row["per_cpu_vs_memory"] = ratio(row["deliveries_per_cpu_sec"], mem_per_cpu)
     return rows, fm
 
 
 def print_cluster_findmax(rows, p99_ms):
     head = ["setup", f"max deliveries/s (p99 <= {p99_ms:g} ms)", "at msg/s", "p99 ms", "server cpu",
-            "redis cpu", "loadgen cpu", "server µs/deliv", "vs 1 instance + Redis", "vs memory mode"]
+            "redis cpu", "loadgen cpu", "server µs/deliv", "vs 1 instance + Redis", "vs memory mode",
+            "deliv per cpu-s", "per cpu-s vs memory"]
     print_grid(head, [[
         row["label"], (">= " if row["lower_bound"] else "") + num(row["max_per_sec"]),
         num(row["max_rate"]), num(row["p99_at_max_ms"]),
@@ -408,6 +447,8 @@ def print_cluster_findmax(rows, p99_ms):
         num(row["server_us_per_delivery"]),
         f"{row['vs_1_instance']:.2f}x" if row["vs_1_instance"] else "–",
         f"{row['vs_memory']:.2f}x" if row["vs_memory"] else "–",
+        num(row["deliveries_per_cpu_sec"]),
+        f"{row['per_cpu_vs_memory']:.2f}x" if row["per_cpu_vs_memory"] else "–",
     ] for row in rows])
 
 
@@ -432,6 +473,10 @@ def cluster_findmax_summary(rows):
         bits.append(f"2 instances {rate(two)}/s = {times(two, one)}x 1 instance ({rate(one)}/s)")
     if one and mem:
         bits.append(f"cluster mode (1 instance) = {times(one, mem)}x memory mode ({rate(mem)}/s)")
+    if two and mem:
+        bits.append(f"deliveries per CPU-second at each maximum (instances + Redis): 2 instances "
+                    f"{num(two['deliveries_per_cpu_sec'])}, memory mode {num(mem['deliveries_per_cpu_sec'])} "
+                    f"= {num(two['per_cpu_vs_memory'])}x")
     if any(row["lower_bound"] for row in rows):
         bits.append(">= : every step held, the search stopped first (raise --steps or --max-rate)")
     return "summary (cluster fan-out, max deliveries/s): " + ("; ".join(bits) if bits else "no comparison (setups missing)")
@@ -443,6 +488,8 @@ def check_smoke(runs):
     for r in runs:
         lg = r["loadgen"]
         what = f"{r['server']} {r['scenario']} {lg.get('mode', '')}".strip()
+        if lg.get("transport") == "polling":
+            what += " (polling)"
         if len(lg.get("targets") or []) > 1:
             what += f" ({len(lg['targets'])} instances, Redis)"
         problems = []
@@ -451,13 +498,15 @@ def check_smoke(runs):
         else:
             if lg.get("errors", 0) or lg.get("connect_errors", 0):
                 problems.append(f"{lg.get('errors')} errors {lg.get('first_errors')}")
+            # Lambdas: only the run's own scenario is read (idle's `joined` is a count, the
+            # storm's a list per storm).
             got = {
-                "idle": lg.get("held"),
-                "fanout": lg.get("deliveries"),
-                "relay": lg.get("relayed", lg.get("round_trips")),
-                "churn": lg.get("completed"),
-                "storm": sum(lg.get("joined") or []),
-            }.get(r["scenario"])
+                "idle": lambda: lg.get("held"),
+                "fanout": lambda: lg.get("deliveries"),
+                "relay": lambda: lg.get("relayed", lg.get("round_trips")),
+                "churn": lambda: lg.get("completed"),
+                "storm": lambda: sum(lg.get("joined") or []),
+            }.get(r["scenario"], lambda: None)()
             if not got:
                 problems.append("nothing measured")
             targets = lg.get("targets") or []

@@ -11,7 +11,8 @@ use crate::address::TrustedProxies;
 use crate::assist::Mode as AssistMode;
 use crate::ice::{IceConfig, TurnConfig, check_url};
 use crate::limits::{Rate, RateLimits};
-use crate::webhooks::secret::WebhookSecret;
+use crate::password::PasswordKey;
+use crate::webhook_secret::WebhookSecret;
 
 /// Which browser origins may call the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +95,10 @@ pub struct Config {
     pub deployment: Deployment,
     /// Which proxies may name the client in `X-Forwarded-For` (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
+    /// The key room passwords are hashed with (`ROOM_PASSWORD_KEY`), the same on every
+    /// instance of a cluster; unset, one instance makes its own and a cluster keeps one in
+    /// Redis.
+    pub room_password_key: Option<PasswordKey>,
     /// Signed webhooks to the application's backend (`WEBHOOK_*`); `None`: off.
     pub webhooks: Option<WebhookSettings>,
     /// `JWT_SECRET`: joins need a token signed with it (`None`: off, anyone may join).
@@ -110,6 +115,8 @@ pub struct Config {
     pub recovery_buffer_max: usize,
 }
 
+/// Shortest `ROOM_PASSWORD_KEY`, in characters.
+const ROOM_PASSWORD_KEY_MIN: usize = 16;
 /// Where and how webhooks are delivered.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -219,6 +226,7 @@ impl Default for Config {
             },
             metrics_token: None,
             admin_token: None,
+            room_password_key: None,
             ice: IceConfig::default(),
             ice_rate: Rate {
                 per_sec: 1.0,
@@ -436,6 +444,19 @@ impl Config {
             },
             metrics_token: get("METRICS_TOKEN").map(|t| t.trim().to_owned()),
             admin_token: get("ADMIN_TOKEN").map(|t| t.trim().to_owned()),
+            room_password_key: match get("ROOM_PASSWORD_KEY").map(|k| k.trim().to_owned()) {
+                None => None,
+                Some(key) if key.chars().count() >= ROOM_PASSWORD_KEY_MIN => {
+                    Some(PasswordKey::from_secret(&key))
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        "ROOM_PASSWORD_KEY",
+                        "(hidden)",
+                        "must be at least 16 characters (a long random string)",
+                    ));
+                }
+            },
             ice: ice(&get, defaults.ice)?,
             ice_rate: rate(&get, "ICE_RATE_PER_SEC", "ICE_BURST", defaults.ice_rate)?,
             max_rooms_per_address: parse(
@@ -832,6 +853,24 @@ mod tests {
         assert_eq!(config(&[]).unwrap().negotiation_assist, AssistMode::Auto);
         let c = config(&[("NEGOTIATION_ASSIST", " Off ")]).unwrap();
         assert_eq!(c.negotiation_assist, AssistMode::Off);
+    }
+
+    #[test]
+    fn room_password_key_is_optional_long_and_never_shown() {
+        assert_eq!(config(&[]).unwrap().room_password_key, None);
+        assert_eq!(
+            config(&[("ROOM_PASSWORD_KEY", "  ")])
+                .unwrap()
+                .room_password_key,
+            None
+        );
+        let secret = "a-long-random-secret-string";
+        let c = config(&[("ROOM_PASSWORD_KEY", secret)]).unwrap();
+        assert_eq!(c.room_password_key, Some(PasswordKey::from_secret(secret)));
+        assert!(!format!("{c:?}").contains(secret));
+        let err = config(&[("ROOM_PASSWORD_KEY", "short-secret")]).unwrap_err();
+        assert_eq!(err.var, "ROOM_PASSWORD_KEY");
+        assert!(!err.to_string().contains("short-secret"), "{err}");
     }
 
     #[test]

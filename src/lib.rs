@@ -18,11 +18,13 @@ mod memory;
 pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod password;
 pub mod protocol;
 pub mod registry;
 pub mod signaling;
 pub mod state;
 mod sweeper;
+pub mod webhook_secret;
 pub mod webhooks;
 
 use std::future::Future;
@@ -69,7 +71,11 @@ pub async fn app(config: Config) -> Result<(Router, Server), StartError> {
     let (inbox, announcements) = mpsc::unbounded_channel();
     let (registry, bus) = match &config.deployment {
         Deployment::Memory => {
-            let registry = MemoryRegistry::new(limits(&config), inbox.clone(), instance.clone());
+            let mut registry =
+                MemoryRegistry::new(limits(&config), inbox.clone(), instance.clone());
+            if let Some(key) = &config.room_password_key {
+                registry = registry.with_password_key(key.clone());
+            }
             (Registry::Memory(registry), None)
         }
         Deployment::Redis { url, prefix } => {
@@ -81,7 +87,15 @@ pub async fn app(config: Config) -> Result<(Router, Server), StartError> {
                 inbox.clone(),
             )
             .await?;
-            (Registry::Redis(cluster.registry), Some(cluster.bus))
+            let mut registry = cluster.registry;
+            match &config.room_password_key {
+                Some(key) => registry = registry.with_password_key(key.clone()),
+                // Debug only: the first line at info is the listening address.
+                None => tracing::debug!(
+                    "room passwords are hashed with a key kept in Redis; set ROOM_PASSWORD_KEY to keep it out"
+                ),
+            }
+            (Registry::Redis(registry), Some(cluster.bus))
         }
     };
     let state = AppState::new(config.clone(), Arc::new(registry), instance, inbox);

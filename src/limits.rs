@@ -53,6 +53,8 @@ pub enum Class {
     Signal,
     /// `join-room` and `leave-room`.
     Join,
+    /// The host's moderation events (a fixed quota: see [`MODERATION_BURST`]).
+    Moderation,
 }
 
 impl Class {
@@ -61,6 +63,7 @@ impl Class {
             Self::Chat => "chat",
             Self::Signal => "signal",
             Self::Join => "join",
+            Self::Moderation => "moderation",
         }
     }
 }
@@ -94,6 +97,12 @@ impl RateLimits {
 const REJOIN_PERIOD: Duration = Duration::from_secs(10);
 const REJOIN_BURST: u32 = 3;
 
+/// Host moderation events per socket: each one tells the whole room, so a host gets 100 at
+/// once (admitting a full lobby one by one, or setting 50 permissions), then 10 per second.
+/// Fixed, and off whenever signaling is unlimited (as in the test suites and benchmarks).
+pub const MODERATION_BURST: u32 = 100;
+pub const MODERATION_PER_SEC: u32 = 10;
+
 /// What the limiter says about one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -111,6 +120,8 @@ pub struct SocketLimiter<C: Clock + Clone = DefaultClock> {
     chat: Option<Direct<C>>,
     signal: Option<Direct<C>>,
     join: Option<Direct<C>>,
+    /// `None` when signaling is unlimited.
+    moderation: Option<Direct<C>>,
     /// `None` when joins are unlimited.
     rejoin: Option<Direct<C>>,
     /// Relayed bytes per target, in KiB; made at the socket's first relay (an idle socket
@@ -139,6 +150,10 @@ impl<C: Clock + Clone> SocketLimiter<C> {
         let rejoin = Quota::with_period(REJOIN_PERIOD)
             .map(|q| q.allow_burst(NonZeroU32::new(REJOIN_BURST).unwrap_or(NonZeroU32::MIN)))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
+        let moderation = Rate {
+            per_sec: f64::from(MODERATION_PER_SEC),
+            burst: f64::from(MODERATION_BURST),
+        };
         let relay_in_kib = Rate {
             per_sec: limits.relay_bytes.per_sec / 1024.0,
             burst: limits.relay_bytes.burst / 1024.0,
@@ -147,6 +162,11 @@ impl<C: Clock + Clone> SocketLimiter<C> {
             chat: direct(limits.chat),
             signal: direct(limits.signal),
             join: direct(limits.join),
+            moderation: if limits.signal.is_unlimited() {
+                None
+            } else {
+                direct(moderation)
+            },
             rejoin: (!limits.join.is_unlimited())
                 .then(|| RateLimiter::direct_with_clock(rejoin, C::clone(clock))),
             relay: OnceLock::new(),
@@ -162,6 +182,7 @@ impl<C: Clock + Clone> SocketLimiter<C> {
             Class::Chat => &self.chat,
             Class::Signal => &self.signal,
             Class::Join => &self.join,
+            Class::Moderation => &self.moderation,
         };
         self.verdict(limiter.as_ref().is_none_or(|l| l.check().is_ok()))
     }
@@ -343,6 +364,29 @@ mod tests {
             Verdict::Refused,
             "burst caps the refill"
         );
+    }
+
+    #[test]
+    fn moderation_has_a_fixed_quota_unless_signaling_is_unlimited() {
+        let clock = FakeRelativeClock::default();
+        let limited = RateLimits {
+            signal: Rate {
+                per_sec: 500.0,
+                burst: 3000.0,
+            },
+            ..limits(1.0, 1.0, 0)
+        };
+        let l = SocketLimiter::with_clock(&limited, &clock);
+        for _ in 0..MODERATION_BURST {
+            assert_eq!(l.check(Class::Moderation), Verdict::Allowed);
+        }
+        assert_eq!(l.check(Class::Moderation), Verdict::Refused);
+        clock.advance(Duration::from_millis(100));
+        assert_eq!(l.check(Class::Moderation), Verdict::Allowed);
+        let open = SocketLimiter::with_clock(&limits(1.0, 1.0, 0), &clock);
+        for _ in 0..1000 {
+            assert_eq!(open.check(Class::Moderation), Verdict::Allowed);
+        }
     }
 
     #[test]

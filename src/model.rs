@@ -45,6 +45,32 @@ pub enum Connection {
     Reconnecting,
 }
 
+/// What the host may allow or forbid a participant (host moderation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    Mic,
+    Camera,
+    Screen,
+}
+
+impl Permission {
+    /// The `kind` of `permission-changed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mic => "mic",
+            Self::Camera => "camera",
+            Self::Screen => "screen",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Mic, Self::Camera, Self::Screen]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
 /// A participant as the registry keeps it. Cheap to clone (shared strings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Participant {
@@ -58,6 +84,12 @@ pub struct Participant {
     /// `None` while connection state recovery is off: then no participant object carries a
     /// `connection` field, as before recovery existed.
     pub connection: Option<Connection>,
+    /// The host allows this participant's microphone (while not, it stays muted).
+    pub can_use_mic: bool,
+    /// The host allows this participant's camera (while not, it stays off).
+    pub can_use_camera: bool,
+    /// The host allows this participant to share its screen.
+    pub can_share_screen: bool,
 }
 
 impl Participant {
@@ -71,6 +103,55 @@ impl Participant {
             video_off: false,
             screen_sharing: false,
             connection: None,
+            can_use_mic: true,
+            can_use_camera: true,
+            can_share_screen: true,
+        }
+    }
+
+    /// Whether the host allows `permission`.
+    pub fn allows(&self, permission: Permission) -> bool {
+        match permission {
+            Permission::Mic => self.can_use_mic,
+            Permission::Camera => self.can_use_camera,
+            Permission::Screen => self.can_share_screen,
+        }
+    }
+
+    /// Allows or forbids `permission`; forbidding turns the media it covers off. Returns
+    /// what had to be turned off, if anything was on.
+    pub fn set_permission(&mut self, permission: Permission, allowed: bool) -> Option<MediaOff> {
+        match permission {
+            Permission::Mic => {
+                self.can_use_mic = allowed;
+                (!allowed && !self.audio_muted).then(|| {
+                    self.audio_muted = true;
+                    MediaOff::Audio
+                })
+            }
+            Permission::Camera => {
+                self.can_use_camera = allowed;
+                (!allowed && !self.video_off).then(|| {
+                    self.video_off = true;
+                    MediaOff::Video
+                })
+            }
+            Permission::Screen => {
+                self.can_share_screen = allowed;
+                (!allowed && self.screen_sharing).then(|| {
+                    self.screen_sharing = false;
+                    MediaOff::Screen
+                })
+            }
+        }
+    }
+
+    /// A waiter of the lobby, as the host is told of it.
+    pub fn as_waiter(&self) -> Waiter {
+        Waiter {
+            id: self.id.clone(),
+            user_name: self.user_name.clone(),
+            avatar: self.avatar.clone(),
         }
     }
 
@@ -89,8 +170,43 @@ impl Participant {
             is_screen_sharing: self.screen_sharing,
             is_admin,
             connection: self.connection,
+            can_use_mic: self.can_use_mic,
+            has_mic_permission: self.can_use_mic,
+            can_use_camera: self.can_use_camera,
+            has_camera_permission: self.can_use_camera,
+            can_share_screen: self.can_share_screen,
         }
     }
+}
+
+/// Media a moderation action turned off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaOff {
+    Audio,
+    Video,
+    Screen,
+}
+
+/// Someone waiting in a room's lobby for the host to admit them (`admission-requested`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Waiter {
+    #[serde(rename = "participantId")]
+    pub id: Arc<str>,
+    pub user_name: Arc<str>,
+    #[serde(rename = "userAvatar")]
+    pub avatar: Option<Arc<str>>,
+}
+
+/// A room's moderation state as members see it: `joined-room.room`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomState {
+    /// The host's socket id (`null` only for a room nobody is in).
+    pub host_id: Option<Arc<str>>,
+    pub locked: bool,
+    pub lobby: bool,
+    pub has_password: bool,
 }
 
 /// The participant object of PROTOCOL.md: both spellings of every field, always present.
@@ -111,6 +227,13 @@ pub struct ParticipantView {
     /// Only while connection state recovery is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<Connection>,
+    /// The five permission flags of host moderation (`hasMicPermission` and
+    /// `hasCameraPermission` are the frontend's names for the first two).
+    pub can_use_mic: bool,
+    pub has_mic_permission: bool,
+    pub can_use_camera: bool,
+    pub has_camera_permission: bool,
+    pub can_share_screen: bool,
 }
 
 /// The chat message object of PROTOCOL.md. Its wire JSON is made once, when the message is:
@@ -235,13 +358,26 @@ mod tests {
         assert_eq!(json["isVideoEnabled"], true);
         assert_eq!(json["isScreenSharing"], false);
         assert_eq!(json["isAdmin"], true);
+        for flag in [
+            "canUseMic",
+            "hasMicPermission",
+            "canUseCamera",
+            "hasCameraPermission",
+            "canShareScreen",
+        ] {
+            assert_eq!(json[flag], true, "{flag}");
+        }
+        p.set_permission(Permission::Mic, false);
+        let json = serde_json::to_value(p.view(false)).unwrap();
+        assert_eq!(json["canUseMic"], false);
+        assert_eq!(json["hasMicPermission"], false);
         let joined = json["joinedAt"].as_str().unwrap();
         assert!(joined.ends_with('Z') && joined.len() == 24, "{joined}");
         assert!(
             json.get("connection").is_none(),
             "no connection state: {json}"
         );
-        assert_eq!(json.as_object().unwrap().len(), 11);
+        assert_eq!(json.as_object().unwrap().len(), 16);
     }
 
     #[test]

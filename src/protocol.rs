@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::model::MediaKind;
+use crate::model::{MediaKind, Permission};
+use crate::password::{PASSWORD_MAX, PASSWORD_MIN, RoomPassword};
 
 /// Longest room id (PROTOCOL.md: 1 to 64 characters from `[A-Za-z0-9_-]`).
 pub const ROOM_ID_MAX: usize = 64;
@@ -19,8 +20,11 @@ pub const USER_NAME_MAX: usize = 50;
 pub const MESSAGE_MAX: usize = 2000;
 /// Longest usable avatar URL.
 pub const AVATAR_URL_MAX: usize = 2048;
-/// Longest socket id a relay target may have; real ones are far shorter.
+/// Longest socket id a relay target (or a moderated participant) may have; real ones are
+/// far shorter.
 const TARGET_ID_MAX: usize = 128;
+/// Longest `reason` of a kick or a denied admission, in characters.
+pub const REASON_MAX: usize = 500;
 
 /// The machine codes of the `error` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +42,14 @@ pub enum ErrorCode {
     /// `JWT_SECRET` is set and the join's token is missing or not valid for the room.
     Unauthorized,
     Internal,
+    /// Host moderation: only the room's host may do this (or a participant may not do it).
+    Forbidden,
+    /// The room is locked: only its participants may (re-)join.
+    RoomLocked,
+    /// The room has a password and the join did not carry it.
+    WrongPassword,
+    /// The host refused a waiter of the lobby (or the room ended before it was admitted).
+    AdmissionDenied,
 }
 
 impl ErrorCode {
@@ -52,6 +64,10 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::Unauthorized => "unauthorized",
             Self::Internal => "internal",
+            Self::Forbidden => "forbidden",
+            Self::RoomLocked => "room_locked",
+            Self::WrongPassword => "wrong_password",
+            Self::AdmissionDenied => "admission_denied",
         }
     }
 }
@@ -79,6 +95,42 @@ impl ProtocolError {
     pub fn not_in_room() -> Self {
         Self::new(ErrorCode::NotInRoom, "You are not in that room")
     }
+
+    pub fn target_not_in_room() -> Self {
+        Self::new(
+            ErrorCode::TargetNotInRoom,
+            "The target is not a participant of your room",
+        )
+    }
+
+    /// A moderation event from someone who is not the room's host.
+    pub fn not_host() -> Self {
+        Self::new(
+            ErrorCode::Forbidden,
+            "Only the host of the room may do this",
+        )
+    }
+
+    /// A media change the host does not allow.
+    pub fn not_allowed(permission: Permission) -> Self {
+        let what = match permission {
+            Permission::Mic => "turn your microphone on",
+            Permission::Camera => "turn your camera on",
+            Permission::Screen => "share your screen",
+        };
+        Self::new(
+            ErrorCode::Forbidden,
+            format!("The host does not allow you to {what}"),
+        )
+    }
+
+    /// An admission the lobby cannot take: not a pending waiter of the sender's room.
+    pub fn not_waiting() -> Self {
+        Self::new(
+            ErrorCode::TargetNotInRoom,
+            "That socket is not waiting to join your room",
+        )
+    }
 }
 
 pub type Decoded<T> = Result<T, ProtocolError>;
@@ -97,6 +149,8 @@ pub struct JoinRequest {
     pub room_id: String,
     pub user_name: String,
     pub avatar: Option<String>,
+    /// The room's password, if the joiner gave one (never printed: see [`RoomPassword`]).
+    pub password: Option<RoomPassword>,
     /// The joiner becomes the room's host (a JWT `host` claim); never from the payload.
     pub host: bool,
 }
@@ -346,10 +400,24 @@ pub fn decode_join_as(payload: &RawValue, name: Option<&str>) -> Decoded<JoinReq
             "`{key}` must have at least one visible character"
         )));
     }
+    let password = match present(map, "password") {
+        None => None,
+        Some(Value::String(p)) if p.is_empty() => None,
+        Some(Value::String(p)) if p.chars().count() <= PASSWORD_MAX => {
+            Some(RoomPassword::new(p.clone()))
+        }
+        Some(Value::String(_)) => {
+            return Err(ProtocolError::invalid(format!(
+                "`password` must be at most {PASSWORD_MAX} characters"
+            )));
+        }
+        Some(_) => return Err(ProtocolError::invalid("`password` must be a string")),
+    };
     Ok(JoinRequest {
         room_id,
         user_name,
         avatar: usable_avatar(map.get("userAvatar")),
+        password,
         host: false,
     })
 }
@@ -491,6 +559,206 @@ pub fn decode_toggle_screen_share(payload: &RawValue) -> Decoded<ScreenShareRequ
     let sharing = bool_field(map, "isScreenSharing")?
         .ok_or_else(|| ProtocolError::invalid("`isScreenSharing` must be a boolean"))?;
     Ok(ScreenShareRequest { room, sharing })
+}
+
+/// What a host asks of its room (host moderation; every one of these is host-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `admin-toggle-mic-permission`, `admin-toggle-camera-permission`,
+    /// `admin-toggle-screen-share-permission`.
+    Permission {
+        target: String,
+        permission: Permission,
+        allowed: bool,
+    },
+    MuteAll,
+    Kick {
+        target: String,
+        reason: Option<String>,
+    },
+    TransferHost {
+        target: String,
+    },
+    Lock {
+        locked: bool,
+    },
+    Lobby {
+        enabled: bool,
+    },
+    Admit {
+        waiter: String,
+    },
+    Deny {
+        waiter: String,
+        reason: Option<String>,
+    },
+    SetPassword {
+        password: Option<RoomPassword>,
+    },
+    End,
+}
+
+impl Action {
+    /// A short name for logs and metrics (never the payload: it may hold a password).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Permission { .. } => "permission",
+            Self::MuteAll => "mute-all",
+            Self::Kick { .. } => "kick",
+            Self::TransferHost { .. } => "transfer-host",
+            Self::Lock { .. } => "lock",
+            Self::Lobby { .. } => "lobby",
+            Self::Admit { .. } => "admit",
+            Self::Deny { .. } => "deny",
+            Self::SetPassword { .. } => "password",
+            Self::End => "end-room",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModerationRequest {
+    pub room: RoomHint,
+    pub action: Action,
+}
+
+/// A participant (or waiter) id a moderation event names: a string of 1 to 128 bytes.
+fn participant_id(map: &Map<String, Value>) -> Decoded<String> {
+    match map.get("participantId") {
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= TARGET_ID_MAX => Ok(id.clone()),
+        _ => Err(ProtocolError::invalid(
+            "`participantId` must be a participant's socket id",
+        )),
+    }
+}
+
+/// A boolean that must be there: absent, `null` or anything but a boolean is refused.
+fn required_bool(map: &Map<String, Value>, key: &str) -> Decoded<Option<bool>> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ProtocolError::invalid(format!("`{key}` must be a boolean"))),
+    }
+}
+
+/// A permission flag under its own name or `allowed`; both given must agree.
+fn permission_flag(map: &Map<String, Value>, key: &str) -> Decoded<bool> {
+    match (required_bool(map, key)?, required_bool(map, "allowed")?) {
+        (Some(a), Some(b)) if a != b => Err(ProtocolError::invalid(format!(
+            "`{key}` and `allowed` disagree"
+        ))),
+        (Some(flag), _) | (None, Some(flag)) => Ok(flag),
+        (None, None) => Err(ProtocolError::invalid(format!(
+            "`{key}` (or `allowed`) must be a boolean"
+        ))),
+    }
+}
+
+fn reason(map: &Map<String, Value>) -> Decoded<Option<String>> {
+    match present(map, "reason") {
+        None => Ok(None),
+        Some(Value::String(r)) if r.chars().count() <= REASON_MAX => Ok(Some(r.clone())),
+        Some(Value::String(_)) => Err(ProtocolError::invalid(format!(
+            "`reason` must be at most {REASON_MAX} characters"
+        ))),
+        Some(_) => Err(ProtocolError::invalid("`reason` must be a string or null")),
+    }
+}
+
+/// `set-room-password`'s `password`: 4 to 128 characters, or `null` to remove it. Unlike
+/// elsewhere, leaving it out is refused rather than read as `null`, so a malformed payload
+/// cannot remove a password by accident.
+fn new_password(map: &Map<String, Value>) -> Decoded<Option<RoomPassword>> {
+    match map.get("password") {
+        Some(Value::Null) => Ok(None),
+        Some(Value::String(p)) if RoomPassword::has_valid_length(p) => {
+            Ok(Some(RoomPassword::new(p.clone())))
+        }
+        _ => Err(ProtocolError::invalid(format!(
+            "`password` must be a string of {PASSWORD_MIN} to {PASSWORD_MAX} characters, or null to remove it"
+        ))),
+    }
+}
+
+/// The host moderation events, by event name; `None` for any other event.
+pub fn decode_moderation(event: &str, payload: &RawValue) -> Option<Decoded<ModerationRequest>> {
+    let value = match value_of(payload) {
+        Ok(value) => value,
+        Err(e) => return Some(Err(e)),
+    };
+    let permission = |permission: Permission, key: &str| -> Decoded<ModerationRequest> {
+        let map = object(&value)?;
+        Ok(ModerationRequest {
+            room: room_hint(Some(map))?,
+            action: Action::Permission {
+                target: participant_id(map)?,
+                permission,
+                allowed: permission_flag(map, key)?,
+            },
+        })
+    };
+    let with_object = |decode: &dyn Fn(&Map<String, Value>) -> Decoded<Action>| {
+        let map = object(&value)?;
+        Ok(ModerationRequest {
+            room: room_hint(Some(map))?,
+            action: decode(map)?,
+        })
+    };
+    let room_only = |action: Action| -> Decoded<ModerationRequest> {
+        Ok(ModerationRequest {
+            room: room_hint(optional_object(&value)?)?,
+            action,
+        })
+    };
+    let flag = |map: &Map<String, Value>, key: &str| {
+        required_bool(map, key)?
+            .ok_or_else(|| ProtocolError::invalid(format!("`{key}` must be a boolean")))
+    };
+    Some(match event {
+        "admin-toggle-mic-permission" => permission(Permission::Mic, "canUseMic"),
+        "admin-toggle-camera-permission" => permission(Permission::Camera, "canUseCamera"),
+        "admin-toggle-screen-share-permission" => permission(Permission::Screen, "canShareScreen"),
+        "mute-all" => room_only(Action::MuteAll),
+        "end-room" => room_only(Action::End),
+        "kick-participant" => with_object(&|map| {
+            Ok(Action::Kick {
+                target: participant_id(map)?,
+                reason: reason(map)?,
+            })
+        }),
+        "transfer-host" => with_object(&|map| {
+            Ok(Action::TransferHost {
+                target: participant_id(map)?,
+            })
+        }),
+        "lock-room" => with_object(&|map| {
+            Ok(Action::Lock {
+                locked: flag(map, "locked")?,
+            })
+        }),
+        "set-lobby" => with_object(&|map| {
+            Ok(Action::Lobby {
+                enabled: flag(map, "enabled")?,
+            })
+        }),
+        "admit-participant" => with_object(&|map| {
+            Ok(Action::Admit {
+                waiter: participant_id(map)?,
+            })
+        }),
+        "deny-participant" => with_object(&|map| {
+            Ok(Action::Deny {
+                waiter: participant_id(map)?,
+                reason: reason(map)?,
+            })
+        }),
+        "set-room-password" => with_object(&|map| {
+            Ok(Action::SetPassword {
+                password: new_password(map)?,
+            })
+        }),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -723,5 +991,212 @@ mod tests {
         let s = decode_toggle_screen_share(&p(json!({"isScreenSharing": true}))).unwrap();
         assert!(s.sharing);
         assert!(decode_toggle_screen_share(&p(json!({}))).is_err());
+    }
+
+    fn moderation(event: &str, v: Value) -> Decoded<ModerationRequest> {
+        decode_moderation(event, &p(v)).expect("a moderation event")
+    }
+
+    #[test]
+    fn permission_events_read_the_flag_or_its_alias() {
+        for (event, key, permission) in [
+            ("admin-toggle-mic-permission", "canUseMic", Permission::Mic),
+            (
+                "admin-toggle-camera-permission",
+                "canUseCamera",
+                Permission::Camera,
+            ),
+            (
+                "admin-toggle-screen-share-permission",
+                "canShareScreen",
+                Permission::Screen,
+            ),
+        ] {
+            let allowed = |v: Value| {
+                moderation(event, v).map(|r| match r.action {
+                    Action::Permission {
+                        allowed,
+                        permission: p,
+                        target,
+                    } => {
+                        assert_eq!((p, target.as_str()), (permission, "s1"));
+                        allowed
+                    }
+                    other => panic!("{other:?}"),
+                })
+            };
+            assert_eq!(
+                allowed(json!({"participantId": "s1", key: false})),
+                Ok(false)
+            );
+            assert_eq!(
+                allowed(json!({"participantId": "s1", "allowed": true})),
+                Ok(true)
+            );
+            assert_eq!(
+                allowed(json!({"participantId": "s1", key: true, "allowed": true, "roomId": "R"})),
+                Ok(true)
+            );
+            for bad in [
+                json!({"participantId": "s1", key: true, "allowed": false}),
+                json!({"participantId": "s1"}),
+                json!({"participantId": "s1", key: "false"}),
+                json!({"participantId": "s1", key: 0}),
+                json!({"participantId": "s1", "allowed": 1}),
+                json!({"participantId": "s1", key: null}),
+                json!({"participantId": "s1", "allowed": null}),
+                json!({"participantId": 42, key: true}),
+                json!({"participantId": ["x"], key: true}),
+                json!({"participantId": {}, key: true}),
+                json!({"participantId": "", key: true}),
+                json!({key: true}),
+                json!({"participantId": "s1", key: true, "roomId": 3}),
+                json!("s1"),
+                json!(7),
+                json!([{"participantId": "s1", key: true}]),
+                json!(null),
+            ] {
+                assert_eq!(
+                    code(allowed(bad.clone())),
+                    ErrorCode::InvalidPayload,
+                    "{event} {bad}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn room_actions_check_their_fields() {
+        assert_eq!(
+            moderation("mute-all", Value::Null).unwrap().action,
+            Action::MuteAll
+        );
+        assert_eq!(
+            moderation("end-room", json!({"roomId": "R"})).unwrap(),
+            ModerationRequest {
+                room: Some("R".into()),
+                action: Action::End
+            }
+        );
+        assert_eq!(
+            code(moderation("end-room", json!("R"))),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            moderation("lock-room", json!({"locked": true}))
+                .unwrap()
+                .action,
+            Action::Lock { locked: true }
+        );
+        assert_eq!(
+            moderation("set-lobby", json!({"enabled": false}))
+                .unwrap()
+                .action,
+            Action::Lobby { enabled: false }
+        );
+        for bad in [json!("true"), json!(1), json!(0), json!("yes"), json!(null)] {
+            assert_eq!(
+                code(moderation("lock-room", json!({"locked": bad}))),
+                ErrorCode::InvalidPayload
+            );
+            assert_eq!(
+                code(moderation("set-lobby", json!({"enabled": bad}))),
+                ErrorCode::InvalidPayload
+            );
+        }
+        assert_eq!(
+            code(moderation("lock-room", json!({}))),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            moderation(
+                "kick-participant",
+                json!({"participantId": "s", "reason": null})
+            )
+            .unwrap()
+            .action,
+            Action::Kick {
+                target: "s".into(),
+                reason: None
+            }
+        );
+        assert_eq!(
+            moderation(
+                "deny-participant",
+                json!({"participantId": "s", "reason": "no"})
+            )
+            .unwrap()
+            .action,
+            Action::Deny {
+                waiter: "s".into(),
+                reason: Some("no".into())
+            }
+        );
+        for bad in [
+            json!(5),
+            json!(["r"]),
+            json!({}),
+            json!("x".repeat(REASON_MAX + 1)),
+        ] {
+            assert_eq!(
+                code(moderation(
+                    "kick-participant",
+                    json!({"participantId": "s", "reason": bad})
+                )),
+                ErrorCode::InvalidPayload
+            );
+        }
+        assert_eq!(
+            moderation("transfer-host", json!({"participantId": "s"}))
+                .unwrap()
+                .action,
+            Action::TransferHost { target: "s".into() }
+        );
+        assert_eq!(
+            moderation("admit-participant", json!({"participantId": "w"}))
+                .unwrap()
+                .action,
+            Action::Admit { waiter: "w".into() }
+        );
+        assert!(decode_moderation("join-room", &p(json!({}))).is_none());
+    }
+
+    #[test]
+    fn passwords_are_bounded_and_never_printed() {
+        let set = |v: Value| moderation("set-room-password", v).map(|r| r.action);
+        assert_eq!(
+            set(json!({"password": null})),
+            Ok(Action::SetPassword { password: None })
+        );
+        let Ok(Action::SetPassword { password: Some(pw) }) = set(json!({"password": "abcd"}))
+        else {
+            panic!("a 4-character password")
+        };
+        assert!(!format!("{pw:?}").contains("abcd"));
+        assert!(set(json!({"password": "é".repeat(128)})).is_ok());
+        for bad in [
+            json!({"password": "abc"}),
+            json!({"password": "x".repeat(129)}),
+            json!({"password": 1234}),
+            json!({"password": true}),
+            json!({}),
+            json!(null),
+        ] {
+            assert_eq!(code(set(bad.clone())), ErrorCode::InvalidPayload, "{bad}");
+        }
+        let join =
+            |pw: Value| decode_join(&p(json!({"roomId": "R", "userName": "A", "password": pw})));
+        assert_eq!(join(json!(null)).unwrap().password, None);
+        assert_eq!(join(json!("")).unwrap().password, None);
+        assert_eq!(
+            join(json!("secret")).unwrap().password,
+            Some(RoomPassword::new("secret".into()))
+        );
+        assert!(!format!("{:?}", join(json!("secret")).unwrap()).contains("secret"));
+        assert_eq!(code(join(json!(1234))), ErrorCode::InvalidPayload);
+        assert_eq!(
+            code(join(json!("x".repeat(129)))),
+            ErrorCode::InvalidPayload
+        );
     }
 }

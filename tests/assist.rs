@@ -258,6 +258,8 @@ async fn a_member_leaving_drops_what_it_held() {
     expect_chat(&mut ned, &text).await;
     ann.disconnect().await;
     assert_eq!(ned.expect("user-left").await["userName"], "Ann");
+    // Ann was the host: Ned, the only one left, takes over.
+    assert_eq!(ned.expect("host-changed").await["hostId"], ned.id.as_str());
     ned.expect("participants-updated").await;
     assert_eq!(
         ned.wait_for_within("webrtc-offer", CLASSIFY_WINDOW + Duration::from_millis(500))

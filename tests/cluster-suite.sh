@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the protocol and REST suites again over a two-instance cluster: a private Redis on a
 # free loopback port, every test's clients and HTTP requests alternating between two
-# instances. The Rust suites (tests/signaling.rs, tests/http.rs; see TestServer in
+# instances. The Rust suites (tests/signaling.rs, tests/http.rs, tests/moderation.rs; see TestServer in
 # tests/common/mod.rs) and the JavaScript socket.io-client suite (tests/client/; see
 # startServer in its helpers.js). Needs redis-server (Debian: redis-server), Node.js and npm.
 # Extra arguments go to cargo test.
@@ -21,6 +21,6 @@ done
 redis-cli -p "$port" ping | grep -q PONG || { echo "redis-server did not start" >&2; cat "$dir/redis.log" >&2; exit 1; }
 
 export TEST_CLUSTER_REDIS="redis://127.0.0.1:$port"
-cargo test --locked --test signaling --test http "$@"
+cargo test --locked --test signaling --test http --test moderation "$@"
 cargo build --locked
 (cd tests/client && npm ci --no-audit --no-fund && npm test)

@@ -206,6 +206,10 @@ async fn a_room_spread_over_three_instances_behaves_as_on_one() {
             peer.expect("user-left").await,
             json!({"participantId": ai.as_str(), "userName": "Ann"})
         );
+        assert_eq!(
+            peer.expect("host-changed").await,
+            json!({"roomId": "R", "hostId": bi.as_str(), "previousHostId": ai.as_str()})
+        );
         let list = peer.expect("participants-updated").await;
         assert_participant(&list[0], bi.as_str(), "Bob", true);
     }

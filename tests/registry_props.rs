@@ -700,6 +700,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
                 room_id: target.clone(),
                 user_name: name.clone(),
                 avatar: None,
+                password: None,
                 host: false,
             };
             let result = reg.join(&id, &req, ANYONE, None);
@@ -825,9 +826,9 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
             }
         }
         Op::CreateRoom => {
-            let result = reg.create_room(LOCAL);
+            let result = reg.create_room(LOCAL, None);
             if model.room_cap_reached() {
-                prop_assert_eq!(result.err(), Some(RoomLimitReached::Server));
+                prop_assert_eq!(result.err(), Some(RoomLimitReached::Server.into()));
                 return Ok(());
             }
             let info = result.map_err(|e| TestCaseError::fail(format!("create: {e}")))?;
@@ -1218,6 +1219,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
                                     room_id: room.clone(),
                                     user_name: "x".into(),
                                     avatar: None,
+                                    password: None,
                                     host: false,
                                 };
                                 match reg.join(&id, &req, ANYONE, None) {

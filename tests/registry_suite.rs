@@ -228,6 +228,7 @@ fn req(room: &str, name: &str) -> JoinRequest {
         room_id: room.into(),
         user_name: name.into(),
         avatar: None,
+        password: None,
         host: false,
     }
 }
@@ -1431,6 +1432,7 @@ async fn a_closed_room_and_a_kick_are_announced(backend: Backend) {
         Event::Closed {
             room_id,
             participants,
+            ended_by: None,
         },
         Some(9),
     ) = &events[8]
@@ -1712,9 +1714,13 @@ async fn a_host_by_token_goes_first_in_join_order(backend: Backend) {
     assert_host_first(&joined.participants);
     let detail = r.detail("R").await.unwrap().unwrap();
     assert_eq!(ids(&detail.participants), ["c", "a", "b"]);
-    // Announced as such to the room.
-    let events = r.next_events(7).await;
-    let (Event::Joined(j), _) = &events[6] else {
+    // Announced as such to the room: the host changes (as by a transfer), then the join.
+    let events = r.next_events(8).await;
+    let (Event::HostChanged { host, previous, .. }, _) = &events[6] else {
+        panic!("c takes the host role: {events:?}")
+    };
+    assert_eq!((&**host, &**previous), ("c", "a"));
+    let (Event::Joined(j), _) = &events[7] else {
         panic!("c's join: {events:?}")
     };
     assert!(j.me.is_admin && ids(&j.participants) == ["c", "a", "b"]);

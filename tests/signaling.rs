@@ -180,6 +180,10 @@ async fn full_call(transport: TransportType, frontend_dialect: bool) {
         b.expect("user-left").await,
         json!({"participantId": a.id, "userName": "Ann"})
     );
+    assert_eq!(
+        b.expect("host-changed").await,
+        json!({"roomId": room, "hostId": b.id, "previousHostId": a.id})
+    );
     let rest = b.expect("participants-updated").await;
     assert_eq!(ids(&rest), [b.id.clone()]);
     assert_eq!(rest[0]["isAdmin"], true, "host passes to Bob");
@@ -247,8 +251,10 @@ async fn host_hands_over_and_a_rejoiner_is_last() {
     b.wait_for("participants-updated").await;
     a.emit_bare("leave-room").await;
     a.expect("left-room").await;
+    let heir = b.id.clone();
     for other in [&mut b, &mut c] {
         other.expect("user-left").await;
+        assert_eq!(other.expect("host-changed").await["hostId"], heir.as_str());
         let list = other.expect("participants-updated").await;
         assert_eq!(list[0]["isAdmin"], true);
         assert_eq!(list[0]["userName"], "Bob");
@@ -544,6 +550,10 @@ async fn disconnect_is_a_leave_without_left_room() {
     assert_eq!(
         b.expect("user-left").await,
         json!({"participantId": a_id, "userName": "Ann"})
+    );
+    assert_eq!(
+        b.expect("host-changed").await,
+        json!({"roomId": "R", "hostId": b.id, "previousHostId": a_id})
     );
     let list = b.expect("participants-updated").await;
     assert_eq!(ids(&list), [b.id.clone()]);

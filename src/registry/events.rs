@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use super::outcome::{Joined, Left, Said, Updated};
-use crate::model::{MediaKind, Participant, Timestamp};
+use crate::model::{MediaKind, Participant, ParticipantView, Permission, Timestamp, Waiter};
 use crate::protocol::RelayKind;
 
 /// How long a handler waits for its batch to be announced before answering anyway (the
@@ -54,6 +54,8 @@ pub enum LeaveReason {
     Disconnected,
     /// Removed by an operator: told `kicked`, then disconnected.
     Kicked,
+    /// Removed by the room's host (`kick-participant`): told `kicked`, then disconnected.
+    HostKicked,
     /// Evicted by the server (a slow consumer): disconnected.
     Evicted,
     /// Its instance died or shut down; nobody is left to tell.
@@ -67,6 +69,7 @@ impl LeaveReason {
             Self::Switched => "switched",
             Self::Disconnected => "disconnected",
             Self::Kicked => "kicked",
+            Self::HostKicked => "host-kicked",
             Self::Evicted => "evicted",
             Self::Removed => "removed",
         }
@@ -78,6 +81,7 @@ impl LeaveReason {
             Self::Switched,
             Self::Disconnected,
             Self::Kicked,
+            Self::HostKicked,
             Self::Evicted,
             Self::Removed,
         ]
@@ -116,10 +120,12 @@ pub enum Event {
         updated: Arc<Updated>,
         change: Change,
     },
-    /// The room was closed by an operator with these participants in it.
+    /// The room was closed with these participants in it: by an operator, or ended by its
+    /// host (`ended_by`, who is told nothing: its ack says it).
     Closed {
         room_id: Arc<str>,
         participants: Arc<[Participant]>,
+        ended_by: Option<Arc<str>>,
     },
     /// A signaling message for one participant (cluster mode: from another instance).
     Relay(Arc<Relay>),
@@ -140,6 +146,135 @@ pub enum Event {
         room_id: Arc<str>,
         created_at: Timestamp,
     },
+    /// Media the host turned off (a permission withdrawn, `mute-all`): the toggled events to
+    /// the others in the room, as if the participant had turned it off. No list: an
+    /// [`Event::Listed`] closes the action.
+    Toggled {
+        room_id: Arc<str>,
+        participant: ParticipantView,
+        change: Change,
+    },
+    /// `permission-changed` to its target.
+    PermissionChanged {
+        room_id: Arc<str>,
+        target: Arc<str>,
+        permission: Permission,
+        allowed: bool,
+        by: Actor,
+    },
+    /// The room's list after a moderation action: `participants-updated` to everyone in it.
+    Listed {
+        room_id: Arc<str>,
+        participants: Vec<ParticipantView>,
+    },
+    /// `host-changed` to everyone in the room, for a transfer (a host leaving is told by its
+    /// [`Event::Left`]).
+    HostChanged {
+        room_id: Arc<str>,
+        host: Arc<str>,
+        previous: Arc<str>,
+    },
+    /// `kicked` to the participant the host removes; its [`Event::Left`] follows.
+    Kicked {
+        room_id: Arc<str>,
+        socket: Arc<str>,
+        by: Actor,
+        reason: Option<Arc<str>>,
+    },
+    /// `room-lock-changed` or `lobby-changed` to everyone in the room.
+    FlagChanged {
+        room_id: Arc<str>,
+        flag: RoomFlag,
+        on: bool,
+        by: Arc<str>,
+    },
+    /// `waiting-for-admission` to a newcomer the lobby holds.
+    Waiting {
+        room_id: Arc<str>,
+        socket: Arc<str>,
+    },
+    /// `admission-requested` to the host.
+    AdmissionRequested {
+        room_id: Arc<str>,
+        host: Arc<str>,
+        waiter: Waiter,
+    },
+    /// `admission-cancelled` to the host: a waiter went away.
+    AdmissionCancelled {
+        room_id: Arc<str>,
+        host: Arc<str>,
+        waiter: Arc<str>,
+    },
+    /// A waiter's request ended without admission: the `error` of its `join-room`.
+    Denied {
+        room_id: Arc<str>,
+        socket: Arc<str>,
+        cause: DenyCause,
+    },
+}
+
+/// Who carried out a moderation action: the host, by socket id and registered name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+}
+
+/// A room setting the host switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomFlag {
+    Lock,
+    Lobby,
+}
+
+impl RoomFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lock => "lock",
+            Self::Lobby => "lobby",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Lock, Self::Lobby]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+    }
+}
+
+/// Why a waiter's request to join ended without admission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyCause {
+    /// `deny-participant`, with the host's reason if it gave one.
+    Denied { reason: Option<Arc<str>> },
+    /// The room emptied: nobody is left to admit it.
+    RoomEmptied,
+    /// The host ended the room, or an operator closed it.
+    RoomEnded,
+    /// The lobby was switched off and the room had no place left for it.
+    RoomFull,
+}
+
+impl DenyCause {
+    /// The cause's name on the wire (cluster mode).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Denied { .. } => "denied",
+            Self::RoomEmptied => "emptied",
+            Self::RoomEnded => "ended",
+            Self::RoomFull => "full",
+        }
+    }
+
+    pub fn parse(s: &str, reason: Option<Arc<str>>) -> Option<Self> {
+        Some(match s {
+            "denied" => Self::Denied { reason },
+            "emptied" => Self::RoomEmptied,
+            "ended" => Self::RoomEnded,
+            "full" => Self::RoomFull,
+            _ => return None,
+        })
+    }
 }
 
 /// An offer, answer, ICE candidate or connection request on its way to `target`.
@@ -239,6 +374,7 @@ mod tests {
             LeaveReason::Switched,
             LeaveReason::Disconnected,
             LeaveReason::Kicked,
+            LeaveReason::HostKicked,
             LeaveReason::Evicted,
             LeaveReason::Removed,
         ] {

@@ -1,5 +1,6 @@
-//! The room registry, the core of the server: who is in which room, the host order, media
-//! flags and chat history, and the only code that changes them. [`Registry`] is the one
+//! The room registry, the core of the server: who is in which room, its host, media flags,
+//! chat history and the host's moderation state (permissions, lock, lobby, password), and the
+//! only code that changes them. [`Registry`] is the one
 //! interface handlers use, over its two backends: [`memory`] (one instance, the default) and
 //! [`redis`] (several instances sharing rooms through Redis), chosen once at start-up. Both
 //! return the same outcomes, defined here; only the Redis one can fail for want of its
@@ -16,12 +17,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::model::{Connection, Participant};
-use crate::protocol::{JoinRequest, MediaChange, ProtocolError};
+use crate::password::RoomPassword;
+use crate::protocol::{Action, JoinRequest, MediaChange, ProtocolError};
 pub use error::{RoomLimitReached, StoreUnavailable};
 pub use events::LeaveReason;
 pub use memory::MemoryRegistry;
 pub use outcome::{
-    Creator, JoinOutcome, Joined, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
+    Creator, JoinOutcome, Joined, Left, Limits, MAX_WAITERS, Moderated, RoomDetail, RoomInfo,
+    RoomSummary, Said, Updated,
 };
 pub use redis::RedisRegistry;
 
@@ -50,9 +53,18 @@ impl Registry {
     /// Makes an empty room with a fresh id, made by `creator`; `too_many_rooms` at
     /// `MAX_ROOMS` or at the creator's `MAX_ROOMS_PER_ADDRESS`.
     pub async fn create_room(&self, creator: IpAddr) -> Result<RoomInfo, ProtocolError> {
+        self.create_room_with(creator, None).await
+    }
+
+    /// [`Self::create_room`], with a password every joiner must give (kept hashed).
+    pub async fn create_room_with(
+        &self,
+        creator: IpAddr,
+        password: Option<&RoomPassword>,
+    ) -> Result<RoomInfo, ProtocolError> {
         match self {
-            Self::Memory(r) => Ok(r.create_room(creator)?),
-            Self::Redis(r) => r.create_room(creator).await,
+            Self::Memory(r) => r.create_room(creator, password),
+            Self::Redis(r) => r.create_room(creator, password).await,
         }
     }
 
@@ -90,7 +102,8 @@ impl Registry {
         }
     }
 
-    /// Takes `socket` out of its room for `reason`; `None` if it was in none.
+    /// Takes `socket` out of its room for `reason`; `None` if it was in none. A socket waiting
+    /// in a lobby gives up its place there (the host is told) and gets `None` too.
     pub async fn leave(
         &self,
         socket: &str,
@@ -113,6 +126,35 @@ impl Registry {
         match self {
             Self::Memory(r) => Ok(r.leave(socket, reason, None)),
             Self::Redis(r) => r.leave_again(socket, reason).await,
+        }
+    }
+
+    /// `leave-room` from a socket waiting in a lobby: gives up its place (the host is told);
+    /// the room it waited for, `None` if it waits for none.
+    pub async fn withdraw(
+        &self,
+        socket: &str,
+        named: Option<&str>,
+        ticket: Option<u64>,
+    ) -> Result<Option<Arc<str>>, ProtocolError> {
+        match self {
+            Self::Memory(r) => r.withdraw(socket, named, ticket),
+            Self::Redis(r) => r.withdraw(socket, named, ticket).await,
+        }
+    }
+
+    /// A host moderation action on the room of `socket`, which must be its host: made and
+    /// announced as one atomic change, or refused with nothing changed.
+    pub async fn moderate(
+        &self,
+        socket: &str,
+        named: Option<&str>,
+        action: &Action,
+        ticket: Option<u64>,
+    ) -> Result<Moderated, ProtocolError> {
+        match self {
+            Self::Memory(r) => r.moderate(socket, named, action, ticket),
+            Self::Redis(r) => r.moderate(socket, named, action, ticket).await,
         }
     }
 

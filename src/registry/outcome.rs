@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{ChatMessage, Participant, ParticipantView, Timestamp};
+use crate::model::{ChatMessage, Participant, ParticipantView, RoomState, Timestamp};
 
 /// The limits the registry enforces, from the configuration.
 #[derive(Debug, Clone)]
@@ -29,6 +29,9 @@ pub struct Limits {
     pub connection_states: bool,
 }
 
+/// Most join requests one room's lobby holds at once (`room_full` beyond).
+pub const MAX_WAITERS: usize = 100;
+
 /// Who makes a room, if a join names one that does not exist yet: the client's address
 /// (counted against `MAX_ROOMS_PER_ADDRESS`), and whether it may (its creation quota allows
 /// it; without, the join answers [`JoinOutcome::NeedsNewRoom`] and changes nothing).
@@ -44,6 +47,7 @@ pub struct RoomInfo {
     pub room_id: Arc<str>,
     pub participant_count: usize,
     pub created_at: Timestamp,
+    pub has_password: bool,
 }
 
 /// A room as operators see it (`GET /api/admin/rooms`).
@@ -74,6 +78,8 @@ pub struct Joined {
     pub messages: Vec<Arc<ChatMessage>>,
     /// The room did not exist before this join.
     pub created_room: bool,
+    /// The room's host and moderation state, after this join.
+    pub room: RoomState,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +90,13 @@ pub enum JoinOutcome {
     AlreadyIn(Joined),
     /// The room does not exist and the creator may not make one now: nothing changed.
     NeedsNewRoom,
+    /// Put in the room's lobby (having first left `left`), until the host admits it.
+    Waiting {
+        left: Option<Left>,
+        room_id: Arc<str>,
+    },
+    /// Already waiting in that room's lobby: nothing changed.
+    AlreadyWaiting { room_id: Arc<str> },
 }
 
 /// A participant's departure from a room.
@@ -91,10 +104,12 @@ pub enum JoinOutcome {
 pub struct Left {
     pub room_id: Arc<str>,
     pub participant: Participant,
-    /// Who remains, in join order (the new host first).
+    /// Who remains, in join order.
     pub participants: Vec<ParticipantView>,
     /// The room was removed because it emptied and `EMPTY_ROOM_TTL_SECS` is 0.
     pub room_removed: bool,
+    /// The leaver was the host and this one (the earliest remaining) took over.
+    pub new_host: Option<Arc<str>>,
 }
 
 /// A chat message was recorded; everyone in the room gets it.
@@ -110,4 +125,14 @@ pub struct Updated {
     pub room_id: Arc<str>,
     pub participant: ParticipantView,
     pub participants: Vec<ParticipantView>,
+}
+
+/// A host's moderation action was carried out (and announced, unless `announced` is false:
+/// a password change tells nobody).
+#[derive(Debug, Clone)]
+pub struct Moderated {
+    pub room_id: Arc<str>,
+    pub announced: bool,
+    /// After `set-room-password`: whether the room now has one.
+    pub has_password: bool,
 }

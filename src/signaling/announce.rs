@@ -14,12 +14,14 @@ use tokio::sync::mpsc;
 use super::emit::{deliver_relay, emit_each};
 use super::negotiation;
 use super::outgoing::{
-    AudioToggled, ConnectionChanged, JoinedRoom, MediaToggled, ParticipantRef, RoomRef,
-    ServerError, UserJoined, UserLeft, VideoToggled,
+    AudioToggled, ConnectionChanged, HostChanged, JoinedRoom, Kicked, LobbyChanged, LockChanged,
+    MediaToggled, ParticipantRef, PermissionChanged, RoomEnded, RoomRef, ServerError, UserJoined,
+    UserLeft, VideoToggled,
 };
-use crate::model::MediaKind;
+use crate::model::{MediaKind, ParticipantView};
+use crate::protocol::ErrorCode;
 use crate::registry::LeaveReason;
-use crate::registry::events::{Batch, Change, Event};
+use crate::registry::events::{Batch, Change, DenyCause, Event, RoomFlag};
 use crate::state::AppState;
 
 /// The Socket.IO room that carries a meeting room's broadcasts. The prefix keeps meeting
@@ -113,6 +115,14 @@ fn announce(
             }
             let rest = members(ns, room);
             emit_each(app, rest.iter().cloned(), "user-left", &UserLeft::new(left));
+            if let Some(host) = &left.new_host {
+                let changed = HostChanged {
+                    room_id: room,
+                    host_id: host,
+                    previous_host_id: &left.participant.id,
+                };
+                emit_each(app, rest.iter().cloned(), "host-changed", &changed);
+            }
             emit_each(app, rest, "participants-updated", &left.participants);
             if from_here {
                 tracing::info!(socket = %left.participant.id, %room, participants = left.participants.len(), reason = reason.as_str(), "left");
@@ -131,75 +141,49 @@ fn announce(
         }
         Event::Updated { updated, change } => {
             let members = members(ns, &updated.room_id);
-            let me = &updated.participant;
-            let others = || members.iter().filter(|s| s.id.as_str() != &*me.id).cloned();
-            match *change {
-                Change::Media { kind, enabled } => {
-                    match kind {
-                        MediaKind::Audio => emit_each(
-                            app,
-                            others(),
-                            "participant-audio-toggled",
-                            &AudioToggled::new(me),
-                        ),
-                        MediaKind::Video => emit_each(
-                            app,
-                            others(),
-                            "participant-video-toggled",
-                            &VideoToggled::new(me),
-                        ),
-                    }
-                    let toggled = MediaToggled {
-                        participant_id: &me.id,
-                        participant_name: &me.user_name,
-                        kind,
-                        enabled,
-                    };
-                    emit_each(app, others(), "media-toggled", &toggled);
-                }
-                Change::ScreenShare { sharing } => {
-                    let event = if sharing {
-                        "user-started-screen-share"
-                    } else {
-                        "user-stopped-screen-share"
-                    };
-                    let who = ParticipantRef {
-                        participant_id: &me.id,
-                    };
-                    emit_each(app, others(), event, &who);
-                }
-                // Followed, as every change, by the list, where its `connection` shows.
-                Change::Connection { reconnecting } => {
-                    let event = if reconnecting {
-                        "participant-reconnecting"
-                    } else {
-                        "participant-reconnected"
-                    };
-                    let who = ConnectionChanged {
-                        participant_id: &me.id,
-                        room_id: &updated.room_id,
-                    };
-                    emit_each(app, others(), event, &who);
-                    if from_here {
-                        tracing::info!(socket = %me.id, room = %updated.room_id, "{event}");
-                    }
-                }
+            tell_change(
+                app,
+                &members,
+                &updated.room_id,
+                &updated.participant,
+                *change,
+            );
+            if from_here && let Change::Connection { reconnecting } = *change {
+                let state = if reconnecting {
+                    "reconnecting"
+                } else {
+                    "reconnected"
+                };
+                tracing::info!(socket = %updated.participant.id, room = %updated.room_id, "participant {state}");
             }
             emit_each(app, members, "participants-updated", &updated.participants);
         }
         Event::Closed {
             room_id,
             participants,
+            ended_by,
         } => {
             for p in participants.iter() {
                 negotiation::left(app, room_id, &p.id);
                 if let Some(member) = local(ns, &p.id) {
-                    tell(
-                        app,
-                        &member,
-                        "room_closed",
-                        "This room was closed by an operator",
-                    );
+                    match ended_by {
+                        // The host is answered by its ack.
+                        Some(host) if *host == p.id => {}
+                        Some(host) => {
+                            let ended = RoomEnded {
+                                room_id,
+                                by_id: host,
+                            };
+                            emit_each(app, [member.clone()], "room-ended", &ended);
+                            tell(app, &member, "room_closed", "The host ended this room");
+                        }
+                        None => tell(
+                            app,
+                            &member,
+                            "room_closed",
+                            "This room was closed by an operator",
+                        ),
+                    }
                     member.leave(channel(room_id));
                 }
                 if from_here {
@@ -207,7 +191,12 @@ fn announce(
                 }
             }
             if from_here {
-                tracing::info!(room = %room_id, participants = participants.len(), "room closed by operator");
+                let by = if ended_by.is_some() {
+                    "host"
+                } else {
+                    "operator"
+                };
+                tracing::info!(room = %room_id, participants = participants.len(), by, "room closed");
             }
         }
         Event::Relay(relay) => {
@@ -220,8 +209,219 @@ fn announce(
                 dismiss(app, &kicked, LeaveReason::Kicked);
             }
         }
+        Event::Toggled {
+            room_id,
+            participant,
+            change,
+        } => tell_change(app, &members(ns, room_id), room_id, participant, *change),
+        Event::PermissionChanged {
+            target,
+            permission,
+            allowed,
+            by,
+            ..
+        } => {
+            if let Some(target) = local(ns, target) {
+                let changed = PermissionChanged {
+                    participant_id: target.id.as_str(),
+                    kind: *permission,
+                    allowed: *allowed,
+                    by_id: &by.id,
+                    by_name: &by.name,
+                };
+                emit_each(app, [target.clone()], "permission-changed", &changed);
+            }
+        }
+        Event::Listed {
+            room_id,
+            participants,
+        } => emit_each(
+            app,
+            members(ns, room_id),
+            "participants-updated",
+            participants,
+        ),
+        Event::HostChanged {
+            room_id,
+            host,
+            previous,
+        } => {
+            let changed = HostChanged {
+                room_id,
+                host_id: host,
+                previous_host_id: previous,
+            };
+            emit_each(app, members(ns, room_id), "host-changed", &changed);
+            if from_here {
+                tracing::info!(room = %room_id, %host, %previous, "host transferred");
+            }
+        }
+        Event::Kicked {
+            room_id,
+            socket,
+            by,
+            reason,
+        } => {
+            if let Some(kicked) = local(ns, socket) {
+                let notice = Kicked {
+                    room_id,
+                    by_id: &by.id,
+                    by_name: &by.name,
+                    reason: reason.as_deref(),
+                };
+                emit_each(app, [kicked], "kicked", &notice);
+            }
+        }
+        Event::FlagChanged {
+            room_id,
+            flag,
+            on,
+            by,
+        } => {
+            let members = members(ns, room_id);
+            match flag {
+                RoomFlag::Lock => {
+                    let changed = LockChanged {
+                        room_id,
+                        locked: *on,
+                        by_id: by,
+                    };
+                    emit_each(app, members, "room-lock-changed", &changed);
+                }
+                RoomFlag::Lobby => {
+                    let changed = LobbyChanged {
+                        room_id,
+                        enabled: *on,
+                        by_id: by,
+                    };
+                    emit_each(app, members, "lobby-changed", &changed);
+                }
+            }
+        }
+        Event::Waiting { room_id, socket } => {
+            if let Some(waiter) = local(ns, socket) {
+                emit_each(app, [waiter], "waiting-for-admission", &RoomRef { room_id });
+            }
+        }
+        Event::AdmissionRequested { host, waiter, .. } => {
+            if let Some(host) = local(ns, host) {
+                emit_each(app, [host], "admission-requested", waiter);
+            }
+        }
+        Event::AdmissionCancelled { host, waiter, .. } => {
+            if let Some(host) = local(ns, host) {
+                let gone = ParticipantRef {
+                    participant_id: waiter,
+                };
+                emit_each(app, [host], "admission-cancelled", &gone);
+            }
+        }
+        Event::Denied {
+            room_id,
+            socket,
+            cause,
+        } => {
+            if let Some(waiter) = local(ns, socket) {
+                let (code, message) = refusal(room_id, cause);
+                let error = ServerError {
+                    message: &message,
+                    code: code.as_str(),
+                    event: Some("join-room"),
+                };
+                emit_each(app, [waiter], "error", &error);
+            }
+        }
         // Nobody is in a room as it opens or once it is removed: for webhooks only.
         Event::RoomOpened { .. } | Event::RoomRemoved { .. } => {}
+    }
+}
+
+/// A participant's media changed (its own change, or the host's doing): the toggled events
+/// to the others among `members`.
+fn tell_change(
+    app: &AppState,
+    members: &[SocketRef],
+    room_id: &str,
+    me: &ParticipantView,
+    change: Change,
+) {
+    let others = || members.iter().filter(|s| s.id.as_str() != &*me.id).cloned();
+    match change {
+        Change::Media { kind, enabled } => {
+            match kind {
+                MediaKind::Audio => emit_each(
+                    app,
+                    others(),
+                    "participant-audio-toggled",
+                    &AudioToggled::new(me),
+                ),
+                MediaKind::Video => emit_each(
+                    app,
+                    others(),
+                    "participant-video-toggled",
+                    &VideoToggled::new(me),
+                ),
+            }
+            let toggled = MediaToggled {
+                participant_id: &me.id,
+                participant_name: &me.user_name,
+                kind,
+                enabled,
+            };
+            emit_each(app, others(), "media-toggled", &toggled);
+        }
+        Change::ScreenShare { sharing } => {
+            let event = if sharing {
+                "user-started-screen-share"
+            } else {
+                "user-stopped-screen-share"
+            };
+            let who = ParticipantRef {
+                participant_id: &me.id,
+            };
+            emit_each(app, others(), event, &who);
+        }
+        // Followed, as every change, by the list, where its `connection` shows.
+        Change::Connection { reconnecting } => {
+            let event = if reconnecting {
+                "participant-reconnecting"
+            } else {
+                "participant-reconnected"
+            };
+            let who = ConnectionChanged {
+                participant_id: &me.id,
+                room_id,
+            };
+            emit_each(app, others(), event, &who);
+        }
+    }
+}
+
+/// The `error` a waiter gets when its request to join ends without admission.
+fn refusal(room_id: &str, cause: &DenyCause) -> (ErrorCode, String) {
+    match cause {
+        DenyCause::Denied { reason: None } => (
+            ErrorCode::AdmissionDenied,
+            format!("The host did not admit you to room {room_id}"),
+        ),
+        DenyCause::Denied {
+            reason: Some(reason),
+        } => (
+            ErrorCode::AdmissionDenied,
+            format!("The host did not admit you to room {room_id}: {reason}"),
+        ),
+        DenyCause::RoomEmptied => (
+            ErrorCode::AdmissionDenied,
+            format!("Everyone left room {room_id} before you were admitted; join again"),
+        ),
+        DenyCause::RoomEnded => (
+            ErrorCode::AdmissionDenied,
+            format!("Room {room_id} was closed before you were admitted"),
+        ),
+        DenyCause::RoomFull => (
+            ErrorCode::RoomFull,
+            format!("Room {room_id} is full; you were not admitted"),
+        ),
     }
 }
 
@@ -232,6 +432,16 @@ fn dismiss(app: &AppState, socket: &SocketRef, reason: LeaveReason) {
         LeaveReason::Kicked => {
             tell(app, socket, "kicked", "You were removed by an operator");
             tracing::info!(socket = %socket.id, "participant removed by operator");
+            socket.clone().disconnect().ok();
+        }
+        LeaveReason::HostKicked => {
+            tell(
+                app,
+                socket,
+                "kicked",
+                "You were removed from the room by its host",
+            );
+            tracing::info!(socket = %socket.id, "participant removed by the host");
             socket.clone().disconnect().ok();
         }
         LeaveReason::Evicted => {

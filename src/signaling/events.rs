@@ -12,6 +12,8 @@ pub enum Handler {
     Relay,
     Toggle,
     ScreenShare,
+    /// The host's moderation events (`moderation.rs`).
+    Moderate,
 }
 
 pub const EVENTS: &[(&str, Handler, Class)] = &[
@@ -28,6 +30,30 @@ pub const EVENTS: &[(&str, Handler, Class)] = &[
     ("start-screen-share", Handler::ScreenShare, Class::Signal),
     ("stop-screen-share", Handler::ScreenShare, Class::Signal),
     ("toggle-screen-share", Handler::ScreenShare, Class::Signal),
+    (
+        "admin-toggle-mic-permission",
+        Handler::Moderate,
+        Class::Moderation,
+    ),
+    (
+        "admin-toggle-camera-permission",
+        Handler::Moderate,
+        Class::Moderation,
+    ),
+    (
+        "admin-toggle-screen-share-permission",
+        Handler::Moderate,
+        Class::Moderation,
+    ),
+    ("mute-all", Handler::Moderate, Class::Moderation),
+    ("kick-participant", Handler::Moderate, Class::Moderation),
+    ("transfer-host", Handler::Moderate, Class::Moderation),
+    ("lock-room", Handler::Moderate, Class::Moderation),
+    ("set-lobby", Handler::Moderate, Class::Moderation),
+    ("admit-participant", Handler::Moderate, Class::Moderation),
+    ("deny-participant", Handler::Moderate, Class::Moderation),
+    ("set-room-password", Handler::Moderate, Class::Moderation),
+    ("end-room", Handler::Moderate, Class::Moderation),
 ];
 
 /// The rate-limit class of a known event.

@@ -11,6 +11,7 @@ mod emit;
 mod events;
 mod incoming;
 mod media;
+mod moderation;
 mod negotiation;
 mod order;
 mod outgoing;
@@ -77,6 +78,7 @@ async fn prepare(
             Handler::Relay => socket.on(event, relay::on_relay),
             Handler::Toggle => socket.on(event, media::on_toggle),
             Handler::ScreenShare => socket.on(event, media::on_screen_share),
+            Handler::Moderate => socket.on(event, moderation::on_moderate),
         }
     }
     socket.on_fallback(on_unknown_event);

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::ice::IceServer;
-use crate::model::{ChatMessage, MediaKind, ParticipantView};
+use crate::model::{ChatMessage, MediaKind, ParticipantView, Permission, RoomState};
 use crate::protocol::RelayKind;
 use crate::registry::events::Relay;
 use crate::registry::{Joined, Left};
@@ -24,6 +24,8 @@ pub struct JoinedRoom<'a> {
     messages: &'a [Arc<ChatMessage>],
     /// STUN/TURN servers issued for this participant (frontends that ignore it are unaffected).
     ice_servers: Vec<IceServer>,
+    /// The host and the room's moderation state.
+    room: &'a RoomState,
 }
 
 impl<'a> JoinedRoom<'a> {
@@ -35,6 +37,7 @@ impl<'a> JoinedRoom<'a> {
             participants: &j.participants,
             messages: &j.messages,
             ice_servers: app.config.ice.issue(&j.me.id).ice_servers,
+            room: &j.room,
         }
     }
 }
@@ -200,4 +203,78 @@ pub struct ServerError<'a> {
     pub message: &'a str,
     pub code: &'a str,
     pub event: Option<&'a str>,
+}
+
+/// The `join-room` ack of a newcomer the lobby holds: `{ok: true, waiting: true, roomId}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Waiting<'a> {
+    pub waiting: bool,
+    pub room_id: &'a str,
+}
+
+/// `permission-changed`, to its target.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionChanged<'a> {
+    pub participant_id: &'a str,
+    pub kind: Permission,
+    pub allowed: bool,
+    pub by_id: &'a str,
+    pub by_name: &'a str,
+}
+
+/// `kicked`, to the participant the host removes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Kicked<'a> {
+    pub room_id: &'a str,
+    pub by_id: &'a str,
+    pub by_name: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// `host-changed`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostChanged<'a> {
+    pub room_id: &'a str,
+    pub host_id: &'a str,
+    pub previous_host_id: &'a str,
+}
+
+/// `room-lock-changed`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockChanged<'a> {
+    pub room_id: &'a str,
+    pub locked: bool,
+    pub by_id: &'a str,
+}
+
+/// `lobby-changed`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LobbyChanged<'a> {
+    pub room_id: &'a str,
+    pub enabled: bool,
+    pub by_id: &'a str,
+}
+
+/// `room-ended`, to everyone in the room but its host.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomEnded<'a> {
+    pub room_id: &'a str,
+    pub by_id: &'a str,
+}
+
+/// The ack of a moderation event: `{ok: true, roomId}`, and `hasPassword` after
+/// `set-room-password`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModerationDone<'a> {
+    pub room_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub has_password: Option<bool>,
 }

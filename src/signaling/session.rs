@@ -1,6 +1,7 @@
 //! Being in a room: `join-room`, `leave-room` and disconnects. The registry announces each
-//! change (the joiner's `joined-room`, `user-joined`, `user-left`, the lists); the handler
-//! answers once its change has been announced.
+//! change (the joiner's `joined-room`, `user-joined`, `user-left`, the lists; a newcomer the
+//! lobby holds gets `waiting-for-admission`); the handler answers once its change has been
+//! announced.
 
 use serde_json::value::RawValue;
 use socketioxide::extract::{SocketRef, State};
@@ -8,7 +9,7 @@ use socketioxide::socket::DisconnectReason;
 
 use super::client::Client;
 use super::incoming::{Admitted, Incoming, enforce};
-use super::outgoing::{JoinedRoom, RoomRef};
+use super::outgoing::{JoinedRoom, RoomRef, Waiting};
 use super::reply::internal;
 use crate::limits::{Class, Verdict};
 use crate::protocol::{
@@ -80,6 +81,27 @@ pub async fn on_join(incoming: Incoming) {
             ticket.delivered().await;
             reply.ok(&JoinedRoom::new(&joined, &app));
         }
+        Ok(JoinOutcome::Waiting { room_id, .. }) => {
+            ticket.delivered().await;
+            reply.ok(&Waiting {
+                waiting: true,
+                room_id: &room_id,
+            });
+        }
+        // Still waiting: only the waiter is told again, a few times at most.
+        Ok(JoinOutcome::AlreadyWaiting { room_id }) => {
+            let verdict = client.limiter().check_rejoin();
+            if verdict != Verdict::Allowed {
+                return enforce(&socket, &app, &client, Class::Join, verdict, reply);
+            }
+            socket
+                .emit("waiting-for-admission", &RoomRef { room_id: &room_id })
+                .ok();
+            reply.ok(&Waiting {
+                waiting: true,
+                room_id: &room_id,
+            });
+        }
     }
 }
 
@@ -132,7 +154,20 @@ pub async fn on_leave(incoming: Incoming) {
         .current_room(&socket_id, named.as_deref())
         .await
     {
-        return reply.fail(e);
+        // A socket waiting in a lobby gives up its place there.
+        let ticket = app.deliveries.ticket();
+        return match app
+            .registry
+            .withdraw(&socket_id, named.as_deref(), Some(ticket.id))
+            .await
+        {
+            Ok(Some(room_id)) => {
+                ticket.delivered().await;
+                reply.ok(&RoomRef { room_id: &room_id });
+            }
+            Ok(None) => reply.fail(e),
+            Err(e) => reply.fail(e),
+        };
     }
     let ticket = app.deliveries.ticket();
     match app

@@ -76,7 +76,8 @@ pub fn left_reason(reason: LeaveReason) -> &'static str {
         LeaveReason::Left | LeaveReason::Switched => "left",
         // Evicted: the server cut a connection that stopped reading.
         LeaveReason::Disconnected | LeaveReason::Evicted => "disconnected",
-        LeaveReason::Kicked => "kicked",
+        // By an operator, or by the room's host (kick-participant).
+        LeaveReason::Kicked | LeaveReason::HostKicked => "kicked",
         // Its instance died (reaped once its heartbeat was missed) or shut down.
         LeaveReason::Removed => "timeout",
     }
@@ -105,13 +106,21 @@ pub fn hooks_of(event: &Event, now: Timestamp) -> Vec<Hook> {
             now,
         )],
         // An operator closed the room with these participants in it: each was removed by
-        // the operator.
+        // the operator. Ended by its host (end-room): the host left, the others were removed.
         Event::Closed {
             room_id,
             participants,
+            ended_by,
         } => participants
             .iter()
-            .map(|p| left_hook(room_id, &p.id, "kicked", now))
+            .map(|p| {
+                let reason = if ended_by.as_deref() == Some(&*p.id) {
+                    "left"
+                } else {
+                    "kicked"
+                };
+                left_hook(room_id, &p.id, reason, now)
+            })
             .collect(),
         Event::RoomRemoved {
             room_id,
@@ -128,11 +137,23 @@ pub fn hooks_of(event: &Event, now: Timestamp) -> Vec<Hook> {
                 },
             )]
         }
+        // Admissions from the lobby are Joined events; kicks by the host are Left events. The
+        // rest of moderation changes nobody's presence.
         Event::Welcome(_)
         | Event::Said(_)
         | Event::Updated { .. }
         | Event::Relay(_)
-        | Event::Kick { .. } => Vec::new(),
+        | Event::Kick { .. }
+        | Event::Toggled { .. }
+        | Event::PermissionChanged { .. }
+        | Event::Listed { .. }
+        | Event::HostChanged { .. }
+        | Event::Kicked { .. }
+        | Event::FlagChanged { .. }
+        | Event::Waiting { .. }
+        | Event::AdmissionRequested { .. }
+        | Event::AdmissionCancelled { .. }
+        | Event::Denied { .. } => Vec::new(),
     }
 }
 
@@ -208,6 +229,7 @@ mod tests {
             participants: vec![ann.view(true)],
             messages: Vec::new(),
             created_room: true,
+            room: Default::default(),
         };
         let hooks = hooks_of(&Event::Joined(Arc::new(joined)), now);
         assert_eq!(
@@ -219,6 +241,7 @@ mod tests {
             participant: ann.clone(),
             participants: Vec::new(),
             room_removed: true,
+            new_host: None,
         };
         let hooks = hooks_of(
             &Event::Left {
@@ -239,6 +262,7 @@ mod tests {
                     Participant::new("s2".into(), "Bo".into(), None),
                 ]
                 .into(),
+                ended_by: None,
             },
             now,
         );

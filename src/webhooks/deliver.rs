@@ -14,9 +14,9 @@ use tokio::task::JoinSet;
 
 use super::body::Hook;
 use super::queue::{Finished, Job, Queue};
-use super::secret::WebhookSecret;
 use crate::config::WebhookSettings;
 use crate::metrics::Metrics;
+use crate::webhook_secret::WebhookSecret;
 
 /// Events of different rooms in flight at once, per endpoint.
 const CONCURRENCY: usize = 16;

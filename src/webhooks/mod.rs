@@ -14,7 +14,6 @@
 mod body;
 mod deliver;
 mod queue;
-pub mod secret;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -57,7 +57,7 @@ for (const transport of TRANSPORTS) {
         alice.emit('join-room', { roomId: room, userName: '  Alice  ' });
         const aliceJoined = await joinedP;
         assert.deepEqual(Object.keys(aliceJoined).sort(),
-          ['iceServers', 'messages', 'participant', 'participantId', 'participants', 'roomId']);
+          ['iceServers', 'messages', 'participant', 'participantId', 'participants', 'room', 'roomId']);
         assert.equal(aliceJoined.roomId, room);
         assert.equal(aliceJoined.participantId, alice.id);
         assertParticipant(aliceJoined.participant, {
@@ -192,6 +192,7 @@ for (const transport of TRANSPORTS) {
         // --- Alice leaves: left-room to her; user-left then participants-updated to Bob, who is host now.
         const leftRoom = expectEvent(alice, 'left-room');
         const userLeft = expectEvent(bob, 'user-left');
+        const hostChanged = expectEvent(bob, 'host-changed');
         const afterLeave = expectEvent(bob, 'participants-updated');
         alice.emit(...dialect.leave(room));
         assert.deepEqual(await leftRoom, { roomId: room });
@@ -200,6 +201,8 @@ for (const transport of TRANSPORTS) {
         assert.equal(remaining.length, 1);
         assertParticipant(remaining[0], { id: bob.id, isAdmin: true });
         assert.ok(lastIndex(bob, 'user-left') < lastIndex(bob, 'participants-updated'));
+        assert.deepEqual(await hostChanged, { roomId: room, hostId: bob.id, previousHostId: alice.id });
+        assert.ok(lastIndex(bob, 'host-changed') < lastIndex(bob, 'participants-updated'));
         assert.deepEqual(await server.health().then((h) => [h.activeRooms, h.totalParticipants]), [1, 1]);
 
         // --- Bob leaves: the room is removed at once (EMPTY_ROOM_TTL_SECS=0).
@@ -209,8 +212,10 @@ for (const transport of TRANSPORTS) {
         assert.deepEqual(await server.health().then((h) => [h.activeRooms, h.totalParticipants]), [0, 0]);
         assert.equal((await server.http('GET', `/api/room/${room}`)).status, 404);
 
-        // Without acks, nothing but the events above reached either client.
+        // Without acks, nothing but the events above reached either client (and host-changed:
+        // Bob became host when Alice left).
         const allowed = new Set(['joined-room', 'participants-updated', 'user-joined', 'user-left', 'left-room',
+          'host-changed',
           'webrtc-offer', 'webrtc-answer', 'webrtc-ice-candidate', 'connection-request', 'new-message',
           'participant-audio-toggled', 'participant-video-toggled', 'media-toggled',
           'user-started-screen-share', 'user-stopped-screen-share']);

@@ -111,6 +111,39 @@ describe('webhooks: every event type, signed, with its body', () => {
     assertOnce(receiver);
   });
 
+  it('host moderation: an admitted waiter joins, a kick is "kicked", end-room finishes the room (its host "left")', async () => {
+    const room = roomId('hooks-mod');
+    const ann = await server.connect({ name: 'ann' });
+    const bob = await server.connect({ name: 'bob' });
+    const cat = await server.connect({ name: 'cat' });
+    await join(ann, room, 'Ann');
+    await join(bob, room, 'Bob', { others: [ann] });
+    const [annId, bobId, catId] = [ann.id, bob.id, cat.id]; // a kicked socket forgets its id
+    assert.equal((await emitAck(ann, 'set-lobby', { enabled: true })).ok, true);
+    const asked = expectEvent(ann, 'admission-requested');
+    assert.equal((await emitAck(cat, 'join-room', { roomId: room, userName: 'Cat' })).waiting, true);
+    await asked;
+    const admitted = expectEvent(cat, 'joined-room');
+    assert.equal((await emitAck(ann, 'admit-participant', { participantId: catId })).ok, true);
+    await admitted;
+    assert.equal((await emitAck(ann, 'kick-participant', { participantId: bobId })).ok, true);
+    assert.equal((await emitAck(ann, 'end-room')).ok, true);
+    await receiver.until((acc) => acc.some((e) => e.type === 'room.finished' && e.data.roomId === room), {
+      what: `room.finished of ${room}`,
+    });
+    assert.deepEqual(story(receiver, room), [
+      ['room.started', null, null],
+      ['participant.joined', 'Ann', null],
+      ['participant.joined', 'Bob', null],
+      ['participant.joined', 'Cat', null],
+      ['participant.left', bobId, 'kicked'],
+      ['participant.left', annId, 'left'],
+      ['participant.left', catId, 'kicked'],
+      ['room.finished', null, null],
+    ]);
+    assertOnce(receiver);
+  });
+
   it('a switch to another room leaves the first one with reason "left"', async () => {
     const [first, second] = [roomId('switch-a'), roomId('switch-b')];
     const s = await server.connect();

@@ -231,6 +231,8 @@ pub struct TestClient {
     pub id: String,
     socket: Client,
     events: mpsc::UnboundedReceiver<(String, Value)>,
+    /// Becomes true when the server disconnects this client (a Socket.IO disconnect packet).
+    closed: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The first argument of an event or ack. Acks arrive as the raw JSON array text.
@@ -258,6 +260,7 @@ impl TestClient {
         let connected_tx = Arc::new(Mutex::new(Some(connected_tx)));
         let on_any = tx.clone();
         let on_error = tx;
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
         let socket = ClientBuilder::new(format!("http://{addr}/"))
             .transport_type(transport)
             .reconnect(false)
@@ -275,6 +278,10 @@ impl TestClient {
                 on_error.send(("error".into(), first_arg(payload))).ok();
                 async {}.boxed()
             })
+            .on(Event::Close, move |_, _| {
+                closed_tx.send(true).ok();
+                async {}.boxed()
+            })
             .connect()
             .await
             .expect("connect");
@@ -286,7 +293,16 @@ impl TestClient {
             id: String::new(),
             socket,
             events,
+            closed,
         }
+    }
+
+    /// Waits until the server disconnects this client; fails after `limit`.
+    pub async fn await_server_disconnect(&mut self, limit: Duration) {
+        tokio::time::timeout(limit, self.closed.wait_for(|closed| *closed))
+            .await
+            .expect("disconnected by the server in time")
+            .expect("close flag");
     }
 
     pub async fn emit(&self, event: &str, payload: Value) {

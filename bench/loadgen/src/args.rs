@@ -9,7 +9,8 @@ pub const USAGE: &str = "\
 usage: loadgen <scenario> [options]
 
 scenarios (each prints exactly one JSON line on stdout):
-  idle    --clients N --room-size S [--hold SECS] [--ready-file PATH]
+  idle    --clients N --room-size S [--hold SECS] [--ready-file PATH] [--transport T]
+          T: websocket, or polling (long-polling only, never upgraded) [websocket]
   fanout  --rooms R --size S --rate MSGS_PER_SEC --duration SECS
   relay   --pairs P --rate OFFERS_PER_SEC --duration SECS
   relay   --pairs P --closed-loop [--inflight K] --duration SECS
@@ -95,6 +96,7 @@ impl Args {
             "watch-pids",
             "storms",
             "settle",
+            "transport",
         ];
         const FLAGS: &[&str] = &["closed-loop"];
         if let Some(key) = self.values.keys().find(|k| !VALUES.contains(&k.as_str())) {

@@ -56,7 +56,7 @@ fn config() -> WebSocketConfig {
     config
 }
 
-async fn tcp(target: &Target, server: &Server, index: usize) -> std::io::Result<TcpStream> {
+pub async fn tcp(target: &Target, server: &Server, index: usize) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     if !target.source_ips.is_empty() {
         let ip: IpAddr = target.source_ips[index % target.source_ips.len()];

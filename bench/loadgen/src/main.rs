@@ -8,6 +8,7 @@
 
 mod args;
 mod eio;
+mod poll;
 mod stats;
 
 use std::cell::{Cell, RefCell};
@@ -105,6 +106,7 @@ async fn run(args: &Args) -> Result<Value, String> {
                 args.get("room-size", 5usize)?.max(1),
                 secs(args, "hold", 5.0)?,
                 args.text("ready-file"),
+                transport(args)?,
             )
             .await
         }
@@ -236,12 +238,32 @@ fn errors_json(stats: &Stats) -> Value {
 
 // ---- idle -----------------------------------------------------------------------------
 
+/// How the idle scenario's clients talk to the server (`--transport`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// A WebSocket from the start (`transports: ['websocket']`).
+    Websocket,
+    /// HTTP long-polling only, never upgraded (`transports: ['polling']`).
+    Polling,
+}
+
+fn transport(args: &Args) -> Result<Transport, String> {
+    match args.text("transport").unwrap_or("websocket") {
+        "websocket" => Ok(Transport::Websocket),
+        "polling" => Ok(Transport::Polling),
+        other => Err(format!(
+            "--transport: {other:?} is not websocket or polling"
+        )),
+    }
+}
+
 async fn idle(
     common: &Common,
     clients: usize,
     room_size: usize,
     hold: Duration,
     ready_file: Option<&str>,
+    transport: Transport,
 ) -> Result<Value, String> {
     let stats = Rc::new(Stats::new());
     let connected = Rc::new(Cell::new(0usize));
@@ -273,6 +295,30 @@ async fn idle(
                     all_done.notify_one();
                 }
             };
+            let room = format!("idle{}", i / room_size);
+            let user = format!("u{i}");
+            if transport == Transport::Polling {
+                let target = &common.target;
+                match poll::connect_and_join(target, server, i, &room, &user, timeout).await {
+                    Ok(conn) => {
+                        connected.set(connected.get() + 1);
+                        let count = &common.connected_to[server];
+                        count.set(count.get() + 1);
+                        joined.set(joined.get() + 1);
+                        drop(permit);
+                        settle();
+                        // Held: long-polls, answering pings.
+                        let e = conn.hold().await;
+                        dropped.set(dropped.get() + 1);
+                        stats.error(&e.0);
+                    }
+                    Err(e) => {
+                        stats.error(&e.0);
+                        settle();
+                    }
+                }
+                return;
+            }
             let mut conn = match common.connect(server, i).await {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -282,8 +328,7 @@ async fn idle(
                 }
             };
             connected.set(connected.get() + 1);
-            let room = format!("idle{}", i / room_size);
-            if let Err(e) = conn.join(&room, &format!("u{i}"), timeout).await {
+            if let Err(e) = conn.join(&room, &user, timeout).await {
                 stats.error(&e.0);
                 settle();
                 return;
@@ -322,6 +367,10 @@ async fn idle(
     }
     Ok(json!({
         "scenario": "idle",
+        "transport": match transport {
+            Transport::Websocket => "websocket",
+            Transport::Polling => "polling",
+        },
         "clients": clients,
         "room_size": room_size,
         "connected": connected.get(),

@@ -1,6 +1,7 @@
-//! The Redis registry of cluster mode: rooms, participants, host order, chat history and
-//! TTLs live in Redis, and every change is one Lua script, so instances joining people into
-//! the same room at once cannot pass `MAX_PARTICIPANTS`, disagree on the host or lose anyone.
+//! The Redis registry of cluster mode: rooms, participants, hosts, chat history, TTLs and the
+//! host's moderation state (permissions, lock, lobby, password hash) live in Redis, and every
+//! change is one Lua script, so instances joining people into the same room at once cannot
+//! pass `MAX_PARTICIPANTS`, disagree on the host or lose anyone.
 //! It returns exactly the outcomes of [`super::memory::MemoryRegistry`]. Each script also
 //! publishes what it changed ([`super::events`]) on `{p}:events` (every instance) or
 //! `{p}:to:<instance>` (one instance), from inside the script, so every instance receives a
@@ -12,12 +13,16 @@
 //! | key                 | type | contents                                                  |
 //! |---------------------|------|-----------------------------------------------------------|
 //! | `{p}:rooms`         | ZSET | room id → expiry deadline in ms, `+inf` while occupied    |
-//! | `{p}:room:<id>`     | HASH | `created`: ISO timestamp, `creator`, `chatbytes`, `hooks` |
-//! | `{p}:order:<id>`    | LIST | socket ids in join order (the first is the host)          |
+//! | `{p}:room:<id>`     | HASH | `created`, `creator`, `chatbytes`, `hooks`, `host`, `locked`, `lobby`, `password` (a salted keyed hash) |
+//! | `{p}:order:<id>`    | LIST | socket ids in join order (a host by token first)           |
 //! | `{p}:people:<id>`   | HASH | socket id → participant JSON (`Stored`)                   |
 //! | `{p}:chat:<id>`     | LIST | chat message JSON, oldest first                           |
+//! | `{p}:queue:<id>`    | LIST | the lobby's waiters' socket ids, in the order they asked  |
+//! | `{p}:waiters:<id>`  | HASH | waiter socket id → participant JSON (`Stored`)            |
 //! | `{p}:member`        | HASH | socket id → the room it is in                             |
-//! | `{p}:on:<instance>` | SET  | socket ids held by that instance                          |
+//! | `{p}:waiting`       | HASH | socket id → the room whose lobby it waits in              |
+//! | `{p}:password-key`  | STR  | the key of password hashes, unless `ROOM_PASSWORD_KEY` is set |
+//! | `{p}:on:<instance>` | SET  | socket ids held by that instance (participants, waiters)  |
 //! | `{p}:instances`     | ZSET | instance id → last heartbeat in ms (Redis' clock)         |
 //! | `{p}:reaped:<inst>` | STR  | set when that instance was reaped, until it beats again   |
 //! | `{p}:events`        | chan | every room change, as a batch of events                   |
@@ -39,15 +44,18 @@ use redis::{Script, ScriptInvocation};
 
 use super::error::{RoomLimitReached, StoreUnavailable};
 use super::events::{Change, LeaveReason, Relay};
+use super::memory::{lobby_full, room_full, room_locked, wrong_password};
 use super::outcome::{
-    Creator, JoinOutcome, Left, Limits, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
+    Creator, JoinOutcome, Left, Limits, Moderated, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
 };
-use crate::model::{Connection, MediaKind, Participant, Timestamp};
-use crate::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
+use crate::model::{Connection, MediaKind, Participant, Permission, Timestamp};
+use crate::password::{PasswordHash, PasswordKey, RoomPassword};
+use crate::protocol::{Action, ErrorCode, JoinRequest, MediaChange, ProtocolError};
 pub use wire::decode_batch;
 use wire::{
-    ChangeWire, ChatReply, ConnectionReply, CreateReply, JoinReply, LeftWire, RelayReply, RoomWire,
-    Stored, UpdateReply, joined, parse, timestamp, view_of, views,
+    ChangeWire, ChatReply, ConnectionReply, CreateReply, JoinReply, LeftWire, ModerateReply,
+    RelayReply, RoomWire, Stored, UpdateReply, WithdrawReply, joined, parse, timestamp, view_of,
+    views,
 };
 
 /// An upper bound on a whole call, reconnection attempts included (timeouts and backoff of
@@ -58,6 +66,9 @@ const CALL_DEADLINE: Duration = Duration::from_secs(5);
 const SWEEP_BATCH: usize = 500;
 /// Fresh room ids tried before `create_room` gives up (a collision is already unlikely).
 const CREATE_ATTEMPTS: usize = 16;
+/// Password checks a join tries before giving up, should the host change the password
+/// between each check and its join.
+const PASSWORD_ATTEMPTS: usize = 3;
 
 /// Prepended to every script: key names and the shared room operations.
 const COMMON_LUA: &str = include_str!("scripts/common.lua");
@@ -82,6 +93,16 @@ struct Scripts {
     reap: Script,
     retire: Script,
     connection: Script,
+    withdraw: Script,
+    permission: Script,
+    mute_all: Script,
+    kick: Script,
+    transfer: Script,
+    flag: Script,
+    admit: Script,
+    deny: Script,
+    password: Script,
+    end: Script,
 }
 
 impl Scripts {
@@ -102,10 +123,20 @@ impl Scripts {
             reap: script(include_str!("scripts/reap.lua")),
             retire: script(include_str!("scripts/retire.lua")),
             connection: script(include_str!("scripts/connection.lua")),
+            withdraw: script(include_str!("scripts/withdraw.lua")),
+            permission: script(include_str!("scripts/permission.lua")),
+            mute_all: script(include_str!("scripts/mute_all.lua")),
+            kick: script(include_str!("scripts/kick.lua")),
+            transfer: script(include_str!("scripts/transfer.lua")),
+            flag: script(include_str!("scripts/flag.lua")),
+            admit: script(include_str!("scripts/admit.lua")),
+            deny: script(include_str!("scripts/deny.lua")),
+            password: script(include_str!("scripts/password.lua")),
+            end: script(include_str!("scripts/end.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 14] {
+    fn all(&self) -> [&Script; 24] {
         [
             &self.create,
             &self.join,
@@ -121,6 +152,16 @@ impl Scripts {
             &self.reap,
             &self.retire,
             &self.connection,
+            &self.withdraw,
+            &self.permission,
+            &self.mute_all,
+            &self.kick,
+            &self.transfer,
+            &self.flag,
+            &self.admit,
+            &self.deny,
+            &self.password,
+            &self.end,
         ]
     }
 }
@@ -136,6 +177,8 @@ pub struct RedisRegistry {
     member_key: String,
     instance: Arc<str>,
     scripts: &'static Scripts,
+    /// What room passwords are hashed with: shared by every instance.
+    password_key: PasswordKey,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,18 +189,21 @@ fn store_error(e: redis::RedisError) -> StoreUnavailable {
     StoreUnavailable(e.to_string())
 }
 
-fn room_full(room_id: &str, max: usize) -> ProtocolError {
-    ProtocolError::new(
-        ErrorCode::RoomFull,
-        format!("Room {room_id} is full ({max} participants at most)"),
-    )
+fn target_not_in_room() -> ProtocolError {
+    ProtocolError::target_not_in_room()
 }
 
-fn target_not_in_room() -> ProtocolError {
-    ProtocolError::new(
-        ErrorCode::TargetNotInRoom,
-        "The target is not a participant of your room",
-    )
+fn internal(what: impl std::fmt::Display) -> ProtocolError {
+    tracing::error!("{what}");
+    ProtocolError::new(ErrorCode::Internal, "Internal server error")
+}
+
+/// An optional string as two script arguments: whether it is given, and what it is.
+fn optional_args(value: Option<&str>) -> (&'static str, &str) {
+    match value {
+        Some(value) => ("1", value),
+        None => ("0", ""),
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -204,6 +250,7 @@ impl RedisRegistry {
             script.prepare_invoke().load_async(&mut conn).await?;
         }
         let tag = format!("{{{prefix}}}");
+        let password_key = shared_password_key(&mut conn, &tag).await?;
         Ok(Self {
             conn,
             limits,
@@ -212,7 +259,15 @@ impl RedisRegistry {
             tag,
             instance,
             scripts: &SCRIPTS,
+            password_key,
         })
+    }
+
+    /// Hashes room passwords with `key` (`ROOM_PASSWORD_KEY`, the same on every instance)
+    /// rather than the key kept in Redis.
+    pub fn with_password_key(mut self, key: PasswordKey) -> Self {
+        self.password_key = key;
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -297,8 +352,22 @@ impl RedisRegistry {
         deadline(pipe.query_async::<(usize, usize)>(&mut conn)).await
     }
 
-    /// Makes an empty room with a fresh id; `too_many_rooms` at `MAX_ROOMS`.
-    pub async fn create_room(&self, creator: IpAddr) -> Result<RoomInfo, ProtocolError> {
+    fn hash(&self, password: &RoomPassword) -> Result<PasswordHash, ProtocolError> {
+        self.password_key
+            .hash(password)
+            .map_err(|e| internal(format!("no randomness for a password salt: {e}")))
+    }
+
+    /// Makes an empty room with a fresh id (and `password`, if given); `too_many_rooms` at
+    /// `MAX_ROOMS`.
+    pub async fn create_room(
+        &self,
+        creator: IpAddr,
+        password: Option<&RoomPassword>,
+    ) -> Result<RoomInfo, ProtocolError> {
+        let hash = password
+            .map(|p| self.hash(p).map(|h| h.encode()))
+            .transpose()?;
         for _ in 0..CREATE_ATTEMPTS {
             let id = fresh_room_id();
             // Kept to the millisecond, as stored, so later reads return the same time.
@@ -311,13 +380,15 @@ impl RedisRegistry {
                 .arg(self.limits.max_rooms)
                 .arg(creator.to_string())
                 .arg(self.limits.max_rooms_per_address)
-                .arg(&*self.instance);
+                .arg(&*self.instance)
+                .arg(hash.as_deref().unwrap_or(""));
             match parse(&self.run(&call).await?)? {
                 CreateReply::Created => {
                     return Ok(RoomInfo {
                         room_id: id.into(),
                         participant_count: 0,
                         created_at,
+                        has_password: hash.is_some(),
                     });
                 }
                 CreateReply::Taken => continue,
@@ -343,6 +414,7 @@ impl RedisRegistry {
             room_id: room.room_id.as_str().into(),
             participant_count: room.participant_count,
             created_at: timestamp(&room.created_at)?,
+            has_password: room.has_password,
         }))
     }
 
@@ -363,8 +435,12 @@ impl RedisRegistry {
         }
     }
 
-    /// Puts `socket` in the requested room, leaving its current room first if it differs.
-    /// A full room refuses it and it stays where it was.
+    /// Puts `socket` in the requested room (or its lobby), leaving its current room first if
+    /// it differs. A refusal (locked, wrong password, full) leaves it where it was.
+    ///
+    /// A password room answers with its hash instead; the password is checked here, in
+    /// constant time, and the join asked again with the hash it was checked against (so a
+    /// password changed meanwhile is checked again). Redis never sees the password.
     pub async fn join(
         &self,
         socket: &str,
@@ -381,6 +457,9 @@ impl RedisRegistry {
             audio_muted: false,
             video_off: false,
             screen_sharing: false,
+            can_use_mic: true,
+            can_use_camera: true,
+            can_share_screen: true,
             instance: Some(self.instance.to_string()),
             connection: self
                 .limits
@@ -388,31 +467,59 @@ impl RedisRegistry {
                 .then_some(Connection::Connected),
         };
         let me = serde_json::to_string(&me).map_err(|e| StoreUnavailable(e.to_string()))?;
-        let mut call = self.invocation(&self.scripts.join);
-        call.arg(socket)
-            .arg(&req.room_id)
-            .arg(me)
-            .arg(now.to_iso())
-            .arg(self.limits.max_participants)
-            .arg(self.limits.max_rooms)
-            .arg(self.empty_ttl_ms())
-            .arg(&*self.instance)
-            .arg(ticket_arg(ticket))
-            .arg(creator.address.to_string())
-            .arg(self.limits.max_rooms_per_address)
-            .arg(if creator.may_create { "1" } else { "0" })
-            .arg(if req.host { "1" } else { "0" });
-        match parse(&self.run(&call).await?)? {
-            JoinReply::Joined { left, joined: j } => Ok(JoinOutcome::Joined {
-                left: left.as_ref().map(LeftWire::left).transpose()?,
-                joined: joined(socket, &j)?,
-            }),
-            JoinReply::AlreadyIn { joined: j } => Ok(JoinOutcome::AlreadyIn(joined(socket, &j)?)),
-            JoinReply::RoomFull => Err(room_full(&req.room_id, self.limits.max_participants)),
-            JoinReply::TooManyRooms => Err(RoomLimitReached::Server.into()),
-            JoinReply::TooManyForAddress => Err(RoomLimitReached::Address.into()),
-            JoinReply::NeedsNewRoom => Ok(JoinOutcome::NeedsNewRoom),
+        let mut checked = String::new();
+        for _ in 0..PASSWORD_ATTEMPTS {
+            let mut call = self.invocation(&self.scripts.join);
+            call.arg(socket)
+                .arg(&req.room_id)
+                .arg(&me)
+                .arg(now.to_iso())
+                .arg(self.limits.max_participants)
+                .arg(self.limits.max_rooms)
+                .arg(self.empty_ttl_ms())
+                .arg(&*self.instance)
+                .arg(ticket_arg(ticket))
+                .arg(creator.address.to_string())
+                .arg(self.limits.max_rooms_per_address)
+                .arg(if creator.may_create { "1" } else { "0" })
+                .arg(&checked)
+                .arg(if req.host { "1" } else { "0" });
+            return match parse(&self.run(&call).await?)? {
+                JoinReply::Password { hash } => {
+                    let right = PasswordHash::decode(&hash).is_some_and(|stored| {
+                        req.password
+                            .as_ref()
+                            .is_some_and(|p| self.password_key.verify(&stored, p))
+                    });
+                    if !right {
+                        return Err(wrong_password(&req.room_id));
+                    }
+                    checked = hash;
+                    continue;
+                }
+                JoinReply::Joined { left, joined: j } => Ok(JoinOutcome::Joined {
+                    left: left.as_ref().map(LeftWire::left).transpose()?,
+                    joined: joined(socket, &j)?,
+                }),
+                JoinReply::AlreadyIn { joined: j } => {
+                    Ok(JoinOutcome::AlreadyIn(joined(socket, &j)?))
+                }
+                JoinReply::Waiting { left, room_id } => Ok(JoinOutcome::Waiting {
+                    left: left.as_ref().map(LeftWire::left).transpose()?,
+                    room_id: room_id.into(),
+                }),
+                JoinReply::AlreadyWaiting { room_id } => Ok(JoinOutcome::AlreadyWaiting {
+                    room_id: room_id.into(),
+                }),
+                JoinReply::RoomLocked => Err(room_locked(&req.room_id)),
+                JoinReply::RoomFull => Err(room_full(&req.room_id, self.limits.max_participants)),
+                JoinReply::LobbyFull => Err(lobby_full(&req.room_id)),
+                JoinReply::TooManyRooms => Err(RoomLimitReached::Server.into()),
+                JoinReply::TooManyForAddress => Err(RoomLimitReached::Address.into()),
+                JoinReply::NeedsNewRoom => Ok(JoinOutcome::NeedsNewRoom),
+            };
         }
+        Err(wrong_password(&req.room_id))
     }
 
     /// Takes `socket` out of its room for `reason`; `None` if it was in none.
@@ -451,6 +558,129 @@ impl RedisRegistry {
             .arg(ticket_arg(ticket));
         let left: Option<LeftWire> = parse(&self.run(&call).await?)?;
         left.as_ref().map(LeftWire::left).transpose()
+    }
+
+    /// `leave-room` from a socket waiting in a lobby: gives up its place there.
+    pub async fn withdraw(
+        &self,
+        socket: &str,
+        named: Option<&str>,
+        ticket: Option<u64>,
+    ) -> Result<Option<Arc<str>>, ProtocolError> {
+        let (has_named, named) = named_args(named);
+        let mut call = self.invocation(&self.scripts.withdraw);
+        call.arg(socket)
+            .arg(has_named)
+            .arg(named)
+            .arg(&*self.instance)
+            .arg(ticket_arg(ticket));
+        match parse(&self.run(&call).await?)? {
+            WithdrawReply::Withdrawn { room_id } => Ok(Some(room_id.into())),
+            WithdrawReply::None => Ok(None),
+            WithdrawReply::NotInRoom => Err(ProtocolError::not_in_room()),
+        }
+    }
+
+    /// A host's moderation action: one script per kind of action, which checks that
+    /// `socket` hosts its room, makes the change and publishes it.
+    pub async fn moderate(
+        &self,
+        socket: &str,
+        named: Option<&str>,
+        action: &Action,
+        ticket: Option<u64>,
+    ) -> Result<Moderated, ProtocolError> {
+        let (has_named, named_room) = named_args(named);
+        let scripts = self.scripts;
+        let script = match action {
+            Action::Permission { .. } => &scripts.permission,
+            Action::MuteAll => &scripts.mute_all,
+            Action::Kick { .. } => &scripts.kick,
+            Action::TransferHost { .. } => &scripts.transfer,
+            Action::Lock { .. } | Action::Lobby { .. } => &scripts.flag,
+            Action::Admit { .. } => &scripts.admit,
+            Action::Deny { .. } => &scripts.deny,
+            Action::SetPassword { .. } => &scripts.password,
+            Action::End => &scripts.end,
+        };
+        let mut call = self.invocation(script);
+        call.arg(socket).arg(has_named).arg(named_room);
+        let flag = |on: bool| if on { "1" } else { "0" };
+        match action {
+            Action::SetPassword { password } => {
+                let hash = password
+                    .as_ref()
+                    .map(|p| self.hash(p).map(|h| h.encode()))
+                    .transpose()?;
+                call.arg(hash.unwrap_or_default());
+            }
+            _ => {
+                call.arg(&*self.instance).arg(ticket_arg(ticket));
+            }
+        }
+        match action {
+            Action::Permission {
+                target,
+                permission,
+                allowed,
+            } => {
+                call.arg(target)
+                    .arg(permission.as_str())
+                    .arg(flag(*allowed));
+            }
+            Action::Kick { target, reason } => {
+                let (given, reason) = optional_args(reason.as_deref());
+                call.arg(target)
+                    .arg(given)
+                    .arg(reason)
+                    .arg(self.empty_ttl_ms());
+            }
+            Action::TransferHost { target } => {
+                call.arg(target);
+            }
+            Action::Lock { locked } => {
+                call.arg("lock")
+                    .arg(flag(*locked))
+                    .arg(self.limits.max_participants)
+                    .arg(Timestamp::now().to_iso());
+            }
+            Action::Lobby { enabled } => {
+                call.arg("lobby")
+                    .arg(flag(*enabled))
+                    .arg(self.limits.max_participants)
+                    .arg(Timestamp::now().to_iso());
+            }
+            Action::Admit { waiter } => {
+                call.arg(waiter)
+                    .arg(self.limits.max_participants)
+                    .arg(Timestamp::now().to_iso());
+            }
+            Action::Deny { waiter, reason } => {
+                let (given, reason) = optional_args(reason.as_deref());
+                call.arg(waiter).arg(given).arg(reason);
+            }
+            Action::MuteAll | Action::SetPassword { .. } | Action::End => {}
+        }
+        match parse(&self.run(&call).await?)? {
+            ModerateReply::Done {
+                room_id,
+                has_password,
+            } => Ok(Moderated {
+                room_id: room_id.into(),
+                announced: !matches!(action, Action::SetPassword { .. }),
+                has_password,
+            }),
+            ModerateReply::NotInRoom => Err(ProtocolError::not_in_room()),
+            ModerateReply::Forbidden => Err(ProtocolError::not_host()),
+            ModerateReply::TargetNotInRoom => Err(target_not_in_room()),
+            ModerateReply::NotWaiting => Err(ProtocolError::not_waiting()),
+            ModerateReply::RoomFull => Err(room_full(
+                named.unwrap_or("your room"),
+                self.limits.max_participants,
+            )),
+            ModerateReply::KickSelf => Err(ProtocolError::invalid("The host cannot kick itself")),
+            ModerateReply::TransferSelf => Err(ProtocolError::invalid("You are already the host")),
+        }
     }
 
     /// Records a chat message from `socket`, its name and avatar taken from the registry.
@@ -537,16 +767,17 @@ impl RedisRegistry {
         change: MediaChange,
         ticket: Option<u64>,
     ) -> Result<Updated, ProtocolError> {
-        let field = match change.kind {
-            MediaKind::Audio => "audioMuted",
-            MediaKind::Video => "videoOff",
+        let (field, permission) = match change.kind {
+            MediaKind::Audio => ("audioMuted", Permission::Mic),
+            MediaKind::Video => ("videoOff", Permission::Camera),
         };
+        let needs = change.enabled.then_some(permission);
         let change = Change::Media {
             kind: change.kind,
             enabled: change.enabled,
         };
         let value = matches!(change, Change::Media { enabled: false, .. });
-        self.update(socket, named_room, field, value, change, ticket)
+        self.update(socket, named_room, field, value, change, needs, ticket)
             .await
     }
 
@@ -558,11 +789,22 @@ impl RedisRegistry {
         ticket: Option<u64>,
     ) -> Result<Updated, ProtocolError> {
         let change = Change::ScreenShare { sharing };
-        self.update(socket, named_room, "screenSharing", sharing, change, ticket)
-            .await
+        let needs = sharing.then_some(Permission::Screen);
+        self.update(
+            socket,
+            named_room,
+            "screenSharing",
+            sharing,
+            change,
+            needs,
+            ticket,
+        )
+        .await
     }
 
-    /// Sets one flag (a [`Stored`] field name) of `socket`'s participant.
+    /// Sets one flag (a [`Stored`] field name) of `socket`'s participant, if the host allows
+    /// `needs` (when turning something on).
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         socket: &str,
@@ -570,6 +812,7 @@ impl RedisRegistry {
         field: &str,
         value: bool,
         change: Change,
+        needs: Option<Permission>,
         ticket: Option<u64>,
     ) -> Result<Updated, ProtocolError> {
         let (has_named, named) = named_args(named_room);
@@ -583,13 +826,20 @@ impl RedisRegistry {
             .arg(if value { "1" } else { "0" })
             .arg(change)
             .arg(&*self.instance)
-            .arg(ticket_arg(ticket));
+            .arg(ticket_arg(ticket))
+            .arg(match needs {
+                Some(Permission::Mic) => "canUseMic",
+                Some(Permission::Camera) => "canUseCamera",
+                Some(Permission::Screen) => "canShareScreen",
+                None => "",
+            });
         match parse(&self.run(&call).await?)? {
             UpdateReply::Updated {
                 room_id,
                 participants: stored,
+                host,
             } => {
-                let participants = views(&stored)?;
+                let participants = views(&stored, host.as_deref())?;
                 Ok(Updated {
                     room_id: room_id.into(),
                     participant: view_of(socket, &stored, &participants)?,
@@ -597,6 +847,9 @@ impl RedisRegistry {
                 })
             }
             UpdateReply::NotInRoom => Err(ProtocolError::not_in_room()),
+            UpdateReply::Forbidden => {
+                Err(ProtocolError::not_allowed(needs.unwrap_or(Permission::Mic)))
+            }
         }
     }
 
@@ -622,8 +875,9 @@ impl RedisRegistry {
             ConnectionReply::Updated {
                 room_id,
                 participants: stored,
+                host,
             } => {
-                let participants = views(&stored)?;
+                let participants = views(&stored, host.as_deref())?;
                 Ok(Some(Updated {
                     room_id: room_id.into(),
                     participant: view_of(socket, &stored, &participants)?,
@@ -653,7 +907,7 @@ impl RedisRegistry {
         };
         Ok(Some(RoomDetail {
             summary: room.summary()?,
-            participants: views(&room.participants)?,
+            participants: views(&room.participants, room.host_id.as_deref())?,
         }))
     }
 
@@ -680,6 +934,38 @@ impl RedisRegistry {
         call.arg(SWEEP_BATCH).arg(&*self.instance);
         let ids: Vec<String> = parse(&self.run(&call).await?)?;
         Ok(ids.into_iter().map(Into::into).collect())
+    }
+}
+
+/// The key of password hashes the instances of a cluster share when `ROOM_PASSWORD_KEY` is
+/// not set: made by the first instance, kept in Redis. (With the key beside the hashes, a
+/// copy of Redis allows guessing offline; `ROOM_PASSWORD_KEY` keeps it out.)
+async fn shared_password_key(
+    conn: &mut ConnectionManager,
+    tag: &str,
+) -> Result<PasswordKey, redis::RedisError> {
+    let key_name = format!("{tag}:password-key");
+    let fresh = PasswordKey::random().map_err(|e| {
+        redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "no randomness for a password key",
+            e.to_string(),
+        ))
+    })?;
+    // SET NX, then GET (not SET NX GET: Redis before 7 lacks it): whoever set it first wins.
+    let mut set = redis::cmd("SET");
+    set.arg(&key_name).arg(fresh.to_hex()).arg("NX");
+    set.query_async::<()>(conn).await?;
+    let kept: Option<String> = redis::cmd("GET").arg(&key_name).query_async(conn).await?;
+    match kept {
+        None => Ok(fresh),
+        Some(hex) => PasswordKey::from_hex(&hex).ok_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "malformed password key in Redis",
+                key_name,
+            ))
+        }),
     }
 }
 
@@ -710,6 +996,9 @@ mod tests {
             audio_muted: true,
             video_off: false,
             screen_sharing: false,
+            can_use_mic: false,
+            can_use_camera: true,
+            can_share_screen: true,
             instance: Some("i1".into()),
             connection: Some(Connection::Reconnecting),
         };
@@ -717,7 +1006,13 @@ mod tests {
         let back: Stored = parse(&json).unwrap();
         let participant = back.participant().unwrap();
         assert_eq!(participant.joined_at.to_iso(), p.joined_at.to_iso());
-        assert!(participant.audio_muted);
+        assert!(participant.audio_muted && !participant.can_use_mic);
+        let before_moderation = r#"{"id":"s","userName":"A","joinedAt":"2026-01-01T00:00:00.000Z","audioMuted":false,"videoOff":false,"screenSharing":false}"#;
+        let old = parse::<Stored>(before_moderation)
+            .unwrap()
+            .participant()
+            .unwrap();
+        assert!(old.can_use_mic && old.can_use_camera && old.can_share_screen);
         assert_eq!(participant.connection, Some(Connection::Reconnecting));
         let untracked = json.replace(r#","connection":"reconnecting""#, "");
         assert_ne!(untracked, json);

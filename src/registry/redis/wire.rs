@@ -9,10 +9,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::model::{ChatMessage, Connection, MediaKind, Participant, ParticipantView, Timestamp};
+use crate::model::{
+    ChatMessage, Connection, MediaKind, Participant, ParticipantView, Permission, RoomState,
+    Timestamp,
+};
 use crate::protocol::RelayKind;
 use crate::registry::error::StoreUnavailable;
-use crate::registry::events::{Batch, Change, Event, LeaveReason, Origin, Relay};
+use crate::registry::events::{
+    Actor, Batch, Change, DenyCause, Event, LeaveReason, Origin, Relay, RoomFlag,
+};
 use crate::registry::outcome::{Joined, Left, RoomSummary, Said, Updated};
 
 /// A participant as stored in `{p}:people:<id>`: the registry's [`Participant`] plus the
@@ -28,11 +33,22 @@ pub(super) struct Stored {
     pub(super) audio_muted: bool,
     pub(super) video_off: bool,
     pub(super) screen_sharing: bool,
+    /// Permissions (stored before host moderation existed: allowed).
+    #[serde(default = "allowed")]
+    pub(super) can_use_mic: bool,
+    #[serde(default = "allowed")]
+    pub(super) can_use_camera: bool,
+    #[serde(default = "allowed")]
+    pub(super) can_share_screen: bool,
     #[serde(default)]
     pub(super) instance: Option<String>,
     /// Only while connection state recovery is on (absent, the participant carries none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) connection: Option<Connection>,
+}
+
+fn allowed() -> bool {
+    true
 }
 
 impl Stored {
@@ -46,7 +62,32 @@ impl Stored {
             video_off: self.video_off,
             screen_sharing: self.screen_sharing,
             connection: self.connection,
+            can_use_mic: self.can_use_mic,
+            can_use_camera: self.can_use_camera,
+            can_share_screen: self.can_share_screen,
         })
+    }
+}
+
+/// A room's moderation state as the scripts describe it (`room_state` in common.lua).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RoomStateWire {
+    #[serde(default)]
+    pub(super) host_id: Option<String>,
+    pub(super) locked: bool,
+    pub(super) lobby: bool,
+    pub(super) has_password: bool,
+}
+
+impl RoomStateWire {
+    fn state(&self) -> RoomState {
+        RoomState {
+            host_id: self.host_id.as_deref().map(Into::into),
+            locked: self.locked,
+            lobby: self.lobby,
+            has_password: self.has_password,
+        }
     }
 }
 
@@ -83,6 +124,7 @@ pub(super) struct JoinedWire {
     pub(super) participants: Vec<Stored>,
     pub(super) messages: Vec<StoredMessage>,
     pub(super) created_room: bool,
+    pub(super) room: RoomStateWire,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +133,10 @@ pub(super) struct LeftWire {
     pub(super) room_id: String,
     pub(super) participant: Stored,
     pub(super) participants: Vec<Stored>,
+    #[serde(default)]
+    pub(super) host: Option<String>,
+    #[serde(default)]
+    pub(super) new_host: Option<String>,
     pub(super) room_removed: bool,
 }
 
@@ -99,8 +145,9 @@ impl LeftWire {
         Ok(Left {
             room_id: self.room_id.as_str().into(),
             participant: self.participant.participant()?,
-            participants: views(&self.participants)?,
+            participants: views(&self.participants, self.host.as_deref())?,
             room_removed: self.room_removed,
+            new_host: self.new_host.as_deref().map(Into::into),
         })
     }
 }
@@ -114,6 +161,10 @@ pub(super) struct RoomWire {
     pub(super) participant_count: usize,
     pub(super) message_count: usize,
     #[serde(default)]
+    pub(super) has_password: bool,
+    #[serde(default)]
+    pub(super) host_id: Option<String>,
+    #[serde(default)]
     pub(super) host: Option<Stored>,
     #[serde(default)]
     pub(super) participants: Vec<Stored>,
@@ -121,9 +172,13 @@ pub(super) struct RoomWire {
 
 impl RoomWire {
     pub(super) fn summary(&self) -> Result<RoomSummary, StoreUnavailable> {
-        let host = match (&self.host, self.participants.first()) {
-            (Some(host), _) | (None, Some(host)) => Some(host.participant()?.view(true)),
-            (None, None) => None,
+        let listed = self
+            .participants
+            .iter()
+            .find(|p| Some(p.id.as_str()) == self.host_id.as_deref());
+        let host = match self.host.as_ref().or(listed) {
+            Some(host) => Some(host.participant()?.view(true)),
+            None => None,
         };
         Ok(RoomSummary {
             room_id: self.room_id.as_str().into(),
@@ -154,10 +209,56 @@ pub(super) enum JoinReply {
     AlreadyIn {
         joined: JoinedWire,
     },
+    /// The lobby holds the joiner until the host admits it.
+    Waiting {
+        left: Option<LeftWire>,
+        #[serde(rename = "roomId")]
+        room_id: String,
+    },
+    AlreadyWaiting {
+        #[serde(rename = "roomId")]
+        room_id: String,
+    },
+    /// A password room: check the joiner's password against `hash`, then ask again with it.
+    Password {
+        hash: String,
+    },
+    RoomLocked,
     RoomFull,
+    LobbyFull,
     TooManyRooms,
     TooManyForAddress,
     NeedsNewRoom,
+}
+
+/// What every moderation script answers.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(super) enum ModerateReply {
+    Done {
+        #[serde(rename = "roomId")]
+        room_id: String,
+        #[serde(default, rename = "hasPassword")]
+        has_password: bool,
+    },
+    NotInRoom,
+    Forbidden,
+    TargetNotInRoom,
+    NotWaiting,
+    RoomFull,
+    KickSelf,
+    TransferSelf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(super) enum WithdrawReply {
+    Withdrawn {
+        #[serde(rename = "roomId")]
+        room_id: String,
+    },
+    None,
+    NotInRoom,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,8 +290,11 @@ pub(super) enum UpdateReply {
         #[serde(rename = "roomId")]
         room_id: String,
         participants: Vec<Stored>,
+        #[serde(default)]
+        host: Option<String>,
     },
     NotInRoom,
+    Forbidden,
 }
 
 pub(super) fn malformed(what: impl std::fmt::Display) -> StoreUnavailable {
@@ -208,12 +312,14 @@ pub(super) fn parse<T: DeserializeOwned>(reply: &str) -> Result<T, StoreUnavaila
     serde_json::from_str(reply).map_err(|e| malformed(format!("{e} in {reply:.200}")))
 }
 
-/// Wire views in join order: the first is the host.
-pub(super) fn views(stored: &[Stored]) -> Result<Vec<ParticipantView>, StoreUnavailable> {
+/// Wire views in join order; `host` is the admin.
+pub(super) fn views(
+    stored: &[Stored],
+    host: Option<&str>,
+) -> Result<Vec<ParticipantView>, StoreUnavailable> {
     stored
         .iter()
-        .enumerate()
-        .map(|(i, p)| Ok(p.participant()?.view(i == 0)))
+        .map(|p| Ok(p.participant()?.view(Some(p.id.as_str()) == host)))
         .collect()
 }
 
@@ -232,7 +338,7 @@ pub(super) fn view_of(
 }
 
 pub(super) fn joined(socket: &str, wire: &JoinedWire) -> Result<Joined, StoreUnavailable> {
-    let participants = views(&wire.participants)?;
+    let participants = views(&wire.participants, wire.room.host_id.as_deref())?;
     Ok(Joined {
         room_id: wire.room_id.as_str().into(),
         me: view_of(socket, &wire.participants, &participants)?,
@@ -243,6 +349,7 @@ pub(super) fn joined(socket: &str, wire: &JoinedWire) -> Result<Joined, StoreUna
             .collect::<Result<_, _>>()?,
         participants,
         created_room: wire.created_room,
+        room: wire.room.state(),
     })
 }
 
@@ -253,6 +360,8 @@ pub(super) enum ConnectionReply {
         #[serde(rename = "roomId")]
         room_id: String,
         participants: Vec<Stored>,
+        #[serde(default)]
+        host: Option<String>,
     },
     NotInRoom,
     Unchanged,
@@ -336,6 +445,16 @@ enum EventWire {
     Updated(UpdatedWire),
     Closed(ClosedWire),
     Relay(RelayWire),
+    Toggled(ToggledWire),
+    Permission(PermissionWire),
+    List(ListWire),
+    Host(HostWire),
+    Kicked(KickedWire),
+    Flag(FlagWire),
+    Waiting(WaitingWire),
+    Knock(KnockWire),
+    Cancelled(CancelledWire),
+    Denied(DeniedWire),
     Opened(RoomLifeWire),
     Removed(RoomLifeWire),
 }
@@ -352,6 +471,7 @@ struct JoinedEventWire {
     room_id: String,
     socket: String,
     participants: Vec<Stored>,
+    room: RoomStateWire,
 }
 
 #[derive(Debug, Deserialize)]
@@ -373,6 +493,8 @@ struct UpdatedWire {
     room_id: String,
     socket: String,
     participants: Vec<Stored>,
+    #[serde(default)]
+    host: Option<String>,
     change: ChangeWire,
 }
 
@@ -381,6 +503,99 @@ struct UpdatedWire {
 struct ClosedWire {
     room_id: String,
     participants: Vec<Stored>,
+    #[serde(default)]
+    ended_by: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ToggledWire {
+    room_id: String,
+    participant: Stored,
+    #[serde(default)]
+    host: Option<String>,
+    change: ChangeWire,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PermissionWire {
+    room_id: String,
+    socket: String,
+    permission: String,
+    allowed: bool,
+    by_id: String,
+    by_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListWire {
+    room_id: String,
+    participants: Vec<Stored>,
+    #[serde(default)]
+    host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HostWire {
+    room_id: String,
+    host: String,
+    previous: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KickedWire {
+    room_id: String,
+    socket: String,
+    by_id: String,
+    by_name: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FlagWire {
+    room_id: String,
+    flag: String,
+    on: bool,
+    by_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WaitingWire {
+    room_id: String,
+    socket: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KnockWire {
+    room_id: String,
+    host: String,
+    waiter: Stored,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelledWire {
+    room_id: String,
+    host: String,
+    socket: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeniedWire {
+    room_id: String,
+    socket: String,
+    cause: String,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 /// A room's opening or removal.
@@ -416,6 +631,16 @@ impl EventWire {
             "updated" => Self::Updated(of(raw)?),
             "closed" => Self::Closed(of(raw)?),
             "relay" => Self::Relay(of(raw)?),
+            "toggled" => Self::Toggled(of(raw)?),
+            "permission" => Self::Permission(of(raw)?),
+            "list" => Self::List(of(raw)?),
+            "host" => Self::Host(of(raw)?),
+            "kicked" => Self::Kicked(of(raw)?),
+            "flag" => Self::Flag(of(raw)?),
+            "waiting" => Self::Waiting(of(raw)?),
+            "knock" => Self::Knock(of(raw)?),
+            "cancelled" => Self::Cancelled(of(raw)?),
+            "denied" => Self::Denied(of(raw)?),
             "opened" => Self::Opened(of(raw)?),
             "removed" => Self::Removed(of(raw)?),
             other => return Err(malformed(format!("event {other:?}"))),
@@ -431,14 +656,16 @@ impl EventWire {
                 room_id,
                 socket,
                 participants: stored,
+                room,
             }) => {
-                let participants = views(&stored)?;
+                let participants = views(&stored, room.host_id.as_deref())?;
                 Event::Joined(Arc::new(Joined {
                     room_id: room_id.into(),
                     me: view_of(&socket, &stored, &participants)?,
                     participants,
                     messages: Vec::new(),
                     created_room: false,
+                    room: room.state(),
                 }))
             }
             Self::Left(LeftEventWire { reason, left }) => Event::Left {
@@ -454,9 +681,10 @@ impl EventWire {
                 room_id,
                 socket,
                 participants: stored,
+                host,
                 change,
             }) => {
-                let participants = views(&stored)?;
+                let participants = views(&stored, host.as_deref())?;
                 Event::Updated {
                     updated: Arc::new(Updated {
                         room_id: room_id.into(),
@@ -469,6 +697,7 @@ impl EventWire {
             Self::Closed(ClosedWire {
                 room_id,
                 participants,
+                ended_by,
             }) => Event::Closed {
                 room_id: room_id.into(),
                 participants: participants
@@ -476,6 +705,113 @@ impl EventWire {
                     .map(Stored::participant)
                     .collect::<Result<Vec<_>, _>>()?
                     .into(),
+                ended_by: ended_by.map(Into::into),
+            },
+            Self::Toggled(ToggledWire {
+                room_id,
+                participant,
+                host,
+                change,
+            }) => Event::Toggled {
+                room_id: room_id.into(),
+                participant: participant
+                    .participant()?
+                    .view(host.as_deref() == Some(participant.id.as_str())),
+                change: change.into(),
+            },
+            Self::Permission(PermissionWire {
+                room_id,
+                socket,
+                permission,
+                allowed,
+                by_id,
+                by_name,
+            }) => Event::PermissionChanged {
+                room_id: room_id.into(),
+                target: socket.into(),
+                permission: Permission::parse(&permission)
+                    .ok_or_else(|| malformed(format!("permission {permission:?}")))?,
+                allowed,
+                by: Actor {
+                    id: by_id.into(),
+                    name: by_name.into(),
+                },
+            },
+            Self::List(ListWire {
+                room_id,
+                participants,
+                host,
+            }) => Event::Listed {
+                room_id: room_id.into(),
+                participants: views(&participants, host.as_deref())?,
+            },
+            Self::Host(HostWire {
+                room_id,
+                host,
+                previous,
+            }) => Event::HostChanged {
+                room_id: room_id.into(),
+                host: host.into(),
+                previous: previous.into(),
+            },
+            Self::Kicked(KickedWire {
+                room_id,
+                socket,
+                by_id,
+                by_name,
+                reason,
+            }) => Event::Kicked {
+                room_id: room_id.into(),
+                socket: socket.into(),
+                by: Actor {
+                    id: by_id.into(),
+                    name: by_name.into(),
+                },
+                reason: reason.map(Into::into),
+            },
+            Self::Flag(FlagWire {
+                room_id,
+                flag,
+                on,
+                by_id,
+            }) => Event::FlagChanged {
+                room_id: room_id.into(),
+                flag: RoomFlag::parse(&flag).ok_or_else(|| malformed(format!("flag {flag:?}")))?,
+                on,
+                by: by_id.into(),
+            },
+            Self::Waiting(WaitingWire { room_id, socket }) => Event::Waiting {
+                room_id: room_id.into(),
+                socket: socket.into(),
+            },
+            Self::Knock(KnockWire {
+                room_id,
+                host,
+                waiter,
+            }) => Event::AdmissionRequested {
+                room_id: room_id.into(),
+                host: host.into(),
+                waiter: waiter.participant()?.as_waiter(),
+            },
+            Self::Cancelled(CancelledWire {
+                room_id,
+                host,
+                socket,
+            }) => Event::AdmissionCancelled {
+                room_id: room_id.into(),
+                host: host.into(),
+                waiter: socket.into(),
+            },
+            Self::Denied(DeniedWire {
+                room_id,
+                socket,
+                cause,
+                reason,
+            }) => Event::Denied {
+                room_id: room_id.into(),
+                socket: socket.into(),
+                cause: DenyCause::parse(&cause, reason.map(Into::into))
+                    .ok_or_else(|| malformed(format!("deny cause {cause:?}")))?,
             },
             Self::Relay(RelayWire {
                 room_id,

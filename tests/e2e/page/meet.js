@@ -29,6 +29,10 @@
 // `recovered`) and the others' `participant-reconnecting` / `-reconnected`
 // (`connectionEvents`), and shows a reconnecting participant as such.
 //
+// Host moderation: the list shows who may use the microphone (`hasMicPermission`); on
+// `permission-changed` for its microphone the page turns its own audio track off (or lets the
+// user turn it on again); `meet.moderate(event, payload)` sends a host event and returns its ack.
+//
 // The test drives the page through `window.meet` (join, sendChat, setAudio, leave, state, …).
 // Remote videos are <video class="remote" data-participant-id="SOCKET_ID">.
 
@@ -66,7 +70,7 @@
     left: false,
     localMedia: false,
     audioEnabled: true,
-    // [{id, name, audioMuted, videoOff, screenSharing, isAdmin}] in join order.
+    // [{id, name, audioMuted, videoOff, screenSharing, isAdmin, micAllowed}] in join order.
     participants: [],
     // [{id, senderId, userName, message, timestamp}]
     messages: [],
@@ -79,6 +83,8 @@
     // [{participantId, event: 'reconnecting' | 'reconnected'}]
     connectionEvents: [],
     errors: [],
+    // permission-changed events received: [{kind, allowed, byName}]
+    permissionEvents: [],
     // id -> {initiator, connectionState, iceConnectionState, signalingState, tracks, stats}
     peers: {},
     // ?ice=relay: {source, policy, iceServers, api: {status, cacheControl, ttl} | null,
@@ -106,9 +112,11 @@
   function normalize(p) {
     return ORIGINAL
       ? { id: p.id, name: p.userName, audioMuted: p.isAudioMuted === true, videoOff: p.isVideoOff === true,
-          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true, connection: p.connection ?? null }
+          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true, micAllowed: p.hasMicPermission !== false,
+          connection: p.connection ?? null }
       : { id: p.id, name: p.name, audioMuted: p.isAudioEnabled === false, videoOff: p.isVideoEnabled === false,
-          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true, connection: p.connection ?? null };
+          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true, micAllowed: p.hasMicPermission !== false,
+          connection: p.connection ?? null };
   }
 
   function setParticipants(list) {
@@ -123,8 +131,9 @@
       const li = document.createElement('li');
       li.dataset.participantId = p.id;
       li.dataset.audioMuted = String(p.audioMuted);
+      li.dataset.micAllowed = String(p.micAllowed);
       li.dataset.connection = p.connection ?? '';
-      li.textContent = `${p.name}${p.id === st.selfId ? ' (you)' : ''}${p.isAdmin ? ' [host]' : ''}${p.connection === 'reconnecting' ? ' (reconnecting…)' : ''}`;
+      li.textContent = `${p.name}${p.id === st.selfId ? ' (you)' : ''}${p.isAdmin ? ' [host]' : ''}${p.micAllowed ? '' : ' [mic disabled by host]'}${p.connection === 'reconnecting' ? ' (reconnecting…)' : ''}`;
       li.classList.toggle('muted', p.audioMuted);
       return li;
     }));
@@ -412,6 +421,17 @@
       });
     }
 
+    socket.on('permission-changed', (d) => {
+      log('permission-changed', d);
+      st.permissionEvents.push({ kind: d.kind, allowed: d.allowed, byName: d.byName });
+      // The server already shows this participant muted; the page stops sending sound too.
+      if (d.kind === 'mic' && !d.allowed) {
+        st.audioEnabled = false;
+        if (localStream) for (const t of localStream.getAudioTracks()) t.enabled = false;
+        render();
+      }
+    });
+
     socket.on('user-left', (data) => {
       log('user-left', data);
       st.leftEvents.push({ participantId: data.participantId, userName: data.userName });
@@ -571,6 +591,12 @@
     else emit('toggle-screen-share', { isScreenSharing: !!on });
   }
 
+  /** A host moderation event (e.g. admin-toggle-mic-permission); resolves with its ack. */
+  function moderate(event, payload, { timeoutMs = 10000 } = {}) {
+    log('moderate', event, payload);
+    return socket.timeout(timeoutMs).emitWithAck(event, payload);
+  }
+
   async function leave({ timeoutMs = 10000 } = {}) {
     const left = waitFor('left-room', timeoutMs);
     // The original frontend sent {roomId}; the public frontends send no payload at all.
@@ -602,6 +628,7 @@
     sendChat,
     setAudio,
     setScreenShare,
+    moderate,
     leave,
     state: () => JSON.parse(JSON.stringify(st)),
     // For waitForFunction predicates: the live object (read-only by convention).

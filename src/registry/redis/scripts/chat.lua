@@ -21,16 +21,23 @@ local message = cjson.encode({
   userAvatar = sender.avatar,
 })
 if limit > 0 then
-  redis.call('RPUSH', chat_key(id), message)
-  local bytes = redis.call('HINCRBY', room_key(id), 'chatbytes', #message)
-  redis.call('INCRBY', CHATBYTES, #message)
-  while redis.call('LLEN', chat_key(id)) > limit or (bytes > max_bytes and bytes > 0) do
+  -- Each write's answer is used (the new length, the bytes kept), so nothing is read again.
+  local key = chat_key(id)
+  local length = redis.call('RPUSH', key, message)
+  local grown = #message
+  if length > limit then
+    for _, old in ipairs(redis.call('LPOP', key, length - limit)) do grown = grown - #old end
+  end
+  local bytes = redis.call('HINCRBY', room_key(id), 'chatbytes', grown)
+  local total = redis.call('INCRBY', CHATBYTES, grown)
+  while bytes > max_bytes and bytes > 0 do
     local freed = drop_oldest_message(id)
     if freed == 0 then break end
     bytes = bytes - freed
+    total = total - freed
   end
-  local function over() return tonumber(redis.call('GET', CHATBYTES) or '0') > total_budget end
-  if over() then
+  if total > total_budget then
+    local function over() return tonumber(redis.call('GET', CHATBYTES) or '0') > total_budget end
     -- Rooms nobody is in have a deadline: the earliest emptied go first.
     for _, empty in ipairs(redis.call('ZRANGEBYSCORE', ROOMS, '-inf', '(+inf')) do
       if not over() then break end

@@ -12,9 +12,9 @@ if type(participant.connection) ~= 'string' or participant.connection == state t
 end
 participant.connection = state
 redis.call('HSET', people_key(id), sid, cjson.encode(participant))
-local list = json_array(people(id))
+local list = list_json(id)
 local change = '{"reconnecting":' .. tostring(state == 'reconnecting') .. '}'
 publish(instance, ticket, {
   '{"t":"updated","roomId":' .. cjson.encode(id) .. ',"socket":' .. cjson.encode(sid)
-    .. ',"participants":' .. list .. ',"change":' .. change .. '}' })
-return '{"status":"updated","roomId":' .. cjson.encode(id) .. ',"participants":' .. list .. '}'
+    .. ',' .. list .. ',"change":' .. change .. '}' })
+return '{"status":"updated","roomId":' .. cjson.encode(id) .. ',' .. list .. '}'
