@@ -106,6 +106,13 @@ pub struct Config {
     /// `NEGOTIATION_ASSIST`: whether the server helps clients that negotiate WebRTC naively
     /// (docs/PROTOCOL.md, "Negotiation assist").
     pub negotiation_assist: AssistMode,
+    /// `RECOVERY_WINDOW_S`: how long a socket whose connection dropped keeps its session (and
+    /// its place in its room) for its client to come back; zero turns connection state
+    /// recovery off (docs/PROTOCOL.md, "Connection state recovery").
+    pub recovery_window: Duration,
+    /// `RECOVERY_BUFFER_MAX`: packets kept for one socket until its client is known to have
+    /// them; a disconnected session that would need more ends (a normal leave).
+    pub recovery_buffer_max: usize,
 }
 
 /// Shortest `ROOM_PASSWORD_KEY`, in characters.
@@ -230,11 +237,22 @@ impl Default for Config {
             webhooks: None,
             jwt_secret: None,
             negotiation_assist: AssistMode::Auto,
+            recovery_window: Duration::from_secs(120),
+            recovery_buffer_max: 1000,
         }
     }
 }
 
+/// The longest `RECOVERY_WINDOW_S` accepted: a day (a session kept longer is a leak, not a
+/// network blip).
+const MAX_RECOVERY_WINDOW_SECS: u64 = 86_400;
+
 impl Config {
+    /// Connection state recovery is on (`RECOVERY_WINDOW_S` > 0).
+    pub fn recovery(&self) -> bool {
+        !self.recovery_window.is_zero()
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|key| std::env::var(key).ok())
@@ -470,6 +488,32 @@ impl Config {
                 "NEGOTIATION_ASSIST",
                 defaults.negotiation_assist,
                 "expected `auto`, `on` or `off`",
+            )?,
+            recovery_window: {
+                let secs = parse(
+                    &get,
+                    "RECOVERY_WINDOW_S",
+                    defaults.recovery_window.as_secs(),
+                    "expected a whole number of seconds (0 = recovery off)",
+                )?;
+                if secs > MAX_RECOVERY_WINDOW_SECS {
+                    return Err(invalid(
+                        "RECOVERY_WINDOW_S",
+                        &secs.to_string(),
+                        "must be at most 86400 (a day)",
+                    ));
+                }
+                Duration::from_secs(secs)
+            },
+            recovery_buffer_max: at_least(
+                "RECOVERY_BUFFER_MAX",
+                parse(
+                    &get,
+                    "RECOVERY_BUFFER_MAX",
+                    defaults.recovery_buffer_max,
+                    "expected a number of packets, at least 1",
+                )?,
+                1,
             )?,
             deployment: {
                 let prefix = match get("REDIS_PREFIX") {
@@ -859,11 +903,31 @@ mod tests {
             ("NEGOTIATION_ASSIST", "yes"),
             ("TRUSTED_PROXIES", "everyone"),
             ("TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("RECOVERY_WINDOW_S", "-1"),
+            ("RECOVERY_WINDOW_S", "2.5"),
+            ("RECOVERY_WINDOW_S", "86401"),
+            ("RECOVERY_BUFFER_MAX", "0"),
+            ("RECOVERY_BUFFER_MAX", "lots"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);
             assert!(err.to_string().contains(var), "{err}");
         }
+    }
+
+    #[test]
+    fn recovery_is_on_for_two_minutes_unless_set() {
+        let c = config(&[]).unwrap();
+        assert!(c.recovery());
+        assert_eq!(c.recovery_window, Duration::from_secs(120));
+        assert_eq!(c.recovery_buffer_max, 1000);
+        let off = config(&[("RECOVERY_WINDOW_S", "0")]).unwrap();
+        assert!(!off.recovery());
+        let c = config(&[("RECOVERY_WINDOW_S", " 2 "), ("RECOVERY_BUFFER_MAX", "1")]).unwrap();
+        assert_eq!(c.recovery_window, Duration::from_secs(2));
+        assert_eq!(c.recovery_buffer_max, 1);
+        let longest = config(&[("RECOVERY_WINDOW_S", "86400")]).unwrap();
+        assert_eq!(longest.recovery_window, Duration::from_secs(86_400));
     }
 
     #[test]

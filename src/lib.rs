@@ -123,6 +123,7 @@ fn limits(config: &Config) -> Limits {
         unused_room_ttl: config.unused_room_ttl,
         max_rooms: config.max_rooms,
         max_rooms_per_address: config.max_rooms_per_address,
+        connection_states: config.recovery(),
     }
 }
 
@@ -132,7 +133,15 @@ fn new_instance_id() -> Arc<str> {
 }
 
 fn socket_io(config: &Config) -> SocketIoBuilder {
-    SocketIo::builder()
+    let builder = SocketIo::builder();
+    // Off (a zero window), the wire is exactly as before recovery existed.
+    let builder = match config.recovery() {
+        true => {
+            builder.connection_state_recovery(config.recovery_window, config.recovery_buffer_max)
+        }
+        false => builder,
+    };
+    builder
         // Each WebSocket eagerly allocates this read buffer (default 4 KiB); signaling
         // frames are small and larger ones still fit (the buffer grows as needed).
         .ws_read_buffer_size(1024)

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 /// A point in time that serializes as JavaScript's `Date.toISOString()` does
@@ -34,6 +34,15 @@ impl Serialize for Timestamp {
 pub enum MediaKind {
     Audio,
     Video,
+}
+
+/// Whether a participant's client is connected, or lost its connection and may come back
+/// (connection state recovery: docs/PROTOCOL.md, "Connection state recovery").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Connection {
+    Connected,
+    Reconnecting,
 }
 
 /// What the host may allow or forbid a participant (host moderation).
@@ -72,6 +81,9 @@ pub struct Participant {
     pub audio_muted: bool,
     pub video_off: bool,
     pub screen_sharing: bool,
+    /// `None` while connection state recovery is off: then no participant object carries a
+    /// `connection` field, as before recovery existed.
+    pub connection: Option<Connection>,
     /// The host allows this participant's microphone (while not, it stays muted).
     pub can_use_mic: bool,
     /// The host allows this participant's camera (while not, it stays off).
@@ -90,6 +102,7 @@ impl Participant {
             audio_muted: false,
             video_off: false,
             screen_sharing: false,
+            connection: None,
             can_use_mic: true,
             can_use_camera: true,
             can_share_screen: true,
@@ -156,6 +169,7 @@ impl Participant {
             is_video_enabled: !self.video_off,
             is_screen_sharing: self.screen_sharing,
             is_admin,
+            connection: self.connection,
             can_use_mic: self.can_use_mic,
             has_mic_permission: self.can_use_mic,
             can_use_camera: self.can_use_camera,
@@ -210,6 +224,9 @@ pub struct ParticipantView {
     pub is_video_enabled: bool,
     pub is_screen_sharing: bool,
     pub is_admin: bool,
+    /// Only while connection state recovery is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
     /// The five permission flags of host moderation (`hasMicPermission` and
     /// `hasCameraPermission` are the frontend's names for the first two).
     pub can_use_mic: bool,
@@ -356,5 +373,21 @@ mod tests {
         assert_eq!(json["hasMicPermission"], false);
         let joined = json["joinedAt"].as_str().unwrap();
         assert!(joined.ends_with('Z') && joined.len() == 24, "{joined}");
+        assert!(
+            json.get("connection").is_none(),
+            "no connection state: {json}"
+        );
+        assert_eq!(json.as_object().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn the_connection_state_shows_only_when_tracked() {
+        let mut p = Participant::new("s1".into(), "Alice".into(), None);
+        p.connection = Some(Connection::Reconnecting);
+        let json = serde_json::to_value(p.view(false)).unwrap();
+        assert_eq!(json["connection"], "reconnecting");
+        p.connection = Some(Connection::Connected);
+        let json = serde_json::to_value(p.view(false)).unwrap();
+        assert_eq!(json["connection"], "connected");
     }
 }

@@ -60,6 +60,9 @@ pub struct AppState {
     store_reachable: Arc<AtomicBool>,
     started: Instant,
     connections: Arc<AtomicUsize>,
+    /// Sessions whose connection dropped, kept for their client (connection state recovery);
+    /// counted in `connections` too.
+    reconnecting: Arc<AtomicUsize>,
     /// Connections opened plus connections closed since the start (see `memory`).
     connection_changes: Arc<AtomicU64>,
     shutting_down: Arc<AtomicBool>,
@@ -92,6 +95,7 @@ impl AppState {
             metrics,
             started: Instant::now(),
             connections: Arc::default(),
+            reconnecting: Arc::default(),
             connection_changes: Arc::default(),
             shutting_down: Arc::default(),
         }
@@ -121,6 +125,17 @@ impl AppState {
             open: self.connections.clone(),
             changes: self.connection_changes.clone(),
         })
+    }
+
+    /// Sessions waiting for their client to come back (see [`ReconnectingSlot`]).
+    pub fn reconnecting(&self) -> usize {
+        self.reconnecting.load(Ordering::Relaxed)
+    }
+
+    /// Counts one session waiting for its client, for as long as the slot lives.
+    pub fn reconnecting_slot(&self) -> ReconnectingSlot {
+        self.reconnecting.fetch_add(1, Ordering::AcqRel);
+        ReconnectingSlot(self.reconnecting.clone())
     }
 
     /// Connections opened plus connections closed since the start.
@@ -159,6 +174,18 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
         self.changes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One session whose connection dropped and that waits for its client (connection state
+/// recovery). Its socket keeps it until the client is back or the session ends, so the count
+/// stays right however the session ends.
+#[derive(Debug)]
+pub struct ReconnectingSlot(Arc<AtomicUsize>);
+
+impl Drop for ReconnectingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -40,6 +40,9 @@ fn config(redis: &RedisServer) -> Config {
         rate_limits: RateLimits::UNLIMITED,
         room_create_rate: Rate::UNLIMITED,
         max_rooms_per_address: 0,
+        // Today's behaviour (a dropped connection is a departure); tests/recovery.rs and the
+        // JavaScript suite cover recovery in a cluster.
+        recovery_window: Duration::ZERO,
         deployment: Deployment::Redis {
             url: redis.url(),
             prefix: common::unique_prefix(),

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prolitemeet_server::model::MediaKind;
 use prolitemeet_server::model::ParticipantView;
+use prolitemeet_server::model::{Connection, MediaKind};
 use prolitemeet_server::protocol::{
     self, Decoded, ErrorCode, JoinRequest, MediaChange, RelayKind, decode_chat, decode_join,
     decode_relay, decode_room_only, decode_toggle, decode_toggle_media, decode_toggle_screen_share,
@@ -531,6 +531,11 @@ enum Op {
     CloseRoom {
         room: RoomRef,
     },
+    /// Its client lost its connection (or came back): connection state recovery.
+    Connection {
+        sock: usize,
+        reconnecting: bool,
+    },
     /// Sweep as if every TTL had passed.
     SweepLater,
     SweepNow,
@@ -554,6 +559,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (sock.clone(), any::<bool>(), any::<bool>()).prop_map(|(sock, audio, enabled)| Op::Media { sock, audio, enabled }),
         1 => (sock.clone(), any::<bool>()).prop_map(|(sock, sharing)| Op::ScreenShare { sock, sharing }),
         1 => room_ref().prop_map(|room| Op::CloseRoom { room }),
+        2 => (sock.clone(), any::<bool>()).prop_map(|(sock, reconnecting)| Op::Connection { sock, reconnecting }),
         1 => Just(Op::SweepLater),
         1 => Just(Op::SweepNow),
     ]
@@ -566,6 +572,7 @@ struct Member {
     audio_muted: bool,
     video_off: bool,
     sharing: bool,
+    reconnecting: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -672,6 +679,14 @@ fn check_list(
         prop_assert_eq!(v.is_video_off, m.video_off);
         prop_assert_eq!(v.is_video_enabled, !m.video_off);
         prop_assert_eq!(v.is_screen_sharing, m.sharing);
+        let connection = match m.reconnecting {
+            true => Connection::Reconnecting,
+            false => Connection::Connected,
+        };
+        prop_assert_eq!(
+            v.connection,
+            model.limits.connection_states.then_some(connection)
+        );
     }
     Ok(())
 }
@@ -723,6 +738,7 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
                 audio_muted: false,
                 video_off: false,
                 sharing: false,
+                reconnecting: false,
             });
             entry.ever_joined = true;
             prop_assert_eq!(joined.created_room, !exists);
@@ -874,6 +890,29 @@ fn apply(reg: &Registry, model: &mut Model, op: &Op) -> Result<(), TestCaseError
             model.member_mut(&id).expect("member").sharing = *sharing;
             prop_assert_eq!(updated.participant.is_screen_sharing, *sharing);
             check_list(model, &room, &updated.participants)?;
+        }
+        Op::Connection { sock, reconnecting } => {
+            let id = model.id(*sock);
+            let connection = match reconnecting {
+                true => Connection::Reconnecting,
+                false => Connection::Connected,
+            };
+            let updated = reg.set_connection(&id, connection, None);
+            let tracked = model.limits.connection_states;
+            let Some(room) = model.room_of(&id) else {
+                prop_assert!(updated.is_none(), "in no room: {:?}", updated);
+                return Ok(());
+            };
+            let m = model.member_mut(&id).expect("member");
+            let changes = tracked && m.reconnecting != *reconnecting;
+            prop_assert_eq!(updated.is_some(), changes, "changes only when it differs");
+            if tracked {
+                m.reconnecting = *reconnecting;
+            }
+            if let Some(updated) = updated {
+                prop_assert_eq!(&*updated.participant.id, id.as_str());
+                check_list(model, &room, &updated.participants)?;
+            }
         }
         Op::CloseRoom { room } => {
             let name = model.room_name(room);
@@ -1030,21 +1069,25 @@ fn limits() -> impl Strategy<Value = Limits> {
         prop::bool::ANY,
         prop::sample::select(vec![0usize, 2, 4]),
         0usize..=3,
+        prop::bool::ANY,
     )
         .prop_map(
-            |(max_participants, zero_ttl, max_rooms, chat_history_limit)| Limits {
-                max_participants,
-                chat_history_limit,
-                chat_history_bytes: usize::MAX,
-                chat_history_total_bytes: usize::MAX,
-                empty_room_ttl: if zero_ttl {
-                    Duration::ZERO
-                } else {
-                    Duration::from_secs(300)
-                },
-                unused_room_ttl: Duration::from_secs(600),
-                max_rooms,
-                max_rooms_per_address: 0,
+            |(max_participants, zero_ttl, max_rooms, chat_history_limit, connection_states)| {
+                Limits {
+                    max_participants,
+                    chat_history_limit,
+                    chat_history_bytes: usize::MAX,
+                    chat_history_total_bytes: usize::MAX,
+                    empty_room_ttl: if zero_ttl {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_secs(300)
+                    },
+                    unused_room_ttl: Duration::from_secs(600),
+                    max_rooms,
+                    max_rooms_per_address: 0,
+                    connection_states,
+                }
             },
         )
 }
@@ -1155,6 +1198,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
             unused_room_ttl: Duration::from_secs(600),
             max_rooms,
             max_rooms_per_address: 0,
+            connection_states: true,
         });
         let reg = Arc::new(reg);
         let threads: Vec<_> = (0..6u64)
@@ -1168,7 +1212,7 @@ fn concurrent_operations_leave_a_consistent_registry() {
                     for _ in 0..3000 {
                         let s = rng.below(3);
                         let id = format!("t{t}s{s}g{}", generation[s]);
-                        match rng.below(10) {
+                        match rng.below(11) {
                             0..=4 => {
                                 let room = ["A", "B", "C", "D"][rng.below(4)].to_owned();
                                 let req = JoinRequest {
@@ -1209,6 +1253,14 @@ fn concurrent_operations_leave_a_consistent_registry() {
                             8 => {
                                 let said = reg.chat(&id, None, "hi", None);
                                 assert_eq!(said.is_ok(), at[s].is_some(), "chat {id}: {said:?}");
+                            }
+                            9 => {
+                                let connection = match rng.below(2) {
+                                    0 => Connection::Reconnecting,
+                                    _ => Connection::Connected,
+                                };
+                                let changed = reg.set_connection(&id, connection, None);
+                                assert!(changed.is_none() || at[s].is_some(), "{id}: {changed:?}");
                             }
                             _ => {
                                 if t == 0 && rng.below(4) == 0 {
@@ -1272,12 +1324,8 @@ fn concurrent_operations_leave_a_consistent_registry() {
         for s in &summaries {
             let truth = reg.detail(&s.room_id).expect("detail").participants;
             let last = announced.get(&*s.room_id).cloned().unwrap_or_default();
-            assert_eq!(
-                last.iter().map(|p| p.id.to_string()).collect::<Vec<_>>(),
-                truth.iter().map(|p| p.id.to_string()).collect::<Vec<_>>(),
-                "seed {seed}: room {}",
-                s.room_id
-            );
+            // Every field: media flags and connection states too.
+            assert_eq!(last, truth, "seed {seed}: room {}", s.room_id);
         }
         // Everyone leaves: nothing is left behind.
         for id in everyone {

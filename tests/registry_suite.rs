@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use prolitemeet_server::cluster::bus::Bus;
-use prolitemeet_server::model::MediaKind;
+use prolitemeet_server::model::{Connection, MediaKind};
 use prolitemeet_server::protocol::{ErrorCode, JoinRequest, MediaChange, ProtocolError};
 use prolitemeet_server::registry::Registry;
 use prolitemeet_server::registry::events::{Batch, Change, Event};
@@ -202,6 +202,7 @@ both_backends!(
     chat_history_is_bounded_in_bytes_per_room_and_in_all,
     a_room_is_announced_as_it_opens_and_as_it_goes,
     a_host_by_token_goes_first_in_join_order,
+    a_reconnecting_participant_keeps_its_place_and_state,
 );
 
 // =============================================================================================
@@ -218,6 +219,7 @@ fn limits() -> Limits {
         unused_room_ttl: Duration::from_secs(600),
         max_rooms: 0,
         max_rooms_per_address: 0,
+        connection_states: false,
     }
 }
 
@@ -1801,4 +1803,145 @@ async fn a_room_s_webhooks_stay_with_one_instance_until_it_leaves() {
         next().await,
         ("Left+RoomRemoved".into(), "i2".into(), owned_by("i2"))
     );
+}
+
+/// Connection state recovery: a participant whose client lost its connection stays in its
+/// room, host role, media flags and all, marked `reconnecting`, until it is back or leaves.
+async fn a_reconnecting_participant_keeps_its_place_and_state(backend: Backend) {
+    let Some(r) = open(
+        backend,
+        Limits {
+            connection_states: true,
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, a) = join(&r, "a", "R", "Ann").await;
+    assert_eq!(a.me.connection, Some(Connection::Connected));
+    join(&r, "b", "R", "Bob").await;
+    let audio_off = MediaChange {
+        kind: MediaKind::Audio,
+        enabled: false,
+    };
+    r.set_media("a", None, audio_off, None).await.unwrap();
+    r.chat("a", None, "before", None).await.unwrap();
+    // The room's opening, two welcomes and joins, the mute, the chat.
+    r.next_events(7).await;
+
+    // The host's client loses its connection.
+    let u = r
+        .set_connection("a", Connection::Reconnecting, Some(7))
+        .await
+        .unwrap()
+        .expect("a change");
+    assert_eq!((&*u.room_id, &*u.participant.id), ("R", "a"));
+    assert_eq!(u.participant.connection, Some(Connection::Reconnecting));
+    assert!(u.participant.is_admin && u.participant.is_audio_muted);
+    assert_eq!(ids(&u.participants), ["a", "b"]);
+    assert_eq!(u.participants[1].connection, Some(Connection::Connected));
+    // Nothing changes (and nothing is announced) for a state it already has, or for a socket
+    // in no room.
+    let again = r.set_connection("a", Connection::Reconnecting, None).await;
+    assert!(again.unwrap().is_none());
+    let nobody = r
+        .set_connection("nobody", Connection::Connected, None)
+        .await;
+    assert!(nobody.unwrap().is_none());
+    // It still counts, can be relayed to, and a joiner meanwhile finds it, reconnecting.
+    assert_eq!(
+        r.room_info("R").await.unwrap().unwrap().participant_count,
+        2
+    );
+    assert_eq!(r.stats().await.unwrap(), (1, 2));
+    assert_eq!(&*r.relay_room("b", None, "a").await.unwrap(), "R");
+    let (_, c) = join(&r, "c", "R", "Cat").await;
+    assert_eq!(c.participants[0].connection, Some(Connection::Reconnecting));
+    assert_eq!(c.me.connection, Some(Connection::Connected));
+    assert_eq!(
+        c.messages.iter().map(|m| &*m.message).collect::<Vec<_>>(),
+        ["before"]
+    );
+    // Back: the same participant, host and muted still.
+    let u = r
+        .set_connection("a", Connection::Connected, None)
+        .await
+        .unwrap()
+        .expect("a change");
+    assert_eq!(u.participant.connection, Some(Connection::Connected));
+    assert!(u.participant.is_admin && u.participant.is_audio_muted);
+    assert_eq!(u.participant.joined_at, a.me.joined_at);
+    assert_eq!(ids(&u.participants), ["a", "b", "c"]);
+    let detail = r.detail("R").await.unwrap().unwrap();
+    assert_eq!(detail.participants, u.participants);
+
+    let events = r.next_events(4).await;
+    let (Event::Updated { updated, change }, Some(7)) = &events[0] else {
+        panic!("a reconnecting, ticket 7: {events:?}")
+    };
+    assert_eq!(*change, Change::Connection { reconnecting: true });
+    assert_eq!(
+        updated.participant.connection,
+        Some(Connection::Reconnecting)
+    );
+    assert!(matches!(&events[1], (Event::Welcome(w), _) if &*w.me.id == "c"));
+    assert!(matches!(&events[2], (Event::Joined(j), _) if &*j.me.id == "c"));
+    let (Event::Updated { updated, change }, None) = &events[3] else {
+        panic!("a reconnected: {events:?}")
+    };
+    assert_eq!(
+        *change,
+        Change::Connection {
+            reconnecting: false
+        }
+    );
+    assert_eq!(updated.participants, u.participants);
+
+    // A reconnecting host that never comes back leaves as anyone does: the host passes on.
+    r.set_connection("a", Connection::Reconnecting, None)
+        .await
+        .unwrap();
+    let left = r
+        .leave("a", LeaveReason::Disconnected, None)
+        .await
+        .unwrap()
+        .expect("a left");
+    assert_eq!(ids(&left.participants), ["b", "c"]);
+    assert_host_first(&left.participants);
+    let events = r.next_events(2).await;
+    assert!(matches!(
+        &events[1],
+        (
+            Event::Left {
+                reason: LeaveReason::Disconnected,
+                ..
+            },
+            _
+        )
+    ));
+    assert!(
+        r.set_connection("a", Connection::Connected, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Without connection states (recovery off), participants carry none and nothing changes.
+    let Some(plain) = open(backend, limits()).await else {
+        return;
+    };
+    let (_, p) = join(&plain, "p", "P", "Pat").await;
+    assert_eq!(p.me.connection, None);
+    let marked = plain
+        .set_connection("p", Connection::Reconnecting, None)
+        .await;
+    assert!(marked.unwrap().is_none());
+    let detail = plain.detail("P").await.unwrap().unwrap();
+    assert_eq!(detail.participants[0].connection, None);
+    // The room's opening, the welcome and the join.
+    plain.next_events(3).await;
+    plain.chat("p", None, "still here", None).await.unwrap();
+    assert!(matches!(plain.next_events(1).await[0], (Event::Said(_), _)));
 }

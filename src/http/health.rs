@@ -28,8 +28,13 @@ pub struct Health {
     total_participants: Option<usize>,
     uptime_secs: u64,
     version: &'static str,
-    /// Socket.IO connections open on this instance.
+    /// Socket.IO connections open on this instance, sessions waiting for their client
+    /// included.
     connections: usize,
+    /// Of those, sessions whose connection dropped and that wait for their client (only
+    /// while connection state recovery is on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconnecting: Option<usize>,
     instance_id: Arc<str>,
     /// `memory` (one instance) or `redis` (cluster).
     mode: &'static str,
@@ -47,6 +52,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Health> {
         uptime_secs: app.uptime_secs(),
         version: env!("CARGO_PKG_VERSION"),
         connections: app.connections(),
+        reconnecting: app.config.recovery().then(|| app.reconnecting()),
         instance_id: app.instance_id.clone(),
         mode: app.config.deployment.name(),
     })

@@ -95,11 +95,13 @@ impl LeaveReason {
     }
 }
 
-/// What changed about a participant in an [`Event::Updated`].
+/// What changed about a participant in an [`Event::Updated`]. `Connection`: its client lost
+/// its connection (`reconnecting`) or came back to its session (connection state recovery).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     Media { kind: MediaKind, enabled: bool },
     ScreenShare { sharing: bool },
+    Connection { reconnecting: bool },
 }
 
 #[derive(Debug, Clone)]

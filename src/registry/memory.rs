@@ -25,8 +25,8 @@ use super::outcome::{
     RoomSummary, Said, Updated,
 };
 use crate::model::{
-    ChatMessage, MediaKind, MediaOff, Participant, ParticipantView, Permission, RoomState,
-    Timestamp,
+    ChatMessage, Connection, MediaKind, MediaOff, Participant, ParticipantView, Permission,
+    RoomState, Timestamp,
 };
 use crate::password::{PasswordHash, PasswordKey, RoomPassword};
 use crate::protocol::{Action, ErrorCode, JoinRequest, MediaChange, ProtocolError};
@@ -440,11 +440,14 @@ impl MemoryRegistry {
         let left = current
             .and_then(|old| self.remove_from_room(&old, socket, LeaveReason::Switched, None));
         let socket_id: Arc<str> = socket.into();
-        let participant = Participant::new(
+        let mut participant = Participant::new(
             socket_id.clone(),
             req.user_name.as_str().into(),
             req.avatar.as_deref().map(Into::into),
         );
+        if self.limits.connection_states {
+            participant.connection = Some(Connection::Connected);
+        }
         let (room_id, mut room) = match self.rooms.entry(req.room_id.as_str().into()) {
             Entry::Occupied(e) => (e.key().clone(), e.into_ref()),
             // Closed since the place was reserved: made anew.
@@ -888,6 +891,42 @@ impl MemoryRegistry {
             }],
         );
         Ok(updated)
+    }
+
+    /// Records whether `socket`'s client is connected or reconnecting (connection state
+    /// recovery). `None` if it is in no room, its state was already that, or participants
+    /// carry no connection state: then nothing is announced.
+    pub fn set_connection(
+        &self,
+        socket: &str,
+        connection: Connection,
+        ticket: Option<u64>,
+    ) -> Option<Updated> {
+        let room_id = self.members.get(socket)?.value().clone();
+        let mut room = self.rooms.get_mut(&room_id)?;
+        let index = room.position(socket)?;
+        let state = &mut room.participants[index].connection;
+        if state.is_none() || *state == Some(connection) {
+            return None;
+        }
+        *state = Some(connection);
+        let participants = room.views();
+        let updated = Updated {
+            room_id,
+            participant: participants[index].clone(),
+            participants,
+        };
+        let change = Change::Connection {
+            reconnecting: connection == Connection::Reconnecting,
+        };
+        self.announce(
+            ticket,
+            vec![Event::Updated {
+                updated: Arc::new(updated.clone()),
+                change,
+            }],
+        );
+        Some(updated)
     }
 
     fn hash(&self, password: &RoomPassword) -> Result<PasswordHash, ProtocolError> {

@@ -16,7 +16,7 @@ pub mod redis;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::model::Participant;
+use crate::model::{Connection, Participant};
 use crate::password::RoomPassword;
 use crate::protocol::{Action, JoinRequest, MediaChange, ProtocolError};
 pub use error::{RoomLimitReached, StoreUnavailable};
@@ -226,6 +226,20 @@ impl Registry {
                 r.set_screen_sharing(socket, named_room, sharing, ticket)
                     .await
             }
+        }
+    }
+
+    /// Records whether `socket`'s client is connected or reconnecting (connection state
+    /// recovery), announced with `ticket`; `None` if it is in no room or nothing changed.
+    pub async fn set_connection(
+        &self,
+        socket: &str,
+        connection: Connection,
+        ticket: Option<u64>,
+    ) -> Result<Option<Updated>, StoreUnavailable> {
+        match self {
+            Self::Memory(r) => Ok(r.set_connection(socket, connection, ticket)),
+            Self::Redis(r) => r.set_connection(socket, connection, ticket).await,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct Limits {
     pub max_rooms: usize,
     /// Most rooms one address may have made (still in existence); 0 = no cap.
     pub max_rooms_per_address: usize,
+    /// Participants carry a connection state (connection state recovery is on): joiners
+    /// start `connected`, and [`crate::registry::Registry::set_connection`] changes it.
+    pub connection_states: bool,
 }
 
 /// Most join requests one room's lobby holds at once (`room_full` beyond).

@@ -14,9 +14,9 @@ use tokio::sync::mpsc;
 use super::emit::{deliver_relay, emit_each};
 use super::negotiation;
 use super::outgoing::{
-    AudioToggled, HostChanged, JoinedRoom, Kicked, LobbyChanged, LockChanged, MediaToggled,
-    ParticipantRef, PermissionChanged, RoomEnded, RoomRef, ServerError, UserJoined, UserLeft,
-    VideoToggled,
+    AudioToggled, ConnectionChanged, HostChanged, JoinedRoom, Kicked, LobbyChanged, LockChanged,
+    MediaToggled, ParticipantRef, PermissionChanged, RoomEnded, RoomRef, ServerError, UserJoined,
+    UserLeft, VideoToggled,
 };
 use crate::model::{MediaKind, ParticipantView};
 use crate::protocol::ErrorCode;
@@ -141,7 +141,21 @@ fn announce(
         }
         Event::Updated { updated, change } => {
             let members = members(ns, &updated.room_id);
-            tell_change(app, &members, &updated.participant, *change);
+            tell_change(
+                app,
+                &members,
+                &updated.room_id,
+                &updated.participant,
+                *change,
+            );
+            if from_here && let Change::Connection { reconnecting } = *change {
+                let state = if reconnecting {
+                    "reconnecting"
+                } else {
+                    "reconnected"
+                };
+                tracing::info!(socket = %updated.participant.id, room = %updated.room_id, "participant {state}");
+            }
             emit_each(app, members, "participants-updated", &updated.participants);
         }
         Event::Closed {
@@ -199,7 +213,7 @@ fn announce(
             room_id,
             participant,
             change,
-        } => tell_change(app, &members(ns, room_id), participant, *change),
+        } => tell_change(app, &members(ns, room_id), room_id, participant, *change),
         Event::PermissionChanged {
             target,
             permission,
@@ -324,7 +338,13 @@ fn announce(
 
 /// A participant's media changed (its own change, or the host's doing): the toggled events
 /// to the others among `members`.
-fn tell_change(app: &AppState, members: &[SocketRef], me: &ParticipantView, change: Change) {
+fn tell_change(
+    app: &AppState,
+    members: &[SocketRef],
+    room_id: &str,
+    me: &ParticipantView,
+    change: Change,
+) {
     let others = || members.iter().filter(|s| s.id.as_str() != &*me.id).cloned();
     match change {
         Change::Media { kind, enabled } => {
@@ -358,6 +378,19 @@ fn tell_change(app: &AppState, members: &[SocketRef], me: &ParticipantView, chan
             };
             let who = ParticipantRef {
                 participant_id: &me.id,
+            };
+            emit_each(app, others(), event, &who);
+        }
+        // Followed, as every change, by the list, where its `connection` shows.
+        Change::Connection { reconnecting } => {
+            let event = if reconnecting {
+                "participant-reconnecting"
+            } else {
+                "participant-reconnected"
+            };
+            let who = ConnectionChanged {
+                participant_id: &me.id,
+                room_id,
             };
             emit_each(app, others(), event, &who);
         }

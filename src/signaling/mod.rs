@@ -6,6 +6,7 @@
 pub mod announce;
 mod chat;
 mod client;
+mod continuity;
 mod emit;
 mod events;
 mod incoming;
@@ -68,6 +69,7 @@ async fn prepare(
         slot,
     ));
     socket.on_disconnect(session::on_disconnect);
+    continuity::prepare(&socket, &app);
     for &(event, handler, _) in EVENTS {
         match handler {
             Handler::Join => socket.on(event, session::on_join),

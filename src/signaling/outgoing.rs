@@ -142,6 +142,14 @@ pub struct ParticipantRef<'a> {
     pub participant_id: &'a str,
 }
 
+/// `participant-reconnecting` and `participant-reconnected` (connection state recovery).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionChanged<'a> {
+    pub participant_id: &'a str,
+    pub room_id: &'a str,
+}
+
 /// The ack of a media change: the sender's participant object.
 #[derive(Serialize)]
 pub struct Changed<'a> {

@@ -204,21 +204,39 @@ function label(socket) {
 
 /**
  * Opens a socket.io client on `url` and resolves once connected. `transports` as socket.io-client
- * takes it (undefined = the default polling-then-upgrade). Reconnection is off: a test must see a
- * refused or dropped connection, not a retry. `auth` is the handshake's auth object.
+ * takes it (undefined = the default polling-then-upgrade). Reconnection is off unless asked for
+ * (then it retries every 100-200 ms): a test must see a refused or dropped connection, not a
+ * retry. `auth`: the handshake's auth object (the CONNECT payload). The event log keeps every argument of each event too
+ * (`args`: with connection state recovery, the last one is the offset).
  */
-export function connect(url, { transports, extraHeaders, auth, name, timeout = 5_000 } = {}) {
-  const socket = io(url, { transports, extraHeaders, auth, forceNew: true, reconnection: false, timeout });
+export function connect(url, { transports, extraHeaders, name, timeout = 5_000, reconnection = false, auth } = {}) {
+  const socket = io(url, {
+    transports,
+    extraHeaders,
+    forceNew: true,
+    reconnection,
+    reconnectionDelay: 100,
+    reconnectionDelayMax: 200,
+    randomizationFactor: 0,
+    timeout,
+    auth,
+  });
   const log = [];
   eventLogs.set(socket, log);
   if (name) labels.set(socket, name);
-  socket.onAny((event, data) => log.push({ name: event, data }));
+  socket.onAny((event, ...args) => log.push({ name: event, data: args[0], args }));
   return new Promise((resolve, reject) => {
-    socket.once('connect', () => resolve(socket));
-    socket.once('connect_error', (err) => {
+    // Only the first connection's failure ends the socket: a reconnecting one (after a blip)
+    // keeps retrying, as the frontends' sockets do.
+    const failed = (err) => {
       socket.close();
       reject(err);
+    };
+    socket.once('connect', () => {
+      socket.off('connect_error', failed);
+      resolve(socket);
     });
+    socket.once('connect_error', failed);
   });
 }
 

@@ -53,12 +53,16 @@ impl TestServer {
     /// a two-instance cluster when `TEST_CLUSTER_REDIS` is set.
     pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
         // Protocol tests send faster than people do: rate limits are off unless a test sets them.
+        // Connection state recovery is off unless a test turns it on (tests/recovery.rs): these
+        // suites check today's behaviour (RECOVERY_WINDOW_S=0), where a dropped connection is
+        // a departure and events carry no offset.
         let mut config = Config {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 0,
             rate_limits: RateLimits::UNLIMITED,
             room_create_rate: Rate::UNLIMITED,
             max_rooms_per_address: 0,
+            recovery_window: Duration::ZERO,
             ..Config::default()
         };
         adjust(&mut config);

@@ -80,6 +80,8 @@ export async function startServer({ turn, redis, prefix, name = 'server', env: e
   delete env.REDIS_PREFIX;
   if (redis) Object.assign(env, { REDIS_URL: redis.url, REDIS_PREFIX: prefix || 'e2e' });
   delete env.NEGOTIATION_ASSIST;
+  delete env.RECOVERY_WINDOW_S;
+  delete env.RECOVERY_BUFFER_MAX;
   Object.assign(env, extra);
   try {
     return await spawnServer(bin, env, dir, name);

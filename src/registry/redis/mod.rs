@@ -48,13 +48,14 @@ use super::memory::{lobby_full, room_full, room_locked, wrong_password};
 use super::outcome::{
     Creator, JoinOutcome, Left, Limits, Moderated, RoomDetail, RoomInfo, RoomSummary, Said, Updated,
 };
-use crate::model::{MediaKind, Participant, Permission, Timestamp};
+use crate::model::{Connection, MediaKind, Participant, Permission, Timestamp};
 use crate::password::{PasswordHash, PasswordKey, RoomPassword};
 use crate::protocol::{Action, ErrorCode, JoinRequest, MediaChange, ProtocolError};
 pub use wire::decode_batch;
 use wire::{
-    ChangeWire, ChatReply, CreateReply, JoinReply, LeftWire, ModerateReply, RelayReply, RoomWire,
-    Stored, UpdateReply, WithdrawReply, joined, parse, timestamp, view_of, views,
+    ChangeWire, ChatReply, ConnectionReply, CreateReply, JoinReply, LeftWire, ModerateReply,
+    RelayReply, RoomWire, Stored, UpdateReply, WithdrawReply, joined, parse, timestamp, view_of,
+    views,
 };
 
 /// An upper bound on a whole call, reconnection attempts included (timeouts and backoff of
@@ -91,6 +92,7 @@ struct Scripts {
     heartbeat: Script,
     reap: Script,
     retire: Script,
+    connection: Script,
     withdraw: Script,
     permission: Script,
     mute_all: Script,
@@ -120,6 +122,7 @@ impl Scripts {
             heartbeat: script(include_str!("scripts/heartbeat.lua")),
             reap: script(include_str!("scripts/reap.lua")),
             retire: script(include_str!("scripts/retire.lua")),
+            connection: script(include_str!("scripts/connection.lua")),
             withdraw: script(include_str!("scripts/withdraw.lua")),
             permission: script(include_str!("scripts/permission.lua")),
             mute_all: script(include_str!("scripts/mute_all.lua")),
@@ -133,7 +136,7 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 23] {
+    fn all(&self) -> [&Script; 24] {
         [
             &self.create,
             &self.join,
@@ -148,6 +151,7 @@ impl Scripts {
             &self.heartbeat,
             &self.reap,
             &self.retire,
+            &self.connection,
             &self.withdraw,
             &self.permission,
             &self.mute_all,
@@ -457,6 +461,10 @@ impl RedisRegistry {
             can_use_camera: true,
             can_share_screen: true,
             instance: Some(self.instance.to_string()),
+            connection: self
+                .limits
+                .connection_states
+                .then_some(Connection::Connected),
         };
         let me = serde_json::to_string(&me).map_err(|e| StoreUnavailable(e.to_string()))?;
         let mut checked = String::new();
@@ -845,6 +853,41 @@ impl RedisRegistry {
         }
     }
 
+    /// Records whether `socket`'s client is connected or reconnecting (connection state
+    /// recovery). `None` if it is in no room, its state was already that, or it carries no
+    /// connection state: then nothing is published.
+    pub async fn set_connection(
+        &self,
+        socket: &str,
+        connection: Connection,
+        ticket: Option<u64>,
+    ) -> Result<Option<Updated>, StoreUnavailable> {
+        let state = match connection {
+            Connection::Connected => "connected",
+            Connection::Reconnecting => "reconnecting",
+        };
+        let mut call = self.invocation(&self.scripts.connection);
+        call.arg(socket)
+            .arg(state)
+            .arg(&*self.instance)
+            .arg(ticket_arg(ticket));
+        match parse(&self.run(&call).await?)? {
+            ConnectionReply::Updated {
+                room_id,
+                participants: stored,
+                host,
+            } => {
+                let participants = views(&stored, host.as_deref())?;
+                Ok(Some(Updated {
+                    room_id: room_id.into(),
+                    participant: view_of(socket, &stored, &participants)?,
+                    participants,
+                }))
+            }
+            ConnectionReply::NotInRoom | ConnectionReply::Unchanged => Ok(None),
+        }
+    }
+
     /// Every room, for operators, oldest first.
     pub async fn summaries(&self) -> Result<Vec<RoomSummary>, StoreUnavailable> {
         let call = self.invocation(&self.scripts.summaries);
@@ -957,6 +1000,7 @@ mod tests {
             can_use_camera: true,
             can_share_screen: true,
             instance: Some("i1".into()),
+            connection: Some(Connection::Reconnecting),
         };
         let json = serde_json::to_string(&stored).unwrap();
         let back: Stored = parse(&json).unwrap();
@@ -969,6 +1013,11 @@ mod tests {
             .participant()
             .unwrap();
         assert!(old.can_use_mic && old.can_use_camera && old.can_share_screen);
+        assert_eq!(participant.connection, Some(Connection::Reconnecting));
+        let untracked = json.replace(r#","connection":"reconnecting""#, "");
+        assert_ne!(untracked, json);
+        let back: Stored = parse(&untracked).unwrap();
+        assert_eq!(back.participant().unwrap().connection, None);
         assert!(parse::<Stored>("{\"id\":1}").is_err());
         assert!(parse::<Option<LeftWire>>("null").unwrap().is_none());
         let bad_time = json.replace(&p.joined_at.to_iso(), "yesterday");

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::model::{
-    ChatMessage, MediaKind, Participant, ParticipantView, Permission, RoomState, Timestamp,
+    ChatMessage, Connection, MediaKind, Participant, ParticipantView, Permission, RoomState,
+    Timestamp,
 };
 use crate::protocol::RelayKind;
 use crate::registry::error::StoreUnavailable;
@@ -41,6 +42,9 @@ pub(super) struct Stored {
     pub(super) can_share_screen: bool,
     #[serde(default)]
     pub(super) instance: Option<String>,
+    /// Only while connection state recovery is on (absent, the participant carries none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) connection: Option<Connection>,
 }
 
 fn allowed() -> bool {
@@ -57,6 +61,7 @@ impl Stored {
             audio_muted: self.audio_muted,
             video_off: self.video_off,
             screen_sharing: self.screen_sharing,
+            connection: self.connection,
             can_use_mic: self.can_use_mic,
             can_use_camera: self.can_use_camera,
             can_share_screen: self.can_share_screen,
@@ -348,13 +353,28 @@ pub(super) fn joined(socket: &str, wire: &JoinedWire) -> Result<Joined, StoreUna
     })
 }
 
-/// What changed about a participant, as `update.lua` publishes it.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(super) enum ConnectionReply {
+    Updated {
+        #[serde(rename = "roomId")]
+        room_id: String,
+        participants: Vec<Stored>,
+        #[serde(default)]
+        host: Option<String>,
+    },
+    NotInRoom,
+    Unchanged,
+}
+
+/// What changed about a participant, as `update.lua` and `connection.lua` publish it.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) enum ChangeWire {
     Audio(bool),
     Video(bool),
     ScreenShare(bool),
+    Reconnecting(bool),
 }
 
 impl From<Change> for ChangeWire {
@@ -369,6 +389,7 @@ impl From<Change> for ChangeWire {
                 enabled,
             } => Self::Video(enabled),
             Change::ScreenShare { sharing } => Self::ScreenShare(sharing),
+            Change::Connection { reconnecting } => Self::Reconnecting(reconnecting),
         }
     }
 }
@@ -385,6 +406,7 @@ impl From<ChangeWire> for Change {
                 enabled,
             },
             ChangeWire::ScreenShare(sharing) => Change::ScreenShare { sharing },
+            ChangeWire::Reconnecting(reconnecting) => Change::Connection { reconnecting },
         }
     }
 }
@@ -861,6 +883,28 @@ mod tests {
         };
         assert_eq!(relay.kind, RelayKind::Offer);
         assert_eq!(relay.body.as_deref().map(RawValue::get), Some(body));
+    }
+
+    #[test]
+    fn a_published_connection_change_reads_back() {
+        let me = r#"{"id":"a","userName":"Ann","joinedAt":"2026-01-01T00:00:00.000Z","audioMuted":false,"videoOff":false,"screenSharing":false,"connection":"reconnecting"}"#;
+        let message = format!(
+            r#"{{"origin":{{"instance":"i","ticket":3}},"events":[{{"t":"updated","roomId":"R","socket":"a","participants":[{me}],"change":{{"reconnecting":true}}}}]}}"#
+        );
+        let batch = decode_batch(message.as_bytes()).unwrap();
+        let Event::Updated { updated, change } = &batch.events[0] else {
+            panic!("an update: {batch:?}")
+        };
+        assert_eq!(*change, Change::Connection { reconnecting: true });
+        assert_eq!(
+            updated.participant.connection,
+            Some(Connection::Reconnecting)
+        );
+        let wire = serde_json::to_string(&ChangeWire::from(Change::Connection {
+            reconnecting: false,
+        }))
+        .unwrap();
+        assert_eq!(wire, r#"{"reconnecting":false}"#);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 // (/work/shared/PROTOCOL.md) in either dialect, chosen by the URL:
 //
 //   /?room=ROOM&name=NAME&dialect=original|frontend[&transports=websocket]
-//     [&ice=loopback|relay[&iceSource=joined-room|api]]
+//     [&ice=loopback|relay[&iceSource=joined-room|api]][&reconnect=1]
 //
 //   original  — the original backend's frontend: targetId/senderId, toggle-audio {isAudioMuted},
 //               start-/stop-screen-share, leave-room {roomId}, reads userName/isAudioMuted.
@@ -23,6 +23,12 @@
 // fetched before joining (`iceSource=api`). Then every candidate is a TURN relay candidate,
 // and media can only flow through the TURN server.
 //
+// With `reconnect=1` the socket reconnects by itself after a network blip, as the frontends'
+// socket.io-client does, and recovers its session (connection state recovery): same socket
+// id, still in the room, peers untouched. The page records each connect (`connects`: id,
+// `recovered`) and the others' `participant-reconnecting` / `-reconnected`
+// (`connectionEvents`), and shows a reconnecting participant as such.
+//
 // Host moderation: the list shows who may use the microphone (`hasMicPermission`); on
 // `permission-changed` for its microphone the page turns its own audio track off (or lets the
 // user turn it on again); `meet.moderate(event, payload)` sends a host event and returns its ack.
@@ -37,6 +43,7 @@
   const dialect = params.get('dialect') === 'frontend' ? 'frontend' : 'original';
   const userName = params.get('name') || 'Anonymous';
   const transports = params.get('transports') ? params.get('transports').split(',') : undefined;
+  const RECONNECT = params.get('reconnect') === '1';
   const ORIGINAL = dialect === 'original';
   const TARGET = ORIGINAL ? 'targetId' : 'targetSocketId';
   const SENDER = ORIGINAL ? 'senderId' : 'senderSocketId';
@@ -71,6 +78,10 @@
     mediaEvents: [],
     // [{participantId, userName}]
     leftEvents: [],
+    // Every connect of the socket: [{id, recovered}] (more than one only with ?reconnect=1).
+    connects: [],
+    // [{participantId, event: 'reconnecting' | 'reconnected'}]
+    connectionEvents: [],
     errors: [],
     // permission-changed events received: [{kind, allowed, byName}]
     permissionEvents: [],
@@ -101,9 +112,11 @@
   function normalize(p) {
     return ORIGINAL
       ? { id: p.id, name: p.userName, audioMuted: p.isAudioMuted === true, videoOff: p.isVideoOff === true,
-          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true, micAllowed: p.hasMicPermission !== false }
+          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true, micAllowed: p.hasMicPermission !== false,
+          connection: p.connection ?? null }
       : { id: p.id, name: p.name, audioMuted: p.isAudioEnabled === false, videoOff: p.isVideoEnabled === false,
-          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true, micAllowed: p.hasMicPermission !== false };
+          screenSharing: p.isScreenSharing === true, isAdmin: p.isAdmin === true, micAllowed: p.hasMicPermission !== false,
+          connection: p.connection ?? null };
   }
 
   function setParticipants(list) {
@@ -119,7 +132,8 @@
       li.dataset.participantId = p.id;
       li.dataset.audioMuted = String(p.audioMuted);
       li.dataset.micAllowed = String(p.micAllowed);
-      li.textContent = `${p.name}${p.id === st.selfId ? ' (you)' : ''}${p.isAdmin ? ' [host]' : ''}${p.micAllowed ? '' : ' [mic disabled by host]'}`;
+      li.dataset.connection = p.connection ?? '';
+      li.textContent = `${p.name}${p.id === st.selfId ? ' (you)' : ''}${p.isAdmin ? ' [host]' : ''}${p.micAllowed ? '' : ' [mic disabled by host]'}${p.connection === 'reconnecting' ? ' (reconnecting…)' : ''}`;
       li.classList.toggle('muted', p.audioMuted);
       return li;
     }));
@@ -331,10 +345,14 @@
   }
 
   function connect() {
-    socket = io({ transports, reconnection: false });
+    socket = RECONNECT
+      ? io({ transports, reconnection: true, reconnectionDelay: 250, reconnectionDelayMax: 1000 })
+      : io({ transports, reconnection: false });
     socket.on('connect', () => {
       st.socketConnected = true;
       st.selfId = st.selfId || socket.id;
+      st.connects.push({ id: socket.id, recovered: socket.recovered === true });
+      if (st.connects.length > 1) log('socket reconnected', socket.id, socket.recovered ? '(session recovered)' : '(new session)');
       st.transport = socket.io.engine.transport.name;
       socket.io.engine.on('upgrade', (t) => { st.transport = t.name; });
       log('socket connected', socket.id, st.transport);
@@ -391,6 +409,17 @@
     });
 
     socket.on('participants-updated', (list) => setParticipants(list));
+
+    // Connection state recovery: someone's network dropped, or came back.
+    for (const event of ['reconnecting', 'reconnected']) {
+      socket.on(`participant-${event}`, (data) => {
+        log(`participant-${event}`, data);
+        st.connectionEvents.push({ participantId: data.participantId, event });
+        const p = st.participants.find((q) => q.id === data.participantId);
+        if (p) p.connection = event === 'reconnecting' ? 'reconnecting' : 'connected';
+        render();
+      });
+    }
 
     socket.on('permission-changed', (d) => {
       log('permission-changed', d);

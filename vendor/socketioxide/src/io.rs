@@ -300,8 +300,9 @@ impl<A: Adapter> SocketIoBuilder<A> {
     /// (Socket.IO protocol v5 clients, such as socket.io-client ≥ 4.6): a client whose
     /// connection ended for any reason but an explicit disconnect gets its socket back if it
     /// reconnects within `window`, with the same id, rooms, extensions and handlers, and with
-    /// the packets sent to it meanwhile. At most `max_buffered_packets` packets are kept per
-    /// socket: a disconnected session that would need more ends.
+    /// the packets sent to it meanwhile. At most `max_buffered_packets` packets, and at most
+    /// [`max_buffer_bytes`](Self::max_buffer_bytes) bytes, are kept per socket: a
+    /// disconnected session that would need more ends.
     ///
     /// A zero `window` leaves recovery off, which is the default. Recovery needs the common
     /// (JSON) parser: [`build_layer`](Self::build_layer) and the other build functions panic
@@ -329,6 +330,8 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self.config.recovery = (!window.is_zero()).then_some(RecoveryConfig {
             window,
             max_buffered_packets,
+            // Set from the engine's `max_buffer_bytes` when the namespaces are made.
+            max_buffered_bytes: usize::MAX,
         });
         self
     }

@@ -12,7 +12,7 @@ use crate::{
     errors::{ConnectFail, Error},
     handler::{BoxedConnectHandler, ConnectHandler, MakeErasedHandler},
     parser::Parser,
-    recovery::{NsRecovery, RecoveryRequest, Session, Stamped},
+    recovery::{NsRecovery, RecoveryConfig, RecoveryRequest, Session, Stamped},
     socket::{DisconnectReason, Socket},
 };
 use socketioxide_core::{
@@ -116,7 +116,13 @@ impl<A: Adapter> Namespace<A> {
             parser,
             sockets: HashMap::new().into(),
             connecting: HashSet::new().into(),
-            recovery: config.recovery.map(NsRecovery::new),
+            // What a socket keeps for its client is bounded in bytes as its outgoing buffer.
+            recovery: config.recovery.map(|recovery| {
+                NsRecovery::new(RecoveryConfig {
+                    max_buffered_bytes: config.engine_config.max_buffer_bytes,
+                    ..recovery
+                })
+            }),
             adapter: Arc::new(A::new(
                 adapter_state,
                 CoreLocalAdapter::new(Emitter::new(ns.clone(), parser, path, ack_timeout, uid)),

@@ -72,6 +72,9 @@ pub(crate) struct RecoveryConfig {
     pub window: Duration,
     /// The most packets kept for one socket.
     pub max_buffered_packets: usize,
+    /// The most bytes kept for one socket: the engine's `max_buffer_bytes`, the bound of what
+    /// a socket's outgoing buffer holds (no limit unless it is set).
+    pub max_buffered_bytes: usize,
 }
 
 /// A private session id: 192 random bits, as 32 url-safe base64 characters.
@@ -264,6 +267,8 @@ struct SessionState<A: Adapter> {
     /// The packets sent to the socket that its client is not known to have received, by
     /// offset, in order.
     retained: VecDeque<(u64, Value)>,
+    /// The bytes of `retained` (a broadcast's text counts for each socket that keeps it).
+    retained_bytes: usize,
     /// Offsets below it were given before the session began.
     first_offset: u64,
     /// The latest offset sent to this socket.
@@ -298,6 +303,7 @@ impl<A: Adapter> Session<A> {
                 link: Link::Attached,
                 transport: None,
                 retained: VecDeque::new(),
+                retained_bytes: 0,
                 first_offset,
                 last_offset: first_offset,
                 proven_at_next_pong: 0,
@@ -348,13 +354,38 @@ impl<A: Adapter> Session<A> {
     /// Drops the packets the client is now known to have received (see `on_pong`).
     fn forget_received(state: &mut SessionState<A>, upto: u64) {
         while state.retained.front().is_some_and(|(o, _)| *o <= upto) {
-            state.retained.pop_front();
+            state.forget_oldest();
         }
         if state.retained.is_empty() {
             state.retained = VecDeque::new();
         } else if state.retained.capacity() > 4 * state.retained.len() + 16 {
             state.retained.shrink_to(2 * state.retained.len());
         }
+    }
+}
+
+impl<A: Adapter> SessionState<A> {
+    /// Drops the oldest kept packet; its offset.
+    fn forget_oldest(&mut self) -> Option<u64> {
+        let (offset, value) = self.retained.pop_front()?;
+        self.retained_bytes -= value_len(&value);
+        Some(offset)
+    }
+
+    /// Drops every kept packet (the session ended).
+    fn forget_all(&mut self) {
+        self.retained = VecDeque::new();
+        self.retained_bytes = 0;
+    }
+}
+
+/// The bytes a packet takes, attachments included.
+fn value_len(value: &Value) -> usize {
+    match value {
+        Value::Str(text, bins) => {
+            text.len() + bins.iter().flatten().map(|b| b.len()).sum::<usize>()
+        }
+        Value::Bytes(bytes) => bytes.len(),
     }
 }
 
@@ -452,19 +483,32 @@ impl<A: Adapter> Socket<A> {
                 false => Sent::Refused(SocketError::Closed),
             };
         };
-        if state.retained.len() >= session.config.max_buffered_packets {
+        // One packet larger than the byte bound is still kept when nothing else is (as an
+        // empty outgoing buffer takes it).
+        let bytes = value_len(&value);
+        let config = &session.config;
+        let full = |state: &SessionState<A>| {
+            state.retained.len() >= config.max_buffered_packets
+                || (!state.retained.is_empty()
+                    && state.retained_bytes.saturating_add(bytes) > config.max_buffered_bytes)
+        };
+        if full(state) {
             if let Link::Detached { reason, .. } = state.link {
                 state.link = Link::Ended;
-                state.retained = VecDeque::new();
+                state.forget_all();
                 return Sent::Overflowed(reason);
             }
-            match state.retained.pop_front() {
-                Some((forgotten, _)) => state.forgotten_upto = forgotten,
-                None => state.forgotten_upto = offset,
+            state.forgotten_upto = offset;
+            while full(state) {
+                match state.forget_oldest() {
+                    Some(forgotten) => state.forgotten_upto = forgotten,
+                    None => break,
+                }
             }
         }
-        if session.config.max_buffered_packets > 0 {
+        if config.max_buffered_packets > 0 {
             state.retained.push_back((offset, value));
+            state.retained_bytes += bytes;
         }
         state.last_offset = offset;
         Sent::Done
@@ -510,7 +554,7 @@ impl<A: Adapter> Socket<A> {
                 }
                 _ => {
                     state.link = Link::Ended;
-                    state.retained = VecDeque::new();
+                    state.forget_all();
                     None
                 }
             }
@@ -535,7 +579,7 @@ impl<A: Adapter> Socket<A> {
             match state.link {
                 Link::Detached { reason, .. } if state.generation == generation => {
                     state.link = Link::Ended;
-                    state.retained = VecDeque::new();
+                    state.forget_all();
                     reason
                 }
                 _ => return,

@@ -779,7 +779,11 @@ impl<A: Adapter> Socket<A> {
     /// It will also call the disconnect handler if it is set with a [`DisconnectReason::ServerNSDisconnect`].
     pub fn disconnect(self: Arc<Self>) -> Result<(), SocketError> {
         let res = self.send(Packet::disconnect(self.ns.path.clone()));
-        let esocket = self.esocket.clone();
+        // The connection the packet went to: the recovered one, if any (change 5).
+        let esocket = match self.transport() {
+            Transport::Original(esocket) => esocket.clone(),
+            Transport::Recovered(esocket) => esocket,
+        };
         self.close(DisconnectReason::ServerNSDisconnect);
         // A client too far behind to be told (its buffer is full) is still disconnected:
         // its connection is closed instead of the packet being queued.

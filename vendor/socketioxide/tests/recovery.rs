@@ -42,9 +42,19 @@ struct Server {
 
 /// A server on an ephemeral port; `recovery` is `(window, max_buffered_packets)`.
 async fn server(recovery: Option<(Duration, usize)>, ping_interval: Duration) -> Server {
+    server_bounded(recovery, ping_interval, usize::MAX).await
+}
+
+/// As [`server`], with the sockets' buffers bounded to `max_bytes` (`max_buffer_bytes`).
+async fn server_bounded(
+    recovery: Option<(Duration, usize)>,
+    ping_interval: Duration,
+    max_bytes: usize,
+) -> Server {
     let mut builder = SocketIo::builder()
         .ping_interval(ping_interval)
-        .ping_timeout(Duration::from_secs(2));
+        .ping_timeout(Duration::from_secs(2))
+        .max_buffer_bytes(max_bytes);
     if let Some((window, max)) = recovery {
         builder = builder.connection_state_recovery(window, max);
     }
@@ -586,6 +596,51 @@ async fn buffer_overflow_ends_the_session() {
     assert_ne!(answer["sid"], sid.as_str());
 }
 
+/// What a socket keeps is bounded in bytes too (`max_buffer_bytes`): a disconnected session
+/// that would keep more ends; a connected socket forgets its oldest packets, and can then
+/// only be recovered by a client that received them.
+#[tokio::test]
+async fn kept_bytes_are_bounded_by_max_buffer_bytes() {
+    // Each event below takes about 130 bytes: three fit in 400, four do not.
+    let big = "x".repeat(100);
+    let mut srv = server_bounded(recovering(WAIT, 100), WAIT, 400).await;
+    let (client, sid, pid) = connected_client(&mut srv, Transport::Websocket).await;
+    client.drop_connection();
+    next(&mut srv.probes.lost).await;
+    let s = socket(&srv.io, &sid);
+    for _ in 0..3 {
+        s.emit("kept", &big).unwrap();
+    }
+    assert!(srv.probes.disconnected.try_recv().is_err());
+    assert!(s.emit("overflow", &big).is_err());
+    let (ended, _) = next(&mut srv.probes.disconnected).await;
+    assert_eq!(ended.to_string(), sid);
+    let mut client = Client::open(srv.addr, Transport::Websocket).await;
+    let answer = client.connect(&format!(r#"{{"pid":"{pid}"}}"#)).await;
+    assert_ne!(answer["sid"], sid.as_str());
+
+    // Connected: the oldest of four is forgotten, so a client that kept no offset (it
+    // might not have received the first) cannot recover; with the bound off, it could.
+    for (max_bytes, recovers) in [(400, false), (usize::MAX, true)] {
+        let mut srv = server_bounded(recovering(WAIT, 100), WAIT, max_bytes).await;
+        let (mut client, sid, pid) = connected_client(&mut srv, Transport::Websocket).await;
+        // One at a time: the outgoing buffer has the same bound.
+        for n in 1..=4 {
+            socket(&srv.io, &sid).emit("sent", &(n, &big)).unwrap();
+            client.recv_event().await;
+        }
+        client.drop_connection();
+        next(&mut srv.probes.lost).await;
+        let mut client = Client::open(srv.addr, Transport::Websocket).await;
+        let answer = client.connect(&format!(r#"{{"pid":"{pid}"}}"#)).await;
+        assert_eq!(
+            answer["sid"] == sid.as_str(),
+            recovers,
+            "max {max_bytes} bytes"
+        );
+    }
+}
+
 #[tokio::test]
 async fn explicit_disconnects_end_the_session_at_once() {
     let mut srv = server(recovering(WAIT, 100), WAIT).await;
@@ -616,6 +671,37 @@ async fn explicit_disconnects_end_the_session_at_once() {
         (sid, DisconnectReason::ServerNSDisconnect)
     );
     assert!(srv.probes.lost.try_recv().is_err());
+}
+
+/// A recovered socket whose client stopped reading is still really disconnected when the
+/// server disconnects it (change 8): its current connection is closed, not the dead one it
+/// first connected with.
+#[tokio::test]
+async fn a_recovered_socket_too_full_to_be_told_is_disconnected_on_its_new_connection() {
+    let mut srv = server_bounded(recovering(WAIT, 100), WAIT, 64 * 1024).await;
+    let (client, sid, pid) = connected_client(&mut srv, Transport::Websocket).await;
+    client.drop_connection();
+    next(&mut srv.probes.lost).await;
+    let mut client = Client::open(srv.addr, Transport::Websocket).await;
+    let answer = client.connect(&format!(r#"{{"pid":"{pid}"}}"#)).await;
+    assert_eq!(answer["sid"], sid.as_str());
+    next(&mut srv.probes.recovered).await;
+
+    // The client reads nothing until the server finds its buffer full.
+    let s = socket(&srv.io, &sid);
+    let big = "x".repeat(16 * 1024);
+    let full = (0..20_000).any(|n| s.emit("big", &(n, &big)).is_err());
+    assert!(full, "the buffer never filled");
+    s.clone().disconnect().unwrap();
+    let (ended, reason) = next(&mut srv.probes.disconnected).await;
+    assert_eq!(
+        (ended.to_string(), reason),
+        (sid, DisconnectReason::ServerNSDisconnect)
+    );
+    // What was queued arrives, then the connection ends (no DISCONNECT packet fitted).
+    while let Some(frame) = client.try_recv().await {
+        assert!(matches!(frame, Frame::Text(t) if t.starts_with("2[\"big\"")));
+    }
 }
 
 #[tokio::test]
