@@ -113,6 +113,10 @@ pub struct Config {
     /// `RECOVERY_BUFFER_MAX`: packets kept for one socket until its client is known to have
     /// them; a disconnected session that would need more ends (a normal leave).
     pub recovery_buffer_max: usize,
+    /// `RECOVERY_BUFFER_BYTES`: bytes kept for one socket until its client is known to have
+    /// them (at most `SOCKET_BUFFER_BYTES` apply); a disconnected session that would need more
+    /// ends (a normal leave). It bounds what a vanished client pins for the whole window.
+    pub recovery_buffer_bytes: usize,
 }
 
 /// Shortest `ROOM_PASSWORD_KEY`, in characters.
@@ -239,6 +243,7 @@ impl Default for Config {
             negotiation_assist: AssistMode::Auto,
             recovery_window: Duration::from_secs(120),
             recovery_buffer_max: 1000,
+            recovery_buffer_bytes: 256 * 1024,
         }
     }
 }
@@ -514,6 +519,16 @@ impl Config {
                     "expected a number of packets, at least 1",
                 )?,
                 1,
+            )?,
+            recovery_buffer_bytes: at_least(
+                "RECOVERY_BUFFER_BYTES",
+                parse(
+                    &get,
+                    "RECOVERY_BUFFER_BYTES",
+                    defaults.recovery_buffer_bytes,
+                    "expected a number of bytes, at least 16384",
+                )?,
+                16 * 1024,
             )?,
             deployment: {
                 let prefix = match get("REDIS_PREFIX") {
@@ -908,6 +923,8 @@ mod tests {
             ("RECOVERY_WINDOW_S", "86401"),
             ("RECOVERY_BUFFER_MAX", "0"),
             ("RECOVERY_BUFFER_MAX", "lots"),
+            ("RECOVERY_BUFFER_BYTES", "1024"),
+            ("RECOVERY_BUFFER_BYTES", "big"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);
@@ -921,6 +938,9 @@ mod tests {
         assert!(c.recovery());
         assert_eq!(c.recovery_window, Duration::from_secs(120));
         assert_eq!(c.recovery_buffer_max, 1000);
+        assert_eq!(c.recovery_buffer_bytes, 262_144);
+        let bytes = config(&[("RECOVERY_BUFFER_BYTES", "65536")]).unwrap();
+        assert_eq!(bytes.recovery_buffer_bytes, 65_536);
         let off = config(&[("RECOVERY_WINDOW_S", "0")]).unwrap();
         assert!(!off.recovery());
         let c = config(&[("RECOVERY_WINDOW_S", " 2 "), ("RECOVERY_BUFFER_MAX", "1")]).unwrap();

@@ -136,9 +136,9 @@ fn socket_io(config: &Config) -> SocketIoBuilder {
     let builder = SocketIo::builder();
     // Off (a zero window), the wire is exactly as before recovery existed.
     let builder = match config.recovery() {
-        true => {
-            builder.connection_state_recovery(config.recovery_window, config.recovery_buffer_max)
-        }
+        true => builder
+            .connection_state_recovery(config.recovery_window, config.recovery_buffer_max)
+            .connection_state_recovery_max_bytes(config.recovery_buffer_bytes),
         false => builder,
     };
     builder

@@ -330,9 +330,23 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self.config.recovery = (!window.is_zero()).then_some(RecoveryConfig {
             window,
             max_buffered_packets,
-            // Set from the engine's `max_buffer_bytes` when the namespaces are made.
+            // At most the engine's `max_buffer_bytes`, applied when the namespaces are made.
             max_buffered_bytes: usize::MAX,
         });
+        self
+    }
+
+    /// Bounds the bytes kept per socket for [connection state
+    /// recovery](Self::connection_state_recovery) below the engine's
+    /// [`max_buffer_bytes`](Self::max_buffer_bytes) (the smaller of the two applies). Packets are
+    /// kept until the client is known to have them, so a busy socket whose client vanishes can
+    /// otherwise pin up to a full outgoing buffer for the whole window. Call it after
+    /// `connection_state_recovery`; without recovery it does nothing.
+    #[inline]
+    pub fn connection_state_recovery_max_bytes(mut self, max_buffered_bytes: usize) -> Self {
+        if let Some(recovery) = self.config.recovery.as_mut() {
+            recovery.max_buffered_bytes = max_buffered_bytes;
+        }
         self
     }
 

@@ -119,7 +119,9 @@ impl<A: Adapter> Namespace<A> {
             // What a socket keeps for its client is bounded in bytes as its outgoing buffer.
             recovery: config.recovery.map(|recovery| {
                 NsRecovery::new(RecoveryConfig {
-                    max_buffered_bytes: config.engine_config.max_buffer_bytes,
+                    max_buffered_bytes: recovery
+                        .max_buffered_bytes
+                        .min(config.engine_config.max_buffer_bytes),
                     ..recovery
                 })
             }),

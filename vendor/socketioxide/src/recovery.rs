@@ -72,8 +72,9 @@ pub(crate) struct RecoveryConfig {
     pub window: Duration,
     /// The most packets kept for one socket.
     pub max_buffered_packets: usize,
-    /// The most bytes kept for one socket: the engine's `max_buffer_bytes`, the bound of what
-    /// a socket's outgoing buffer holds (no limit unless it is set).
+    /// The most bytes kept for one socket: the smaller of the builder's
+    /// `connection_state_recovery_max_bytes` and the engine's `max_buffer_bytes`, the bound of
+    /// what a socket's outgoing buffer holds (no limit unless one is set).
     pub max_buffered_bytes: usize,
 }
 

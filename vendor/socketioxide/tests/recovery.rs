@@ -6,7 +6,7 @@ use std::{collections::VecDeque, net::SocketAddr, time::Duration};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value as Json;
 use socketioxide::{
-    SocketIo,
+    SocketIo, SocketIoBuilder,
     extract::{AckSender, Data, SocketRef, TryData},
     socket::{DisconnectReason, Sid},
 };
@@ -51,14 +51,25 @@ async fn server_bounded(
     ping_interval: Duration,
     max_bytes: usize,
 ) -> Server {
-    let mut builder = SocketIo::builder()
+    server_with(ping_interval, |builder| {
+        let builder = builder.max_buffer_bytes(max_bytes);
+        match recovery {
+            Some((window, max)) => builder.connection_state_recovery(window, max),
+            None => builder,
+        }
+    })
+    .await
+}
+
+/// A server whose builder `configure` finishes (recovery, bounds).
+async fn server_with(
+    ping_interval: Duration,
+    configure: impl FnOnce(SocketIoBuilder) -> SocketIoBuilder,
+) -> Server {
+    let builder = SocketIo::builder()
         .ping_interval(ping_interval)
-        .ping_timeout(Duration::from_secs(2))
-        .max_buffer_bytes(max_bytes);
-    if let Some((window, max)) = recovery {
-        builder = builder.connection_state_recovery(window, max);
-    }
-    let (layer, io) = builder.build_layer();
+        .ping_timeout(Duration::from_secs(2));
+    let (layer, io) = configure(builder).build_layer();
     let (connected_tx, connected) = mpsc::unbounded_channel();
     let (lost_tx, lost) = mpsc::unbounded_channel();
     let (recovered_tx, recovered) = mpsc::unbounded_channel();
@@ -639,6 +650,29 @@ async fn kept_bytes_are_bounded_by_max_buffer_bytes() {
             "max {max_bytes} bytes"
         );
     }
+}
+
+/// `connection_state_recovery_max_bytes` bounds what is kept below a larger (here unbounded)
+/// outgoing buffer: a disconnected session that would keep more ends.
+#[tokio::test]
+async fn kept_bytes_have_their_own_bound() {
+    let big = "x".repeat(100);
+    let mut srv = server_with(WAIT, |b| {
+        b.connection_state_recovery(WAIT, 100)
+            .connection_state_recovery_max_bytes(400)
+    })
+    .await;
+    let (client, sid, _) = connected_client(&mut srv, Transport::Websocket).await;
+    client.drop_connection();
+    next(&mut srv.probes.lost).await;
+    let s = socket(&srv.io, &sid);
+    for _ in 0..3 {
+        s.emit("kept", &big).unwrap();
+    }
+    assert!(srv.probes.disconnected.try_recv().is_err());
+    assert!(s.emit("overflow", &big).is_err());
+    let (ended, _) = next(&mut srv.probes.disconnected).await;
+    assert_eq!(ended.to_string(), sid);
 }
 
 #[tokio::test]
