@@ -25,7 +25,9 @@ pub enum Error {
     MultipleHttpPolling,
     #[error("invalid websocket Sec-WebSocket-Key http header")]
     InvalidWebSocketKey,
-    #[error("not a websocket upgrade request (Upgrade, Connection or Sec-WebSocket-Version missing)")]
+    #[error(
+        "not a websocket upgrade request (Upgrade, Connection or Sec-WebSocket-Version missing)"
+    )]
     InvalidWebSocketUpgrade,
     #[error("unsupported Sec-WebSocket-Version (13 is supported)")]
     UnsupportedWebSocketVersion,

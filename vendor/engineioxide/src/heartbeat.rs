@@ -118,10 +118,7 @@ impl Scheduler {
     }
 
     /// Starts the heartbeat of a new session.
-    pub(crate) fn start<H: EngineIoHandler>(
-        engine: &Arc<EngineIo<H>>,
-        socket: &Socket<H::Data>,
-    ) {
+    pub(crate) fn start<H: EngineIoHandler>(engine: &Arc<EngineIo<H>>, socket: &Socket<H::Data>) {
         let scheduler = &engine.heartbeats;
         let now = Instant::now();
         {
@@ -157,7 +154,11 @@ impl Scheduler {
         if client_pings(socket) {
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?socket.id, "ping received, sending pong");
-            if socket.internal_tx.try_send(smallvec![Packet::Pong]).is_err() {
+            if socket
+                .internal_tx
+                .try_send(smallvec![Packet::Pong])
+                .is_err()
+            {
                 socket.close(DisconnectReason::HeartbeatTimeout);
                 return;
             }
@@ -218,7 +219,11 @@ impl Scheduler {
         }
         #[cfg(feature = "tracing")]
         tracing::trace!(sid = ?socket.id, "emitting ping");
-        if socket.internal_tx.try_send(smallvec![Packet::Ping]).is_err() {
+        if socket
+            .internal_tx
+            .try_send(smallvec![Packet::Ping])
+            .is_err()
+        {
             socket.close(DisconnectReason::HeartbeatTimeout);
             return;
         }

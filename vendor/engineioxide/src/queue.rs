@@ -269,9 +269,7 @@ impl Receiver {
     }
 
     #[cfg(test)]
-    pub(crate) fn try_recv(
-        &self,
-    ) -> Result<PacketBuf, tokio::sync::mpsc::error::TryRecvError> {
+    pub(crate) fn try_recv(&self) -> Result<PacketBuf, tokio::sync::mpsc::error::TryRecvError> {
         use tokio::sync::mpsc::error::TryRecvError;
         match self.poll_recv(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Some(packets)) => Ok(packets),
@@ -393,7 +391,10 @@ mod tests {
         rx.close();
         assert!(tx.is_closed());
         tx.closed().await;
-        assert!(matches!(tx.try_send(msg("b")), Err(TrySendError::Closed(_))));
+        assert!(matches!(
+            tx.try_send(msg("b")),
+            Err(TrySendError::Closed(_))
+        ));
         assert!(matches!(tx.try_reserve(), Err(TrySendError::Closed(()))));
         assert!(!tx.send_volatile(msg("v")));
         assert_eq!(text(rx.recv().await.unwrap()), "a");

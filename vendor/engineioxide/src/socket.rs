@@ -70,10 +70,7 @@ use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
-use tokio::sync::{
-    Mutex,
-    mpsc::error::TrySendError,
-};
+use tokio::sync::{Mutex, mpsc::error::TrySendError};
 
 pub use engineioxide_core::Sid;
 use tokio_util::sync::CancellationToken;
@@ -256,7 +253,8 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         supports_binary: bool,
     ) -> Self {
-        let (internal_tx, internal_rx) = queue::channel(config.max_buffer_size, config.max_buffer_bytes);
+        let (internal_tx, internal_rx) =
+            queue::channel(config.max_buffer_size, config.max_buffer_bytes);
 
         Self {
             id: Sid::new(),
@@ -495,7 +493,10 @@ where
         sid: Sid,
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         buffer_size: usize,
-    ) -> (std::sync::Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
+    ) -> (
+        std::sync::Arc<Socket<D>>,
+        tokio::sync::mpsc::Receiver<Packet>,
+    ) {
         let (internal_tx, internal_rx) = queue::channel(buffer_size, usize::MAX);
 
         let sock = Self {

@@ -216,7 +216,9 @@ impl<A: Adapter> SocketIoBuilder<A> {
     /// Defaults to no limit.
     #[inline]
     pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
-        self.engine_config_builder = self.engine_config_builder.max_buffer_bytes(max_buffer_bytes);
+        self.engine_config_builder = self
+            .engine_config_builder
+            .max_buffer_bytes(max_buffer_bytes);
         self
     }
 

@@ -13,7 +13,8 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, TransportType};
 
 use crate::{
     DisconnectReason, body::ResponseBody, engine::EngineIo, errors::Error,
-    handler::EngineIoHandler, heartbeat::Scheduler, socket::InternalRx, transport::make_open_packet,
+    handler::EngineIoHandler, heartbeat::Scheduler, socket::InternalRx,
+    transport::make_open_packet,
 };
 
 /// Create a response for http request
@@ -124,8 +125,8 @@ where
 
         // Prepend the packet peeked during the previous
         // polling request so it is encoded first, ahead of the newly received packets.
-        let rx_stream = stream::iter(peeked_packet.take())
-            .chain(rx_stream::EncoderStream::new(buffered_rx));
+        let rx_stream =
+            stream::iter(peeked_packet.take()).chain(rx_stream::EncoderStream::new(buffered_rx));
 
         // Stop waiting for the next packet as soon as the session is closed. The combinator is biased
         // towards the encoder completion, so any buffered close packet is still flushed to the client.

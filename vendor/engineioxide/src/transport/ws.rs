@@ -397,9 +397,7 @@ fn to_message(protocol: ProtocolVersion, packet: Packet) -> Option<Message> {
         // In the case that the packet was not poll in time it will remain in the buffer and therefore
         // it should be discarded here
         Packet::Noop => None,
-        packet => {
-            Some(Message::Text(String::from(packet).into()))
-        }
+        packet => Some(Message::Text(String::from(packet).into())),
     }
 }
 
@@ -592,7 +590,10 @@ mod tests {
     }
 
     fn engine() -> Arc<EngineIo<StubHandler>> {
-        Arc::new(EngineIo::new(Arc::new(StubHandler), EngineIoConfig::default()))
+        Arc::new(EngineIo::new(
+            Arc::new(StubHandler),
+            EngineIoConfig::default(),
+        ))
     }
 
     fn socket() -> Arc<Socket<()>> {
