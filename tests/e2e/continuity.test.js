@@ -38,19 +38,22 @@ after(async () => {
   await server?.stop();
 });
 
-/** Resolves once every remote video of `p` (for `ids`) advanced 1 s with frames decoded. */
+/**
+ * Resolves once every remote video of `p` (for `ids`) advanced 1 s with frames decoded, counted
+ * from now, or from when the video first appears if it does not exist yet (right after joining)
+ * or is replaced.
+ */
 async function mediaFlows(p, ids, what, timeout) {
-  await p.page.evaluate((ids) => {
-    window.__e2eFlow = Object.fromEntries(ids.map((id) => {
-      const v = document.querySelector(`video.remote[data-participant-id="${CSS.escape(id)}"]`);
-      return [id, v ? { t: v.currentTime, frames: v.getVideoPlaybackQuality().totalVideoFrames } : { t: Infinity, frames: Infinity }];
-    }));
-  }, ids);
+  await p.page.evaluate(() => {
+    window.__e2eFlow = {};
+  });
   await waitOn(p, what, (ids) => ids.every((id) => {
     const v = document.querySelector(`video.remote[data-participant-id="${CSS.escape(id)}"]`);
+    if (!v) return false;
+    const now = { el: v, t: v.currentTime, frames: v.getVideoPlaybackQuality().totalVideoFrames };
+    if (window.__e2eFlow[id]?.el !== v) window.__e2eFlow[id] = now;
     const start = window.__e2eFlow[id];
-    return v && v.videoWidth > 0 && !v.paused && v.currentTime - start.t >= 1
-      && v.getVideoPlaybackQuality().totalVideoFrames - start.frames >= 5;
+    return v.videoWidth > 0 && !v.paused && now.t - start.t >= 1 && now.frames - start.frames >= 5;
   }), ids, timeout);
 }
 
