@@ -203,6 +203,7 @@ both_backends!(
     a_room_is_announced_as_it_opens_and_as_it_goes,
     a_host_by_token_goes_first_in_join_order,
     a_reconnecting_participant_keeps_its_place_and_state,
+    chat_sent_at_once_keeps_each_outcome_and_its_order,
 );
 
 // =============================================================================================
@@ -1308,6 +1309,96 @@ async fn malformed_values_in_redis_are_errors_not_panics() {
 /// The participant ids of a list.
 fn list_ids(list: &[prolitemeet_server::model::ParticipantView]) -> Vec<String> {
     list.iter().map(|p| p.id.to_string()).collect()
+}
+
+/// Messages sent at once (which cluster mode sends to Redis as one batch): each gets its own
+/// outcome, refusals included, and the history and the announcements keep the order they
+/// were sent in, each with its own ticket.
+async fn chat_sent_at_once_keeps_each_outcome_and_its_order(backend: Backend) {
+    let Some(r) = open(
+        backend,
+        Limits {
+            chat_history_limit: 10,
+            ..limits()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let ann = JoinRequest {
+        avatar: Some("https://example.com/ann.png".into()),
+        ..req("R", "Ann")
+    };
+    r.join("a", &ann, ANYONE, None).await.unwrap();
+    join(&r, "b", "R", "Bob").await;
+    join(&r, "c", "S", "Cat").await;
+    // Two rooms opened, three welcomes, three arrivals.
+    r.next_events(8).await;
+    let (one, outsider, two, wrong_room, other_room, three, named_empty) = tokio::join!(
+        r.chat("a", None, "one", Some(11)),
+        r.chat("z", None, "nobody", Some(12)),
+        r.chat("b", Some("R"), "two \"quoted\" é/😀", Some(13)),
+        r.chat("b", Some("S"), "wrong room", Some(14)),
+        r.chat("c", None, "in S", Some(15)),
+        r.chat("a", Some("R"), "three", Some(16)),
+        r.chat("a", Some(""), "no such room", Some(17)),
+    );
+    let one = one.unwrap();
+    assert_eq!((&*one.room_id, &*one.message.user_name), ("R", "Ann"));
+    assert_eq!(
+        one.message.user_avatar.as_deref(),
+        Some("https://example.com/ann.png")
+    );
+    assert_eq!(code(outsider), ErrorCode::NotInRoom);
+    let two = two.unwrap();
+    assert_eq!(
+        (&*two.message.message, &*two.message.user_name),
+        ("two \"quoted\" é/😀", "Bob")
+    );
+    assert_eq!(two.message.user_avatar, None);
+    assert_eq!(code(wrong_room), ErrorCode::NotInRoom);
+    assert_eq!(&*other_room.unwrap().room_id, "S");
+    assert_eq!(&*three.unwrap().message.sender_id, "a");
+    assert_eq!(code(named_empty), ErrorCode::NotInRoom);
+
+    let said: Vec<_> = r
+        .next_events(4)
+        .await
+        .into_iter()
+        .map(|(event, ticket)| match event {
+            Event::Said(said) => (
+                said.room_id.to_string(),
+                said.message.message.to_string(),
+                ticket,
+            ),
+            other => panic!("a message: {other:?}"),
+        })
+        .collect();
+    let said: Vec<_> = said
+        .iter()
+        .map(|(room, text, t)| (room.as_str(), text.as_str(), *t))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("R", "one", Some(11)),
+            ("R", "two \"quoted\" é/😀", Some(13)),
+            ("S", "in S", Some(15)),
+            ("R", "three", Some(16)),
+        ]
+    );
+    let (_, joined) = join(&r, "d", "R", "Dan").await;
+    let history: Vec<_> = joined
+        .messages
+        .iter()
+        .map(|m| m.message.to_string())
+        .collect();
+    assert_eq!(history, ["one", "two \"quoted\" é/😀", "three"]);
+    assert_eq!(
+        r.detail("S").await.unwrap().unwrap().summary.message_count,
+        1
+    );
 }
 
 async fn every_change_is_announced_in_order(backend: Backend) {

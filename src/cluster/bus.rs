@@ -9,7 +9,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, PushInfo, PushKind};
 
 use crate::registry::events::Inbox;
-use crate::registry::redis::{connection, decode_batch};
+use crate::registry::redis::{connection, decode_published};
 
 #[derive(Clone)]
 pub struct Bus {
@@ -43,8 +43,8 @@ impl Bus {
     }
 }
 
-/// Decodes a published batch and hands it on. Never blocks: the connection's reader calls
-/// this.
+/// Decodes a published batch (or array of batches) and hands it on. Never blocks: the
+/// connection's reader calls this.
 fn receive(push: PushInfo, inbox: &Inbox) {
     if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
         return;
@@ -56,9 +56,11 @@ fn receive(push: PushInfo, inbox: &Inbox) {
         tracing::warn!("unreadable pub/sub message from redis");
         return;
     };
-    match decode_batch(&message) {
-        Ok(batch) => {
-            inbox.send(batch).ok();
+    match decode_published(&message) {
+        Ok(batches) => {
+            for batch in batches {
+                inbox.send(batch).ok();
+            }
         }
         Err(e) => tracing::warn!("published batch dropped: {e}"),
     }

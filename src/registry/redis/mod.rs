@@ -5,7 +5,9 @@
 //! It returns exactly the outcomes of [`super::memory::MemoryRegistry`]. Each script also
 //! publishes what it changed ([`super::events`]) on `{p}:events` (every instance) or
 //! `{p}:to:<instance>` (one instance), from inside the script, so every instance receives a
-//! room's changes in the order Redis made them; [`decode_batch`] reads them back.
+//! room's changes in the order Redis made them; [`decode_published`] reads them back. Chat,
+//! the one event sent by the thousand, goes in batches: one script call for every message
+//! that arrived while the previous call was in flight (`chat_batch`).
 //!
 //! Key schema, all under one hash tag `{p}` (from the configured prefix `p`), so every script
 //! touches one slot:
@@ -32,6 +34,7 @@
 //! participant count. Deadlines and heartbeats use Redis' clock (`TIME` in the scripts), so
 //! instances with skewed clocks agree on them.
 
+mod chat_batch;
 pub mod connection;
 mod wire;
 
@@ -51,11 +54,11 @@ use super::outcome::{
 use crate::model::{Connection, MediaKind, Participant, Permission, Timestamp};
 use crate::password::{PasswordHash, PasswordKey, RoomPassword};
 use crate::protocol::{Action, ErrorCode, JoinRequest, MediaChange, ProtocolError};
-pub use wire::decode_batch;
+use chat_batch::ChatBatcher;
+pub use wire::decode_published;
 use wire::{
-    ChangeWire, ChatReply, ConnectionReply, CreateReply, JoinReply, LeftWire, ModerateReply,
-    RelayReply, RoomWire, Stored, UpdateReply, WithdrawReply, joined, parse, timestamp, view_of,
-    views,
+    ChangeWire, ConnectionReply, CreateReply, JoinReply, LeftWire, ModerateReply, RelayReply,
+    RoomWire, Stored, UpdateReply, WithdrawReply, joined, parse, timestamp, view_of, views,
 };
 
 /// An upper bound on a whole call, reconnection attempts included (timeouts and backoff of
@@ -179,6 +182,8 @@ pub struct RedisRegistry {
     scripts: &'static Scripts,
     /// What room passwords are hashed with: shared by every instance.
     password_key: PasswordKey,
+    /// Where chat messages wait for their batch.
+    chat: ChatBatcher,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,7 +256,16 @@ impl RedisRegistry {
         }
         let tag = format!("{{{prefix}}}");
         let password_key = shared_password_key(&mut conn, &tag).await?;
+        let chat = ChatBatcher::start(
+            conn.clone(),
+            &SCRIPTS.chat,
+            format!("{tag}:rooms"),
+            tag.clone(),
+            instance.clone(),
+            limits.clone(),
+        );
         Ok(Self {
+            chat,
             conn,
             limits,
             rooms_key: format!("{tag}:rooms"),
@@ -683,7 +697,8 @@ impl RedisRegistry {
         }
     }
 
-    /// Records a chat message from `socket`, its name and avatar taken from the registry.
+    /// Records a chat message from `socket`, its name and avatar taken from the registry
+    /// (in the next batch of this instance's messages: [`ChatBatcher`]).
     pub async fn chat(
         &self,
         socket: &str,
@@ -691,26 +706,7 @@ impl RedisRegistry {
         text: &str,
         ticket: Option<u64>,
     ) -> Result<Said, ProtocolError> {
-        let (has_named, named) = named_args(named_room);
-        let mut call = self.invocation(&self.scripts.chat);
-        call.arg(socket)
-            .arg(has_named)
-            .arg(named)
-            .arg(text)
-            .arg(uuid::Uuid::new_v4().to_string())
-            .arg(Timestamp::now().to_iso())
-            .arg(self.limits.chat_history_limit)
-            .arg(&*self.instance)
-            .arg(ticket_arg(ticket))
-            .arg(self.limits.chat_history_bytes)
-            .arg(self.limits.chat_history_total_bytes);
-        match parse(&self.run(&call).await?)? {
-            ChatReply::Said { room_id, message } => Ok(Said {
-                room_id: room_id.into(),
-                message: message.message()?,
-            }),
-            ChatReply::NotInRoom => Err(ProtocolError::not_in_room()),
-        }
+        self.chat.chat(socket, named_room, text, ticket).await
     }
 
     /// Checks that `target` is in the same room as `socket`; returns that room.

@@ -263,17 +263,6 @@ pub(super) enum WithdrawReply {
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub(super) enum ChatReply {
-    Said {
-        #[serde(rename = "roomId")]
-        room_id: String,
-        message: StoredMessage,
-    },
-    NotInRoom,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
 pub(super) enum RelayReply {
     Ok {
         #[serde(rename = "roomId")]
@@ -848,22 +837,44 @@ impl EventWire {
     }
 }
 
+/// A published message, read back: one batch, or an array of them (`chat.lua` publishes a
+/// batch of messages as one array), in order.
+pub fn decode_published(message: &[u8]) -> Result<Vec<Batch>, StoreUnavailable> {
+    let many = message
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'[');
+    if many {
+        let wires: Vec<BatchWire> = serde_json::from_slice(message)
+            .map_err(|e| malformed(format!("{e} in published batches")))?;
+        wires.into_iter().map(BatchWire::batch).collect()
+    } else {
+        decode_batch(message).map(|batch| vec![batch])
+    }
+}
+
 /// A published batch, read back.
 pub fn decode_batch(message: &[u8]) -> Result<Batch, StoreUnavailable> {
     let wire: BatchWire = serde_json::from_slice(message)
         .map_err(|e| malformed(format!("{e} in a published batch")))?;
-    Ok(Batch {
-        origin: Origin {
-            instance: wire.origin.instance.into(),
-            ticket: wire.origin.ticket,
-        },
-        events: wire
-            .events
-            .into_iter()
-            .map(|raw| EventWire::read(raw)?.event())
-            .collect::<Result<_, _>>()?,
-        hooks: wire.hooks.map(Into::into),
-    })
+    wire.batch()
+}
+
+impl BatchWire<'_> {
+    fn batch(self) -> Result<Batch, StoreUnavailable> {
+        Ok(Batch {
+            origin: Origin {
+                instance: self.origin.instance.into(),
+                ticket: self.origin.ticket,
+            },
+            events: self
+                .events
+                .into_iter()
+                .map(|raw| EventWire::read(raw)?.event())
+                .collect::<Result<_, _>>()?,
+            hooks: self.hooks.map(Into::into),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,236 @@
+//! Cluster chat, batched: every chat message of this instance goes through one task, which
+//! sends all the messages that arrived while its previous call was in flight in one call of
+//! `chat.lua`. A call's fixed costs (the script's prelude, the request and its reply, and the
+//! publication to every instance) are then paid once per batch rather than once per message,
+//! which is where a cluster spent most of its CPU on chat (see `docs/PERFORMANCE.md`). An
+//! idle instance sends a lone message at once; a busy one (a call within the last
+//! [`BUSY`]) also gathers what arrives in the next [`GATHER`], so batches grow with the load.
+//!
+//! Order is kept: the batch's messages are made, published and answered in the order they
+//! arrived, and a socket's next event waits for the answer to its message (see
+//! `signaling::order`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use serde::Serialize;
+
+use super::{deadline, internal, ticket_arg};
+use crate::model::{ChatMessage, Timestamp};
+use crate::protocol::ProtocolError;
+use crate::registry::error::StoreUnavailable;
+use crate::registry::outcome::{Limits, Said};
+
+/// Most messages one call carries: a bound on the call's size (each text is at most
+/// `protocol::MESSAGE_MAX` characters) and on how long the script holds Redis.
+const MAX_BATCH: usize = 128;
+
+/// A batch that starts within this of the previous call finds the instance busy: it waits
+/// [`GATHER`] for more messages before its call. A message to an idle instance goes at once.
+const BUSY: Duration = Duration::from_millis(10);
+/// How long a busy instance gathers messages for one call: each message waits at most this
+/// (plus a timer tick) more, and the call, its prelude, its reply and its publication are
+/// shared by all the messages of those moments (at 2,000 messages/s an instance, a few
+/// rather than one; see `docs/PERFORMANCE.md`).
+const GATHER: Duration = Duration::from_millis(2);
+
+/// A message waiting for its batch.
+struct Pending {
+    socket: Arc<str>,
+    /// `''`, or `=` and the room the sender named (so an empty name stays a name).
+    named_room: String,
+    message_id: Arc<str>,
+    text: Arc<str>,
+    timestamp: Timestamp,
+    /// The message's JSON fields but the sender's name and avatar, which the script adds
+    /// from the registry: `"id":…,"senderId":…,"message":…,"timestamp":…`.
+    fields: String,
+    ticket: Option<u64>,
+    answer: oneshot::Sender<Result<Said, ProtocolError>>,
+}
+
+/// The fields of a message the instance knows, as `chat.lua` takes them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KnownFields<'a> {
+    id: &'a str,
+    sender_id: &'a str,
+    message: &'a str,
+    timestamp: Timestamp,
+}
+
+impl Pending {
+    fn new(
+        socket: &str,
+        named_room: Option<&str>,
+        text: &str,
+        ticket: Option<u64>,
+        answer: oneshot::Sender<Result<Said, ProtocolError>>,
+    ) -> Result<Self, ProtocolError> {
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let timestamp = Timestamp::now();
+        let object = serde_json::to_string(&KnownFields {
+            id: &message_id,
+            sender_id: socket,
+            message: text,
+            timestamp,
+        })
+        .map_err(internal)?;
+        // Serialized as an object, so the fields are what lies between its braces.
+        let fields = object
+            .strip_prefix('{')
+            .and_then(|o| o.strip_suffix('}'))
+            .ok_or_else(|| internal("a chat message did not serialize as an object"))?
+            .to_owned();
+        Ok(Self {
+            socket: socket.into(),
+            named_room: named_room.map_or_else(String::new, |room| format!("={room}")),
+            message_id: message_id.into(),
+            text: text.into(),
+            timestamp,
+            fields,
+            ticket,
+            answer,
+        })
+    }
+
+    /// The message as the registry answers it, from the script's answer for it.
+    fn said(&self, reply: &[String]) -> Result<Said, ProtocolError> {
+        match reply {
+            [outcome, room_id, name, avatar] if outcome == "said" => Ok(Said {
+                room_id: room_id.as_str().into(),
+                message: Arc::new(ChatMessage::new(
+                    self.message_id.clone(),
+                    self.socket.clone(),
+                    name.as_str().into(),
+                    self.text.clone(),
+                    self.timestamp,
+                    (!avatar.is_empty()).then(|| avatar.as_str().into()),
+                )),
+            }),
+            [outcome, ..] if outcome == "not_in_room" => Err(ProtocolError::not_in_room()),
+            _ => Err(internal(format!("chat.lua answered {reply:?}"))),
+        }
+    }
+}
+
+/// Where the registry hands chat messages to the batching task.
+#[derive(Clone)]
+pub(super) struct ChatBatcher {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+/// What the task needs to make a call.
+struct Caller {
+    conn: ConnectionManager,
+    script: &'static Script,
+    rooms_key: String,
+    tag: String,
+    instance: Arc<str>,
+    limits: Limits,
+}
+
+impl ChatBatcher {
+    /// Starts the task; it ends when the last batcher is dropped.
+    pub(super) fn start(
+        conn: ConnectionManager,
+        script: &'static Script,
+        rooms_key: String,
+        tag: String,
+        instance: Arc<str>,
+        limits: Limits,
+    ) -> Self {
+        let (queue, pending) = mpsc::unbounded_channel();
+        let caller = Caller {
+            conn,
+            script,
+            rooms_key,
+            tag,
+            instance,
+            limits,
+        };
+        tokio::spawn(caller.run(pending));
+        Self { queue }
+    }
+
+    /// Records a chat message from `socket` in its batch and waits for the batch's answer.
+    pub(super) async fn chat(
+        &self,
+        socket: &str,
+        named_room: Option<&str>,
+        text: &str,
+        ticket: Option<u64>,
+    ) -> Result<Said, ProtocolError> {
+        let (answer, answered) = oneshot::channel();
+        let pending = Pending::new(socket, named_room, text, ticket, answer)?;
+        if self.queue.send(pending).is_err() {
+            return Err(StoreUnavailable("the chat batcher has stopped".into()).into());
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(StoreUnavailable("the chat batcher dropped a message".into()).into())
+        })
+    }
+}
+
+impl Caller {
+    async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Pending>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut last_call: Option<Instant> = None;
+        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            // Busy: gather what comes in the next moment too, so the call carries more.
+            if last_call.is_some_and(|at| at.elapsed() < BUSY) && batch.len() < MAX_BATCH {
+                tokio::time::sleep(GATHER).await;
+                while batch.len() < MAX_BATCH
+                    && let Ok(pending) = queue.try_recv()
+                {
+                    batch.push(pending);
+                }
+            }
+            last_call = Some(Instant::now());
+            match self.call(&batch).await {
+                Ok(reply) => {
+                    for (pending, answer) in batch.drain(..).zip(reply.chunks_exact(4)) {
+                        let said = pending.said(answer);
+                        pending.answer.send(said).ok();
+                    }
+                }
+                Err(e) => {
+                    for pending in batch.drain(..) {
+                        pending.answer.send(Err(e.clone())).ok();
+                    }
+                }
+            }
+        }
+    }
+
+    /// One call of `chat.lua` for `batch`: four strings per message, in order.
+    async fn call(&mut self, batch: &[Pending]) -> Result<Vec<String>, ProtocolError> {
+        let mut call = self.script.key(&self.rooms_key);
+        call.arg(&self.tag)
+            .arg(&*self.instance)
+            .arg(self.limits.chat_history_limit)
+            .arg(self.limits.chat_history_bytes)
+            .arg(self.limits.chat_history_total_bytes)
+            .arg(batch.len());
+        for pending in batch {
+            call.arg(&*pending.socket)
+                .arg(&pending.named_room)
+                .arg(&pending.fields)
+                .arg(ticket_arg(pending.ticket));
+        }
+        let reply: Vec<String> = deadline(call.invoke_async(&mut self.conn)).await?;
+        if reply.len() != batch.len() * 4 {
+            return Err(internal(format!(
+                "chat.lua answered {} strings for {} messages",
+                reply.len(),
+                batch.len()
+            )));
+        }
+        Ok(reply)
+    }
+}
