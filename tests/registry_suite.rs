@@ -1235,6 +1235,15 @@ async fn an_outage_is_unavailable_then_the_store_recovers() {
         code(r.chat("a", None, "hi", None).await),
         ErrorCode::Unavailable
     );
+    // Messages that queue up behind a failing call fail with it, not one deadline each.
+    let (one, two, three) = tokio::join!(
+        r.chat("a", None, "one", None),
+        r.chat("a", None, "two", None),
+        r.chat("a", None, "three", None)
+    );
+    for result in [one, two, three] {
+        assert_eq!(code(result), ErrorCode::Unavailable);
+    }
     assert_eq!(
         code(r.current_room("a", None).await),
         ErrorCode::Unavailable
@@ -1278,6 +1287,13 @@ async fn malformed_values_in_redis_are_errors_not_panics() {
         code(r.chat("a", None, "hi", None).await),
         ErrorCode::Unavailable
     );
+    // Sent at once (one batch in cluster mode): the malformed sender's message fails alone.
+    let (bad, good) = tokio::join!(
+        r.chat("a", None, "hi", None),
+        r.chat("b", None, "still here", None)
+    );
+    assert_eq!(code(bad), ErrorCode::Unavailable);
+    assert_eq!(&*good.unwrap().message.message, "still here");
     assert_eq!(
         code(r.set_screen_sharing("a", None, true, None).await),
         ErrorCode::Unavailable

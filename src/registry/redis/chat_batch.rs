@@ -114,6 +114,9 @@ impl Pending {
                 )),
             }),
             [outcome, ..] if outcome == "not_in_room" => Err(ProtocolError::not_in_room()),
+            [outcome, what, ..] if outcome == "malformed" => {
+                Err(StoreUnavailable(format!("{what} (chat)")).into())
+            }
             _ => Err(internal(format!("chat.lua answered {reply:?}"))),
         }
     }
@@ -145,6 +148,8 @@ impl ChatBatcher {
         instance: Arc<str>,
         limits: Limits,
     ) -> Self {
+        // Unbounded, yet bounded by the sockets: a socket's next event waits for the answer
+        // to its message, so each socket has at most one message here.
         let (queue, pending) = mpsc::unbounded_channel();
         let caller = Caller {
             conn,
@@ -200,6 +205,11 @@ impl Caller {
                     }
                 }
                 Err(e) => {
+                    // Redis is out (or answered nonsense): whatever queued up during this
+                    // call fails now too, rather than each batch waiting out its own deadline.
+                    while let Ok(pending) = queue.try_recv() {
+                        batch.push(pending);
+                    }
                     for pending in batch.drain(..) {
                         pending.answer.send(Err(e.clone())).ok();
                     }

@@ -11,7 +11,8 @@
 --       but the sender's (`"id":…,"senderId":…,"message":…,"timestamp":…`, made by the
 --       instance); ticket ('' for none)
 -- Reply: four strings per message, in order: 'said', the room id, the sender's name and
--- avatar ('' for none); or 'not_in_room' and three empty strings.
+-- avatar ('' for none); or 'not_in_room' and three empty strings; or 'malformed', what is
+-- malformed and two empty strings.
 local instance, limit = ARGV[2], tonumber(ARGV[3])
 local max_bytes, total_budget = tonumber(ARGV[4]), tonumber(ARGV[5])
 local count = tonumber(ARGV[6])
@@ -33,9 +34,15 @@ for i = 0, count - 1 do
     id, sender = sender_in_room(sid, '1', string.sub(named, 2))
   end
   if not id then
-    if type(sender) == 'table' then return sender end -- a malformed store: fail the batch
-    replies[#replies + 1] = 'not_in_room'
-    replies[#replies + 1] = ''
+    -- Refused, or a malformed participant in the store (an error for this message alone:
+    -- the batch's other messages are made and published all the same).
+    if type(sender) == 'table' then
+      replies[#replies + 1] = 'malformed'
+      replies[#replies + 1] = tostring(sender.err)
+    else
+      replies[#replies + 1] = 'not_in_room'
+      replies[#replies + 1] = ''
+    end
     replies[#replies + 1] = ''
     replies[#replies + 1] = ''
   else
