@@ -20,7 +20,8 @@ use tokio::time::Instant;
 
 use serde::Serialize;
 
-use super::{deadline, internal, ticket_arg};
+use super::connection::deadline;
+use super::wire::{internal, ticket_arg};
 use crate::model::{ChatMessage, Timestamp};
 use crate::protocol::ProtocolError;
 use crate::registry::error::StoreUnavailable;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManagerConfig;
 use redis::{IntoConnectionInfo, ProtocolVersion};
 
+use crate::registry::error::StoreUnavailable;
+
 /// A command that gets no answer within this is failed (Redis answers in well under 1 ms).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -16,6 +18,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_millis(400);
 const RETRIES: usize = 2;
+/// An upper bound on a whole call, reconnection attempts included (timeouts and backoff of
+/// each attempt: [`manager_config`]), so a call during an outage fails
+/// as `unavailable` rather than hanging the handler.
+const CALL_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A client for `url`, always speaking RESP3.
 pub fn client(url: &str) -> redis::RedisResult<redis::Client> {
@@ -35,4 +41,20 @@ pub fn manager_config() -> ConnectionManagerConfig {
         .set_min_delay(MIN_BACKOFF)
         .set_max_delay(MAX_BACKOFF)
         .set_number_of_retries(RETRIES)
+}
+
+/// Bounds a Redis call by [`CALL_DEADLINE`] and turns its failure into [`StoreUnavailable`].
+pub(super) async fn deadline<T>(
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreUnavailable> {
+    match tokio::time::timeout(CALL_DEADLINE, call).await {
+        Ok(result) => result.map_err(store_error),
+        Err(_) => Err(StoreUnavailable(format!(
+            "no answer within {CALL_DEADLINE:?}"
+        ))),
+    }
+}
+
+fn store_error(e: redis::RedisError) -> StoreUnavailable {
+    StoreUnavailable(e.to_string())
 }

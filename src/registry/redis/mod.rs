@@ -53,18 +53,16 @@ use super::outcome::{
 };
 use crate::model::{Connection, MediaKind, Participant, Permission, Timestamp};
 use crate::password::{PasswordHash, PasswordKey, RoomPassword};
-use crate::protocol::{Action, ErrorCode, JoinRequest, MediaChange, ProtocolError};
+use crate::protocol::{Action, JoinRequest, MediaChange, ProtocolError};
 use chat_batch::ChatBatcher;
+use connection::deadline;
 pub use wire::decode_published;
 use wire::{
     ChangeWire, ConnectionReply, CreateReply, JoinReply, LeftWire, ModerateReply, RelayReply,
-    RoomWire, Stored, UpdateReply, WithdrawReply, joined, parse, timestamp, view_of, views,
+    RoomWire, Stored, UpdateReply, WithdrawReply, internal, joined, parse, ticket_arg, timestamp,
+    view_of, views,
 };
 
-/// An upper bound on a whole call, reconnection attempts included (timeouts and backoff of
-/// each attempt: [`connection::manager_config`]), so a call during an outage fails
-/// as `unavailable` rather than hanging the handler.
-const CALL_DEADLINE: Duration = Duration::from_secs(5);
 /// Rooms one sweep removes at most; the rest go on the next (once a second).
 const SWEEP_BATCH: usize = 500;
 /// Fresh room ids tried before `create_room` gives up (a collision is already unlikely).
@@ -190,17 +188,8 @@ pub struct RedisRegistry {
 // Script arguments and errors
 // ---------------------------------------------------------------------------------------------
 
-fn store_error(e: redis::RedisError) -> StoreUnavailable {
-    StoreUnavailable(e.to_string())
-}
-
 fn target_not_in_room() -> ProtocolError {
     ProtocolError::target_not_in_room()
-}
-
-fn internal(what: impl std::fmt::Display) -> ProtocolError {
-    tracing::error!("{what}");
-    ProtocolError::new(ErrorCode::Internal, "Internal server error")
 }
 
 /// An optional string as two script arguments: whether it is given, and what it is.
@@ -221,11 +210,6 @@ fn named_args(named: Option<&str>) -> (&'static str, &str) {
         Some(room) => ("1", room),
         None => ("0", ""),
     }
-}
-
-/// A ticket as a script argument: its number, or empty for none.
-fn ticket_arg(ticket: Option<u64>) -> String {
-    ticket.map(|t| t.to_string()).unwrap_or_default()
 }
 
 /// A fresh room id: 8 upper-case characters of a v4 UUID, as the memory registry makes.
@@ -962,18 +946,6 @@ async fn shared_password_key(
                 key_name,
             ))
         }),
-    }
-}
-
-/// Bounds a Redis call by [`CALL_DEADLINE`] and turns its failure into [`StoreUnavailable`].
-async fn deadline<T>(
-    call: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T, StoreUnavailable> {
-    match tokio::time::timeout(CALL_DEADLINE, call).await {
-        Ok(result) => result.map_err(store_error),
-        Err(_) => Err(StoreUnavailable(format!(
-            "no answer within {CALL_DEADLINE:?}"
-        ))),
     }
 }
 

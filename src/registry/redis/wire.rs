@@ -13,7 +13,7 @@ use crate::model::{
     ChatMessage, Connection, MediaKind, Participant, ParticipantView, Permission, RoomState,
     Timestamp,
 };
-use crate::protocol::RelayKind;
+use crate::protocol::{ErrorCode, ProtocolError, RelayKind};
 use crate::registry::error::StoreUnavailable;
 use crate::registry::events::{
     Actor, Batch, Change, DenyCause, Event, LeaveReason, Origin, Relay, RoomFlag,
@@ -284,6 +284,17 @@ pub(super) enum UpdateReply {
     },
     NotInRoom,
     Forbidden,
+}
+
+/// A reply the registry cannot make sense of, logged; the client is told only that it failed.
+pub(super) fn internal(what: impl std::fmt::Display) -> ProtocolError {
+    tracing::error!("{what}");
+    ProtocolError::new(ErrorCode::Internal, "Internal server error")
+}
+
+/// A ticket as a script argument: its number, or empty for none.
+pub(super) fn ticket_arg(ticket: Option<u64>) -> String {
+    ticket.map(|t| t.to_string()).unwrap_or_default()
 }
 
 pub(super) fn malformed(what: impl std::fmt::Display) -> StoreUnavailable {
