@@ -1294,6 +1294,17 @@ async fn malformed_values_in_redis_are_errors_not_panics() {
     );
     assert_eq!(code(bad), ErrorCode::Unavailable);
     assert_eq!(&*good.unwrap().message.message, "still here");
+    // Valid JSON, but no name to sign the message with: that message alone fails too.
+    corrupt("people:R", "a", r#"{"id":"a","userName":7}"#)
+        .query_async::<()>(&mut raw)
+        .await
+        .unwrap();
+    let (bad, good) = tokio::join!(
+        r.chat("a", None, "hi", None),
+        r.chat("b", None, "still here", None)
+    );
+    assert_eq!(code(bad), ErrorCode::Unavailable);
+    assert_eq!(&*good.unwrap().message.message, "still here");
     assert_eq!(
         code(r.set_screen_sharing("a", None, true, None).await),
         ErrorCode::Unavailable

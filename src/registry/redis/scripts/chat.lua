@@ -33,6 +33,9 @@ for i = 0, count - 1 do
   else
     id, sender = sender_in_room(sid, '1', string.sub(named, 2))
   end
+  if id and type(sender.userName) ~= 'string' then
+    id, sender = nil, redis.error_reply('participant ' .. sid .. ' has no name')
+  end
   if not id then
     -- Refused, or a malformed participant in the store (an error for this message alone:
     -- the batch's other messages are made and published all the same).
