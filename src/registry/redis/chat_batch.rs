@@ -75,7 +75,7 @@ impl Pending {
     ) -> Result<Self, ProtocolError> {
         let message_id = uuid::Uuid::new_v4().to_string();
         let timestamp = Timestamp::now();
-        let object = serde_json::to_string(&KnownFields {
+        let mut fields = serde_json::to_string(&KnownFields {
             id: &message_id,
             sender_id: socket,
             message: text,
@@ -83,11 +83,11 @@ impl Pending {
         })
         .map_err(internal)?;
         // Serialized as an object, so the fields are what lies between its braces.
-        let fields = object
-            .strip_prefix('{')
-            .and_then(|o| o.strip_suffix('}'))
-            .ok_or_else(|| internal("a chat message did not serialize as an object"))?
-            .to_owned();
+        if !(fields.starts_with('{') && fields.ends_with('}')) {
+            return Err(internal("a chat message did not serialize as an object"));
+        }
+        fields.pop();
+        fields.remove(0);
         Ok(Self {
             socket: socket.into(),
             named_room: named_room.map_or_else(String::new, |room| format!("={room}")),
@@ -133,7 +133,9 @@ pub(super) struct ChatBatcher {
 struct Caller {
     conn: ConnectionManager,
     script: &'static Script,
+    /// `{prefix}:rooms`, the key every script declares so Redis routes it.
     rooms_key: String,
+    /// `{prefix}`, the hash tag every key starts with.
     tag: String,
     instance: Arc<str>,
     limits: Limits,
@@ -144,7 +146,6 @@ impl ChatBatcher {
     pub(super) fn start(
         conn: ConnectionManager,
         script: &'static Script,
-        rooms_key: String,
         tag: String,
         instance: Arc<str>,
         limits: Limits,
@@ -155,7 +156,7 @@ impl ChatBatcher {
         let caller = Caller {
             conn,
             script,
-            rooms_key,
+            rooms_key: format!("{tag}:rooms"),
             tag,
             instance,
             limits,

@@ -243,7 +243,6 @@ impl RedisRegistry {
         let chat = ChatBatcher::start(
             conn.clone(),
             &SCRIPTS.chat,
-            format!("{tag}:rooms"),
             tag.clone(),
             instance.clone(),
             limits.clone(),
