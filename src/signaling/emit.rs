@@ -1,6 +1,6 @@
 //! Emitting to sockets of this instance, for the announcer and the negotiation assist alike.
 //!
-//! A payload is serialized once and emitted to each recipient, so a recipient whose outgoing
+//! A payload is encoded once and emitted to each recipient, so a recipient whose outgoing
 //! buffer is full is known by name: it is a slow consumer (it stopped reading, or fell
 //! hopelessly behind) and is evicted — taken out of its room with the usual announcements,
 //! then disconnected — instead of silently losing events while the server keeps it listed.
@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
@@ -26,8 +25,9 @@ pub fn deliver_relay(app: &AppState, target: SocketRef, relay: &Relay) {
     }
 }
 
-/// Emits `data` to each target from one serialization; a target whose buffer is full is a
-/// slow consumer and is evicted.
+/// Emits `data` to each target from one encoding, whose text they share (with connection
+/// state recovery, each keeps that one text until its client has it, rather than a copy of
+/// its own); a target whose buffer is full is a slow consumer and is evicted.
 pub fn emit_each<T: Serialize + ?Sized>(
     app: &AppState,
     targets: impl IntoIterator<Item = SocketRef>,
@@ -35,18 +35,20 @@ pub fn emit_each<T: Serialize + ?Sized>(
     data: &T,
 ) {
     let mut targets = targets.into_iter().peekable();
-    if targets.peek().is_none() {
+    let Some(first) = targets.peek() else {
         return;
-    }
-    let payload: Box<RawValue> = match serde_json::value::to_raw_value(data) {
-        Ok(payload) => payload,
+    };
+    // Every socket here is in the one namespace the server has, so the first one's
+    // encoding is everybody's.
+    let encoded = match first.encode_event(event, data) {
+        Ok(encoded) => encoded,
         Err(e) => {
             tracing::error!(%event, "cannot serialize payload: {e}");
             return;
         }
     };
     for target in targets {
-        match target.emit(event, &payload) {
+        match target.emit_encoded(&encoded) {
             Err(SendError::Socket(SocketError::InternalChannelFull)) => evict(app, target),
             Err(e) => tracing::debug!(socket = %target.id, %event, "emit failed: {e}"),
             Ok(()) => {}

@@ -337,6 +337,20 @@ impl<A: Adapter> Transport<'_, A> {
     }
 }
 
+/// An event encoded once for several sockets of one namespace: see
+/// [`Socket::encode_event`].
+pub struct EncodedEvent {
+    value: Value,
+    /// Its version with an offset, when recovery is on.
+    stamped: Option<Stamped>,
+}
+
+impl std::fmt::Debug for EncodedEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedEvent").finish_non_exhaustive()
+    }
+}
+
 impl<A: Adapter> Socket<A> {
     pub(crate) fn new(
         sid: Sid,
@@ -591,6 +605,43 @@ impl<A: Adapter> Socket<A> {
     /// [`on_recovered`](Self::on_recovered).
     pub fn recovered(&self) -> bool {
         self.session.as_ref().is_some_and(|s| s.recovered())
+    }
+
+    /// # Encode an event once, to send it to several sockets with [`emit_encoded`](Self::emit_encoded).
+    ///
+    /// [`emit`](Self::emit) encodes its packet for each socket it is called on, and with
+    /// connection state recovery each socket keeps its own copy until its client has it. An
+    /// event encoded here is one text shared by every socket it is sent to (with recovery, one
+    /// offset for all of them, as a broadcast has), while each send still answers for its own
+    /// socket (a full buffer is [`SocketError::InternalChannelFull`] for that socket alone).
+    ///
+    /// The event is encoded with this socket's namespace and parser: send it to sockets of
+    /// the same namespace.
+    pub fn encode_event<T: ?Sized + Serialize>(
+        &self,
+        event: impl AsRef<str>,
+        data: &T,
+    ) -> Result<EncodedEvent, SendError> {
+        let data = self.parser.encode_value(data, Some(event.as_ref()))?;
+        let value = self
+            .parser
+            .encode(Packet::event(self.ns.path.clone(), data));
+        let stamped = self.session.as_ref().and_then(|_| Stamped::new(&value));
+        Ok(EncodedEvent { value, stamped })
+    }
+
+    /// # Send an event encoded by [`encode_event`](Self::encode_event).
+    ///
+    /// The same as [`emit`](Self::emit) with the event's name and data, without encoding them
+    /// again.
+    pub fn emit_encoded(&self, event: &EncodedEvent) -> Result<(), SendError> {
+        if let Some(session) = &self.session {
+            return Ok(self.send_tracked(session, &event.value, event.stamped.as_ref(), false)?);
+        }
+        if !self.connected() {
+            return Err(SendError::Socket(SocketError::Closed));
+        }
+        Ok(self.send_raw(event.value.clone())?)
     }
 
     #[doc = include_str!("../docs/operators/emit.md")]

@@ -862,3 +862,47 @@ async fn packets_proven_received_are_not_kept() {
     assert_eq!(answer["sid"], sid.as_str());
     assert_eq!(client.recv_event().await[..2], ev("missed", 2));
 }
+
+#[tokio::test]
+async fn an_event_encoded_once_reaches_each_socket_with_one_offset() {
+    for recovery in [recovering(WAIT, 100), None] {
+        let mut srv = server(recovery, WAIT).await;
+        let (mut a, sid_a, _) = match recovery {
+            Some(_) => connected_client(&mut srv, Transport::Websocket).await,
+            None => {
+                let mut client = Client::open(srv.addr, Transport::Websocket).await;
+                let answer = client.connect("").await;
+                next(&mut srv.probes.connected).await;
+                let sid = answer["sid"].as_str().unwrap().to_string();
+                (client, sid, String::new())
+            }
+        };
+        let mut b = Client::open(srv.addr, Transport::Polling).await;
+        let answer = b.connect("").await;
+        next(&mut srv.probes.connected).await;
+        let sid_b = answer["sid"].as_str().unwrap().to_string();
+
+        let (sa, sb) = (socket(&srv.io, &sid_a), socket(&srv.io, &sid_b));
+        let encoded = sa.encode_event("shared", &(1, "x")).unwrap();
+        sa.emit_encoded(&encoded).unwrap();
+        sb.emit_encoded(&encoded).unwrap();
+        let (got_a, got_b) = (a.recv_event().await, b.recv_event().await);
+        assert_eq!(got_a[..3], [Json::from("shared"), 1.into(), "x".into()]);
+        match recovery {
+            // One offset for both, as a broadcast has.
+            Some(_) => {
+                assert_eq!(got_a.len(), 4, "{got_a:?}");
+                assert_eq!(got_a, got_b);
+            }
+            None => {
+                assert_eq!(got_a.len(), 3, "no offset without recovery: {got_a:?}");
+                assert_eq!(got_a, got_b);
+            }
+        }
+        // A socket that is gone answers for itself.
+        sb.clone().disconnect().unwrap();
+        assert!(sb.emit_encoded(&encoded).is_err());
+        sa.emit_encoded(&encoded).unwrap();
+        assert_eq!(a.recv_event().await[0], "shared");
+    }
+}
