@@ -56,6 +56,14 @@ pub const EVENTS: &[(&str, Handler, Class)] = &[
     ("end-room", Handler::Moderate, Class::Moderation),
 ];
 
+/// The handler that takes a known event.
+pub fn handler_of(event: &str) -> Option<Handler> {
+    EVENTS
+        .iter()
+        .find(|(name, _, _)| *name == event)
+        .map(|(_, handler, _)| *handler)
+}
+
 /// The rate-limit class of a known event.
 pub fn class_of(event: &str) -> Option<Class> {
     EVENTS

@@ -16,7 +16,7 @@ use socketioxide::handler::{FromMessageParts, Value};
 use socketioxide::socket::Socket;
 
 use super::client::{Client, QueueSlot};
-use super::events::class_of;
+use super::events::{Handler, class_of, handler_of};
 use super::order::{Turn, TurnGuard};
 use super::payload::first_argument;
 use super::reply::Reply;
@@ -79,6 +79,37 @@ pub enum IncomingError {
     NoSession,
     #[error("no handler takes event {0:?}")]
     Unknown(String),
+}
+
+/// What the one message handler of a socket receives: an event of the table, decided on
+/// arrival as [`Incoming`] is and named with the handler that takes it, or an event the server
+/// does not handle.
+pub enum Arrival {
+    Known(Handler, Incoming),
+    Unknown {
+        socket: SocketRef,
+        app: AppState,
+        event: String,
+    },
+}
+
+impl FromMessageParts<LocalAdapter> for Arrival {
+    type Error = IncomingError;
+    fn from_message_parts(
+        s: &Arc<Socket>,
+        v: &mut Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, IncomingError> {
+        let Event(event) = Event::from_message_parts(s, v, ack_id)?;
+        if let Some(handler) = handler_of(&event) {
+            let incoming = Incoming::from_message_parts(s, v, ack_id)?;
+            return Ok(Self::Known(handler, incoming));
+        }
+        let State(app) = State::<AppState>::from_message_parts(s, v, ack_id)
+            .map_err(|_| IncomingError::NoState)?;
+        let Ok(socket) = SocketRef::from_message_parts(s, v, ack_id);
+        Ok(Self::Unknown { socket, app, event })
+    }
 }
 
 impl FromMessageParts<LocalAdapter> for Incoming {
