@@ -27,7 +27,7 @@ pub struct EngineIo<H: EngineIoHandler> {
     pub config: EngineIoConfig,
 
     /// The heartbeats of all the sessions
-    pub(crate) heartbeats: Scheduler,
+    pub(crate) heartbeats: Arc<Scheduler>,
 }
 
 impl<H: EngineIoHandler> EngineIo<H> {
@@ -35,7 +35,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
     pub fn new(handler: Arc<H>, config: EngineIoConfig) -> Self {
         Self {
             sockets: RwLock::new(HashMap::new()),
-            heartbeats: Scheduler::new(config.ping_interval, config.ping_timeout),
+            heartbeats: Arc::new(Scheduler::new(config.ping_interval, config.ping_timeout)),
             config,
             handler,
         }
@@ -62,6 +62,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
             close_fn,
             supports_binary,
         );
+        socket.heartbeats.set(self.heartbeats.clone()).ok();
         let socket = Arc::new(socket);
         self.sockets
             .write()

@@ -70,8 +70,17 @@ pub trait EngineIoHandler: std::fmt::Debug + Send + Sync + 'static {
     /// It is the only acknowledgement engine.io has: pings travel in order with the other
     /// packets, and a ping is sent only once the previous one was answered. So when the client
     /// answers a ping, it has received every packet emitted before the previous call of this
-    /// function for this socket. Does nothing by default.
+    /// function for this socket, and every packet emitted before the latest call of
+    /// [`on_ping`](Self::on_ping). Does nothing by default.
     fn on_pong(&self, socket: &Arc<Socket<Self::Data>>) {
+        let _ = socket;
+    }
+
+    /// Called just before a ping is queued for the client (engine.io protocol v4): a regular
+    /// one of the heartbeat, or an early one asked for with
+    /// [`Socket::ping_within`](crate::Socket::ping_within). The next call of
+    /// [`on_pong`](Self::on_pong) for this socket answers it. Does nothing by default.
+    fn on_ping(&self, socket: &Arc<Socket<Self::Data>>) {
         let _ = socket;
     }
 }

@@ -50,6 +50,16 @@ struct BeatState {
     waiting: bool,
     /// A pong came while no ping waited for it (v4).
     buffered: bool,
+    /// An early ping asked for with [`Socket::ping_within`] (v4).
+    probe: Probe,
+}
+
+/// An early ping's progress: asked for (due in the heap), then sent and not yet answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Idle,
+    Scheduled,
+    Sent,
 }
 
 impl Beat {
@@ -60,6 +70,7 @@ impl Beat {
                 tick: 0,
                 waiting: false,
                 buffered: false,
+                probe: Probe::Idle,
             }),
         }
     }
@@ -75,6 +86,8 @@ enum Kind {
     Ping,
     /// The pong of ping `tick` (v4), or the ping following ping count `tick` (v3), is due.
     Deadline,
+    /// An early ping asked for with [`Socket::ping_within`] is due (v4).
+    Probe,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -127,6 +140,7 @@ impl Scheduler {
             beat.tick = 0;
             beat.waiting = false;
             beat.buffered = false;
+            beat.probe = Probe::Idle;
         }
         if client_pings(socket) {
             scheduler.push(
@@ -180,7 +194,11 @@ impl Scheduler {
         }
         let next = {
             let mut beat = socket.beat.lock();
-            if beat.waiting {
+            if beat.probe == Probe::Sent && !beat.waiting {
+                // The answer to an early ping: the regular schedule is untouched.
+                beat.probe = Probe::Idle;
+                None
+            } else if beat.waiting {
                 beat.waiting = false;
                 Some((beat.started, beat.tick + 1))
             } else {
@@ -209,7 +227,7 @@ impl Scheduler {
     fn ping<H: EngineIoHandler>(
         &self,
         engine: &Arc<EngineIo<H>>,
-        socket: &Socket<H::Data>,
+        socket: &Arc<Socket<H::Data>>,
         tick: u32,
     ) {
         if socket.is_upgrading() {
@@ -217,8 +235,35 @@ impl Scheduler {
             self.push(engine, self.ping_entry(socket.id, started, tick + 1));
             return;
         }
+        {
+            let mut beat = socket.beat.lock();
+            match beat.probe {
+                // An early ping is out: it is this tick's ping, its pong due from now.
+                Probe::Sent => {
+                    beat.probe = Probe::Idle;
+                    beat.tick = tick;
+                    beat.waiting = true;
+                    drop(beat);
+                    self.push(
+                        engine,
+                        Entry {
+                            at: Instant::now() + self.timeout,
+                            sid: socket.id,
+                            kind: Kind::Deadline,
+                            tick,
+                        },
+                    );
+                    return;
+                }
+                // This ping does what the early one was asked for.
+                Probe::Scheduled => beat.probe = Probe::Idle,
+                Probe::Idle => {}
+            }
+        }
         #[cfg(feature = "tracing")]
         tracing::trace!(sid = ?socket.id, "emitting ping");
+        // Before the ping is queued: what was queued before this call is before the ping.
+        engine.handler.on_ping(socket);
         if socket
             .internal_tx
             .try_send(smallvec![Packet::Ping])
@@ -256,6 +301,7 @@ impl Scheduler {
         };
         match entry.kind {
             Kind::Ping => self.ping(engine, &socket, entry.tick),
+            Kind::Probe => self.probe(engine, &socket),
             Kind::Deadline => {
                 let missed = {
                     let beat = socket.beat.lock();
@@ -268,6 +314,59 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// An early ping, asked for with [`Socket::ping_within`]: sent unless a ping is out
+    /// (then tried again a little later: its pong would not prove what came after it).
+    fn probe<H: EngineIoHandler>(&self, engine: &Arc<EngineIo<H>>, socket: &Arc<Socket<H::Data>>) {
+        {
+            let mut beat = socket.beat.lock();
+            if beat.probe != Probe::Scheduled {
+                return; // a regular ping went meanwhile
+            }
+            if beat.waiting || socket.is_upgrading() {
+                drop(beat);
+                self.push(
+                    engine,
+                    Entry {
+                        at: Instant::now() + PROBE_RETRY,
+                        sid: socket.id,
+                        kind: Kind::Probe,
+                        tick: 0,
+                    },
+                );
+                return;
+            }
+            beat.probe = Probe::Sent;
+        }
+        #[cfg(feature = "tracing")]
+        tracing::trace!(sid = ?socket.id, "emitting early ping");
+        engine.handler.on_ping(socket);
+        if socket
+            .internal_tx
+            .try_send(smallvec![Packet::Ping])
+            .is_err()
+        {
+            // A full buffer: the regular ping will find it so too.
+            socket.beat.lock().probe = Probe::Idle;
+        }
+    }
+
+    /// Adds an entry for a session whose heartbeat runs (so the timer task does too); false
+    /// if the task is not running (the session's heartbeat has not started or has ended).
+    fn request(&self, entry: Entry) -> bool {
+        let wake = {
+            let mut timers = self.lock();
+            if !timers.running {
+                return false;
+            }
+            timers.heap.push(Reverse(entry));
+            timers.sleeping_until.is_none_or(|at| entry.at < at)
+        };
+        if wake {
+            self.wake.notify_one();
+        }
+        true
     }
 
     fn push<H: EngineIoHandler>(&self, engine: &Arc<EngineIo<H>>, entry: Entry) {
@@ -284,6 +383,36 @@ impl Scheduler {
         } else if wake {
             self.wake.notify_one();
         }
+    }
+}
+
+/// How long an early ping waits while a regular one is out, before it is tried again.
+const PROBE_RETRY: Duration = Duration::from_millis(250);
+
+/// See [`Socket::ping_within`].
+pub(crate) fn ping_within<D: Default + Send + Sync + 'static>(
+    socket: &Socket<D>,
+    scheduler: &Scheduler,
+    within: Duration,
+) {
+    if client_pings(socket) {
+        return;
+    }
+    {
+        let mut beat = socket.beat.lock();
+        if beat.probe != Probe::Idle {
+            return;
+        }
+        beat.probe = Probe::Scheduled;
+    }
+    let entry = Entry {
+        at: Instant::now() + within,
+        sid: socket.id,
+        kind: Kind::Probe,
+        tick: 0,
+    };
+    if !scheduler.request(entry) {
+        socket.beat.lock().probe = Probe::Idle;
     }
 }
 

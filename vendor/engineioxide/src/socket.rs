@@ -57,13 +57,16 @@
 use std::{
     collections::VecDeque,
     fmt::Debug,
-    sync::atomic::{AtomicBool, AtomicU8, Ordering},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU8, Ordering},
+    },
 };
 
 use crate::{
     config::EngineIoConfig,
     errors::Error,
-    heartbeat::Beat,
+    heartbeat::{Beat, Scheduler},
     queue::{self, Receiver},
 };
 use bytes::Bytes;
@@ -225,6 +228,8 @@ where
 
     /// The heartbeat's state (driven by the engine's [`Scheduler`](crate::heartbeat::Scheduler))
     pub(crate) beat: Beat,
+    /// The engine's heartbeat timer, for [`ping_within`](Self::ping_within).
+    pub(crate) heartbeats: OnceLock<Arc<Scheduler>>,
 
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
@@ -266,6 +271,7 @@ where
             internal_tx,
 
             beat: Beat::new(),
+            heartbeats: OnceLock::new(),
             cancellation_token: CancellationToken::new(),
 
             close_fn,
@@ -274,6 +280,17 @@ where
             req_parts,
 
             supports_binary,
+        }
+    }
+
+    /// Asks for a ping to the client within `within`, besides the heartbeat's own (engine.io
+    /// protocol v4): its pong tells [`EngineIoHandler::on_pong`](crate::handler::EngineIoHandler::on_pong)
+    /// that the client received everything sent before it. Nothing happens if an early ping is
+    /// already asked for or out (a regular ping that goes first does instead), or for a v3
+    /// session, whose client sends the pings.
+    pub fn ping_within(&self, within: std::time::Duration) {
+        if let Some(heartbeats) = self.heartbeats.get() {
+            crate::heartbeat::ping_within(self, heartbeats, within);
         }
     }
 
@@ -509,6 +526,7 @@ where
             internal_tx,
 
             beat: Beat::new(),
+            heartbeats: OnceLock::new(),
             cancellation_token: CancellationToken::new(),
             close_fn,
 

@@ -423,10 +423,23 @@ impl<A: Adapter> EngineIoHandler for Client<A> {
             self.forward_pong(socket);
         }
     }
+
+    fn on_ping(&self, socket: &Arc<EIoSocket<SocketData<A>>>) {
+        if self.config.recovery.is_some() {
+            for ns in self.nsps.read().unwrap().values() {
+                if let Ok(s) = ns.get_socket(self.socket_id(socket, &ns.path))
+                    && let Some(session) = &s.session
+                    && s.is_transport(socket)
+                {
+                    s.on_ping(session);
+                }
+            }
+        }
+    }
 }
 impl<A: Adapter> Client<A> {
-    /// The pong of a connection proves that its client received what was sent before its
-    /// previous one: the sessions of the sockets it carries forget those packets.
+    /// The pong of a connection proves that its client received what was sent before the
+    /// ping it answers: the sessions of the sockets it carries forget those packets.
     fn forward_pong(&self, esocket: &Arc<EIoSocket<SocketData<A>>>) {
         for ns in self.nsps.read().unwrap().values() {
             if let Ok(socket) = ns.get_socket(self.socket_id(esocket, &ns.path))

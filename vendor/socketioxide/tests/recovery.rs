@@ -863,6 +863,26 @@ async fn packets_proven_received_are_not_kept() {
     assert_eq!(client.recv_event().await[..2], ev("missed", 2));
 }
 
+/// A kept packet asks for an early ping: its pong proves the packet received long before the
+/// heartbeat's next ping (a minute away here), and a recovery does not replay it.
+#[tokio::test]
+async fn a_packet_is_proven_received_by_an_early_ping() {
+    let mut srv = server(recovering(WAIT, 100), Duration::from_secs(60)).await;
+    let (mut client, sid, pid) = connected_client(&mut srv, Transport::Websocket).await;
+    let s = socket(&srv.io, &sid);
+    s.emit("received", &1).unwrap();
+    assert_eq!(client.recv_event().await[..2], ev("received", 1));
+    client.answer_pings(1).await;
+    client.drop_connection();
+    next(&mut srv.probes.lost).await;
+    s.emit("missed", &2).unwrap();
+
+    let mut client = Client::open(srv.addr, Transport::Websocket).await;
+    let answer = client.connect(&format!(r#"{{"pid":"{pid}"}}"#)).await;
+    assert_eq!(answer["sid"], sid.as_str());
+    assert_eq!(client.recv_event().await[..2], ev("missed", 2));
+}
+
 #[tokio::test]
 async fn an_event_encoded_once_reaches_each_socket_with_one_offset() {
     for recovery in [recovering(WAIT, 100), None] {
