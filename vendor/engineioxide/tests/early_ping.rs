@@ -67,7 +67,10 @@ fn server() -> (EngineIoService<Recorder>, mpsc::UnboundedReceiver<Seen>) {
         .ping_interval(Duration::from_secs(60))
         .ping_timeout(Duration::from_secs(60))
         .build();
-    (EngineIoService::with_config(Arc::new(Recorder(tx)), config), rx)
+    (
+        EngineIoService::with_config(Arc::new(Recorder(tx)), config),
+        rx,
+    )
 }
 
 async fn seen(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
@@ -113,7 +116,11 @@ async fn an_early_ping_is_sent_and_answered_like_any_other() {
     assert_eq!(frame(&mut ws, WAIT).await.as_deref(), Some("2"));
     ws.send(Message::text("3")).await.unwrap();
     assert_eq!(seen(&mut rx).await, Seen::Pong);
-    assert_eq!(frame(&mut ws, Duration::from_millis(300)).await, None, "one early ping only");
+    assert_eq!(
+        frame(&mut ws, Duration::from_millis(300)).await,
+        None,
+        "one early ping only"
+    );
     assert!(rx.try_recv().is_err(), "the session goes on");
 }
 
