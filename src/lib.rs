@@ -153,6 +153,10 @@ fn socket_io(config: &Config) -> SocketIoBuilder {
         .connect_timeout(CONNECT_TIMEOUT)
         .max_buffer_size(config.socket_buffer_packets)
         .max_buffer_bytes(config.socket_buffer_bytes)
+        // A session's handshake headers stay with it for its whole life; the server reads
+        // one of them, once, when the socket connects (the client's address behind trusted
+        // proxies, `signaling::client_address`).
+        .session_headers(|name| name == "x-forwarded-for")
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then closes every socket and

@@ -6,7 +6,7 @@
 mod common;
 mod raw;
 
-use common::{TestServer, WAIT};
+use common::{TestClient, TestServer, WAIT};
 use prolitemeet_server::address::TrustedProxies;
 use prolitemeet_server::limits::Rate;
 use serde_json::json;
@@ -56,6 +56,36 @@ async fn one_address_cannot_fill_the_server_with_rooms() {
     assert_eq!(create_room_as(&server, Some("198.51.100.7")).await, 200);
     let (rooms, _) = server.counts().await;
     assert_eq!(rooms, 6);
+}
+
+/// Behind a trusted proxy, a socket's address is the one its proxy forwarded in the handshake
+/// (the server keeps only that header of the handshake for the session's life): the rooms its
+/// joins make count against that address's share, not the proxy's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_behind_a_trusted_proxy_is_counted_as_its_forwarded_address() {
+    let server = TestServer::with(|c| {
+        c.max_rooms = 100;
+        c.max_rooms_per_address = 1;
+        c.trusted_proxies = TrustedProxies::Hops(1);
+    })
+    .await;
+    let mut alice = TestClient::connect_forwarded_for(&server, "198.51.100.7").await;
+    alice.join("ALICE1", "Alice").await;
+    let again = alice
+        .emit_ack(
+            "join-room",
+            json!({"roomId": "ALICE2", "userName": "Alice"}),
+        )
+        .await;
+    assert_eq!(again["code"], "too_many_rooms", "{again}");
+    // Another forwarded address, through the same proxy, has its own share.
+    let mut bob = TestClient::connect_forwarded_for(&server, "198.51.100.8").await;
+    bob.join("BOB1", "Bob").await;
+    // So has the proxy's own address (a client without the header).
+    let mut carol = server.client().await;
+    carol.join("CAROL1", "Carol").await;
+    let (rooms, _) = server.counts().await;
+    assert_eq!(rooms, 3);
 }
 
 /// Room creation is rate-limited per address, for `create-room` and for joins that make a

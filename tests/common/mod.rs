@@ -255,13 +255,36 @@ impl TestClient {
     }
 
     pub async fn connect_to(addr: SocketAddr, transport: TransportType) -> Self {
+        Self::connect_with(addr, transport, None).await
+    }
+
+    /// Connects as the client at `forwarded`, as a trusted proxy in front of the server
+    /// would say with `X-Forwarded-For`.
+    pub async fn connect_forwarded_for(server: &TestServer, forwarded: &str) -> Self {
+        Self::connect_with(
+            server.next_addr(),
+            TransportType::Websocket,
+            Some(forwarded),
+        )
+        .await
+    }
+
+    async fn connect_with(
+        addr: SocketAddr,
+        transport: TransportType,
+        forwarded: Option<&str>,
+    ) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let (connected_tx, connected) = oneshot::channel::<()>();
         let connected_tx = Arc::new(Mutex::new(Some(connected_tx)));
         let on_any = tx.clone();
         let on_error = tx;
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
-        let socket = ClientBuilder::new(format!("http://{addr}/"))
+        let mut builder = ClientBuilder::new(format!("http://{addr}/"));
+        if let Some(address) = forwarded {
+            builder = builder.opening_header("X-Forwarded-For", address);
+        }
+        let socket = builder
             .transport_type(transport)
             .reconnect(false)
             .on(Event::Connect, move |_, _| {

@@ -95,6 +95,10 @@ pub struct EngineIoConfig {
     /// Allowed transports on this server
     /// It is represented as a bitfield to allow to combine any number of transports easily
     pub transports: u8,
+
+    /// Which headers of its handshake request a session keeps in
+    /// [`Socket::req_parts`](crate::socket::Socket::req_parts) (`None`, the default: all).
+    pub session_headers: Option<fn(&http::HeaderName) -> bool>,
 }
 
 impl Default for EngineIoConfig {
@@ -111,6 +115,7 @@ impl Default for EngineIoConfig {
             ws_max_message_size: 64 << 20,
             ws_max_frame_size: 16 << 20,
             transports: TransportType::Polling as u8 | TransportType::Websocket as u8,
+            session_headers: None,
         }
     }
 }
@@ -269,6 +274,15 @@ impl EngineIoConfigBuilder {
         for transport in transports {
             self.config.transports |= transport as u8;
         }
+        self
+    }
+
+    /// Which headers of its handshake request a session keeps for its whole life in
+    /// [`Socket::req_parts`](crate::socket::Socket::req_parts): those `keep` says yes to (the
+    /// others, such as the WebSocket handshake's, cookies or the user agent, are dropped once
+    /// the session is made). By default a session keeps them all.
+    pub fn session_headers(mut self, keep: fn(&http::HeaderName) -> bool) -> Self {
+        self.config.session_headers = Some(keep);
         self
     }
 

@@ -53,6 +53,10 @@ impl<H: EngineIoHandler> EngineIo<H> {
     ) -> Arc<Socket<H::Data>> {
         let engine = self.clone();
         let close_fn = Box::new(move |sid, reason| engine.close_session(sid, reason));
+        let mut req = req;
+        if let Some(keep) = self.config.session_headers {
+            req.headers = kept_headers(std::mem::take(&mut req.headers), keep);
+        }
 
         let socket = Socket::new(
             protocol,
@@ -118,6 +122,25 @@ impl<H: EngineIoHandler> EngineIo<H> {
             "remaining sockets",
         );
     }
+}
+
+/// The headers `keep` says yes to, in a map of their own (none: a map that allocates nothing).
+fn kept_headers(headers: http::HeaderMap, keep: fn(&http::HeaderName) -> bool) -> http::HeaderMap {
+    let mut kept = http::HeaderMap::new();
+    let mut name = None;
+    for (next, value) in headers {
+        // A name is given with the first of its values only.
+        if next.is_some() {
+            name = next;
+        }
+        if let Some(name) = name.as_ref().filter(|name| keep(name)) {
+            // A copy of its own: the value may be a slice of the connection's read buffer,
+            // which it would otherwise keep for the whole session.
+            let value = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or(value);
+            kept.append(name.clone(), value);
+        }
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -199,5 +222,19 @@ mod tests {
         let socket = engine.get_socket(socket.id).unwrap();
         assert_eq!(socket.protocol, ProtocolVersion::V4);
         assert!(socket.is_http());
+    }
+
+    #[test]
+    fn a_session_keeps_only_the_headers_it_is_told_to() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("sec-websocket-key", "k".parse().unwrap());
+        headers.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        headers.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        headers.insert("user-agent", "ua".parse().unwrap());
+        let kept = super::kept_headers(headers, |name| name == "x-forwarded-for");
+        assert_eq!(kept.len(), 2);
+        let values: Vec<_> = kept.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(values, ["10.0.0.1", "10.0.0.2"]);
+        assert!(super::kept_headers(kept, |_| false).is_empty());
     }
 }

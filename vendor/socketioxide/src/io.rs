@@ -199,6 +199,16 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// Which headers of its handshake request a session keeps for its whole life (see
+    /// [`Socket::req_parts`](crate::socket::Socket::req_parts)): those `keep` says yes to.
+    /// By default it keeps them all; an application that reads a header or two in its connect
+    /// middleware saves the memory of the others (the WebSocket handshake's, cookies, the user
+    /// agent) for every session.
+    pub fn session_headers(mut self, keep: fn(&http::HeaderName) -> bool) -> Self {
+        self.engine_config_builder = self.engine_config_builder.session_headers(keep);
+        self
+    }
+
     /// The maximum number of packets that can be buffered per connection before being emitted to the client.
     /// If the buffer if full the `emit()` method will return an error
     ///
