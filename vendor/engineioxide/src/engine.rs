@@ -48,12 +48,11 @@ impl<H: EngineIoHandler> EngineIo<H> {
         self: &Arc<Self>,
         protocol: ProtocolVersion,
         transport: TransportType,
-        req: Parts,
+        mut req: Parts,
         supports_binary: bool,
     ) -> Arc<Socket<H::Data>> {
         let engine = self.clone();
         let close_fn = Box::new(move |sid, reason| engine.close_session(sid, reason));
-        let mut req = req;
         if let Some(keep) = self.config.session_headers {
             req.headers = kept_headers(std::mem::take(&mut req.headers), keep);
         }
