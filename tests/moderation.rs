@@ -752,6 +752,15 @@ async fn the_lobby_holds_newcomers_until_the_host_admits_or_denies_them() {
         assert_eq!(client.expect("user-joined").await["participantId"], wid);
         client.expect("participants-updated").await;
     }
+    // Admitted, it speaks under the name and avatar it asked with.
+    w.emit("send-message", json!({"message": "thanks"})).await;
+    for client in c.iter_mut().chain([&mut w]) {
+        let said = client.expect("new-message").await;
+        assert_eq!(
+            (&said["senderId"], &said["userName"], &said["userAvatar"]),
+            (&json!(wid), &json!("Wes"), &json!("https://x.test/w.png"))
+        );
+    }
     // Admitting again: no longer a waiter.
     refused(
         &mut c[0],

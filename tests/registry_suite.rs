@@ -11,7 +11,7 @@
 #[path = "common/redis.rs"]
 mod redis_server;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -1262,6 +1262,61 @@ async fn an_outage_is_unavailable_then_the_store_recovers() {
 }
 
 #[tokio::test]
+async fn a_senders_chat_name_is_kept_exactly_while_it_is_in_the_room() {
+    let Some(server) = shared_redis() else { return };
+    let prefix = unique_prefix();
+    let r = Registry::Redis(connect_redis(&server, limits(), &prefix, "i").await);
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let senders = format!("{{{prefix}}}:senders:R");
+    let ann = JoinRequest {
+        avatar: Some("😀 \"a\"".into()),
+        ..req("R", "Ann \"the\" first")
+    };
+    r.join("a", &ann, ANYONE, None).await.unwrap();
+    join(&r, "b", "R", "Bob").await;
+    let kept: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&senders)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        HashMap::from([
+            (
+                "a".into(),
+                r#""userName":"Ann \"the\" first","userAvatar":"😀 \"a\"""#.into()
+            ),
+            ("b".into(), r#""userName":"Bob","userAvatar":null"#.into()),
+        ])
+    );
+    let said = r.chat("a", None, "hi", None).await.unwrap().message;
+    assert_eq!(
+        (&*said.user_name, said.user_avatar.as_deref()),
+        ("Ann \"the\" first", Some("😀 \"a\""))
+    );
+    r.leave("b", LeaveReason::Left, None).await.unwrap();
+    let left: bool = redis::cmd("HEXISTS")
+        .arg(&senders)
+        .arg("b")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(!left, "a leaver's name goes with it");
+    assert_eq!(
+        code(r.chat("b", Some("R"), "hi", None).await),
+        ErrorCode::NotInRoom
+    );
+    r.close_room("R", None).await.unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&senders)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(!exists, "a closed room's names go with it");
+}
+
+#[tokio::test]
 async fn malformed_values_in_redis_are_errors_not_panics() {
     let Some(server) = shared_redis() else { return };
     let prefix = unique_prefix();
@@ -1283,6 +1338,13 @@ async fn malformed_values_in_redis_are_errors_not_panics() {
         .unwrap();
     assert!(r.detail("R").await.is_err());
     assert!(r.summaries().await.is_err());
+    // Chat signs with the name kept beside the participant (`senders:R`), so it does not read
+    // the participant; without that entry (a room older than it) it does.
+    let said = r.chat("a", None, "hi", None).await.unwrap();
+    assert_eq!(&*said.message.user_name, "Ann");
+    let mut forget = redis::cmd("HDEL");
+    forget.arg(format!("{{{prefix}}}:senders:R")).arg("a");
+    forget.query_async::<()>(&mut raw).await.unwrap();
     assert_eq!(
         code(r.chat("a", None, "hi", None).await),
         ErrorCode::Unavailable
@@ -1305,6 +1367,17 @@ async fn malformed_values_in_redis_are_errors_not_panics() {
     );
     assert_eq!(code(bad), ErrorCode::Unavailable);
     assert_eq!(&*good.unwrap().message.message, "still here");
+    // A kept name that is not one (published, it would spoil its whole batch): refused alone.
+    corrupt("senders:R", "b", r#""userName":7"#)
+        .query_async::<()>(&mut raw)
+        .await
+        .unwrap();
+    let (bad_kept, bad_participant) = tokio::join!(
+        r.chat("b", None, "hi", None),
+        r.chat("a", None, "not signed either", None)
+    );
+    assert_eq!(code(bad_kept), ErrorCode::Unavailable);
+    assert_eq!(code(bad_participant), ErrorCode::Unavailable);
     assert_eq!(
         code(r.set_screen_sharing("a", None, true, None).await),
         ErrorCode::Unavailable

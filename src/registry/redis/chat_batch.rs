@@ -18,10 +18,10 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::connection::deadline;
-use super::wire::{internal, ticket_arg};
+use super::wire::{internal, malformed, ticket_arg};
 use crate::model::{ChatMessage, Timestamp};
 use crate::protocol::ProtocolError;
 use crate::registry::error::StoreUnavailable;
@@ -39,6 +39,9 @@ const BUSY: Duration = Duration::from_millis(10);
 /// shared by all the messages of those moments (at 2,000 messages/s an instance, a few
 /// rather than one; see `docs/PERFORMANCE.md`).
 const GATHER: Duration = Duration::from_millis(2);
+
+/// How many strings `chat.lua` answers per message.
+const REPLY_STRINGS: usize = 3;
 
 /// A message waiting for its batch.
 struct Pending {
@@ -103,23 +106,43 @@ impl Pending {
     /// The message as the registry answers it, from the script's answer for it.
     fn said(&self, reply: &[String]) -> Result<Said, ProtocolError> {
         match reply {
-            [outcome, room_id, name, avatar] if outcome == "said" => Ok(Said {
-                room_id: room_id.as_str().into(),
-                message: Arc::new(ChatMessage::new(
-                    self.message_id.clone(),
-                    self.socket.clone(),
-                    name.as_str().into(),
-                    self.text.clone(),
-                    self.timestamp,
-                    (!avatar.is_empty()).then(|| avatar.as_str().into()),
-                )),
-            }),
+            [outcome, room_id, sender] if outcome == "said" => {
+                let sender = SenderFields::read(sender)?;
+                Ok(Said {
+                    room_id: room_id.as_str().into(),
+                    message: Arc::new(ChatMessage::new(
+                        self.message_id.clone(),
+                        self.socket.clone(),
+                        sender.user_name.into(),
+                        self.text.clone(),
+                        self.timestamp,
+                        sender.user_avatar.map(Into::into),
+                    )),
+                })
+            }
             [outcome, ..] if outcome == "not_in_room" => Err(ProtocolError::not_in_room()),
             [outcome, what, ..] if outcome == "malformed" => {
                 Err(StoreUnavailable(format!("{what} (chat)")).into())
             }
             _ => Err(internal(format!("chat.lua answered {reply:?}"))),
         }
+    }
+}
+
+/// The sender's name and avatar as `chat.lua` answers them: the JSON members its messages
+/// carry (`"userName":…,"userAvatar":…` or `null`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SenderFields {
+    user_name: String,
+    #[serde(default)]
+    user_avatar: Option<String>,
+}
+
+impl SenderFields {
+    fn read(members: &str) -> Result<Self, StoreUnavailable> {
+        serde_json::from_str(&format!("{{{members}}}"))
+            .map_err(|e| malformed(format!("{e} in a chat sender's fields")))
     }
 }
 
@@ -201,7 +224,8 @@ impl Caller {
             last_call = Some(Instant::now());
             match self.call(&batch).await {
                 Ok(reply) => {
-                    for (pending, answer) in batch.drain(..).zip(reply.chunks_exact(4)) {
+                    for (pending, answer) in batch.drain(..).zip(reply.chunks_exact(REPLY_STRINGS))
+                    {
                         let said = pending.said(answer);
                         pending.answer.send(said).ok();
                     }
@@ -220,7 +244,7 @@ impl Caller {
         }
     }
 
-    /// One call of `chat.lua` for `batch`: four strings per message, in order.
+    /// One call of `chat.lua` for `batch`: [`REPLY_STRINGS`] per message, in order.
     async fn call(&mut self, batch: &[Pending]) -> Result<Vec<String>, ProtocolError> {
         let mut call = self.script.key(&self.rooms_key);
         call.arg(&self.tag)
@@ -236,7 +260,7 @@ impl Caller {
                 .arg(ticket_arg(pending.ticket));
         }
         let reply: Vec<String> = deadline(call.invoke_async(&mut self.conn)).await?;
-        if reply.len() != batch.len() * 4 {
+        if reply.len() != batch.len() * REPLY_STRINGS {
             return Err(internal(format!(
                 "chat.lua answered {} strings for {} messages",
                 reply.len(),

@@ -18,6 +18,7 @@
 //! | `{p}:room:<id>`     | HASH | `created`, `creator`, `chatbytes`, `hooks`, `host`, `locked`, `lobby`, `password` (a salted keyed hash) |
 //! | `{p}:order:<id>`    | LIST | socket ids in join order (a host by token first)           |
 //! | `{p}:people:<id>`   | HASH | socket id → participant JSON (`Stored`)                   |
+//! | `{p}:senders:<id>`  | HASH | socket id → its name (and avatar) as its chat messages carry them (`"userName":…,"userAvatar":…` or `null`), kept with `people` so chat decodes no participant |
 //! | `{p}:chat:<id>`     | LIST | chat message JSON, oldest first                           |
 //! | `{p}:queue:<id>`    | LIST | the lobby's waiters' socket ids, in the order they asked  |
 //! | `{p}:waiters:<id>`  | HASH | waiter socket id → participant JSON (`Stored`)            |

@@ -10,9 +10,9 @@
 --       4 per message: socket id; '' or '=' and the room it named; the message's JSON fields
 --       but the sender's (`"id":…,"senderId":…,"message":…,"timestamp":…`, made by the
 --       instance); ticket ('' for none)
--- Reply: four strings per message, in order: 'said', the room id, the sender's name and
--- avatar ('' for none); or 'not_in_room' and three empty strings; or 'malformed', what is
--- malformed and two empty strings.
+-- Reply: three strings per message, in order: 'said', the room id, the sender's fields as
+-- JSON members (`"userName":…,"userAvatar":…` or `null`); or 'not_in_room' and two empty
+-- strings; or 'malformed', what is malformed and an empty string.
 local instance, limit = ARGV[2], tonumber(ARGV[3])
 local max_bytes, total_budget = tonumber(ARGV[4]), tonumber(ARGV[5])
 local count = tonumber(ARGV[6])
@@ -27,37 +27,47 @@ local grown_in_all = 0
 for i = 0, count - 1 do
   local base = 7 + i * 4
   local sid, named, fields, ticket = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  local id, sender
+  local id, sender, refusal
   if named == '' then
-    id, sender = sender_in_room(sid, '0', '')
+    id = redis.call('HGET', MEMBER, sid)
   else
-    id, sender = sender_in_room(sid, '1', string.sub(named, 2))
+    id = string.sub(named, 2)
   end
-  if id and type(sender.userName) ~= 'string' then
-    id, sender = nil, redis.error_reply('participant ' .. sid .. ' has no name')
+  if id then
+    -- Listed in the room's senders exactly while listed in its people (see `seat`).
+    sender = redis.call('HGET', senders_key(id), sid)
+    if sender and string.sub(sender, 1, 12) ~= '"userName":"' then
+      -- Not what `sender_fields` writes: published, it would spoil the whole batch's JSON.
+      sender, refusal = nil, redis.error_reply('malformed chat sender ' .. sid .. ' in room ' .. id)
+    elseif not sender then
+      -- Seated before senders were kept (a server upgraded under a live room), or not in
+      -- the room: the participant itself decides, and its fields are kept from now on.
+      local found, participant = sender_in_room(sid, '1', id)
+      if found then
+        sender = sender_fields(participant)
+        if sender then
+          redis.call('HSET', senders_key(id), sid, sender)
+        else
+          refusal = redis.error_reply('participant ' .. sid .. ' has no name')
+        end
+      elseif type(participant) == 'table' then
+        refusal = participant
+      end
+    end
   end
-  if not id then
+  if not sender then
     -- Refused, or a malformed participant in the store (an error for this message alone:
     -- the batch's other messages are made and published all the same).
-    if type(sender) == 'table' then
+    if refusal then
       replies[#replies + 1] = 'malformed'
-      replies[#replies + 1] = tostring(sender.err)
+      replies[#replies + 1] = tostring(refusal.err)
     else
       replies[#replies + 1] = 'not_in_room'
       replies[#replies + 1] = ''
     end
     replies[#replies + 1] = ''
-    replies[#replies + 1] = ''
   else
-    local name, avatar = sender.userName, sender.avatar
-    local message
-    if type(avatar) == 'string' then
-      message = '{' .. fields .. ',"userName":' .. cjson.encode(name) .. ',"userAvatar":'
-        .. cjson.encode(avatar) .. '}'
-    else
-      avatar = ''
-      message = '{' .. fields .. ',"userName":' .. cjson.encode(name) .. '}'
-    end
+    local message = '{' .. fields .. ',' .. sender .. '}'
     if limit > 0 then
       -- Each write's answer is used (the new length, the bytes kept), so nothing is read
       -- again; the total over all rooms is written once, at the end.
@@ -79,8 +89,7 @@ for i = 0, count - 1 do
     end
     replies[#replies + 1] = 'said'
     replies[#replies + 1] = id
-    replies[#replies + 1] = name
-    replies[#replies + 1] = avatar
+    replies[#replies + 1] = sender
     if ticket == '' then ticket = 'null' end
     -- The pieces of this message's batch; joined once, at the end, into what is published.
     local n = #published

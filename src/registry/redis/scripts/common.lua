@@ -27,6 +27,10 @@ local function room_key(id) return P .. ':room:' .. id end
 local function order_key(id) return P .. ':order:' .. id end    -- LIST socket ids, join order
 local function people_key(id) return P .. ':people:' .. id end  -- HASH socket id -> JSON
 local function chat_key(id) return P .. ':chat:' .. id end      -- LIST message JSON, oldest first
+-- HASH socket id -> its name (and avatar) as its chat messages carry them, JSON members
+-- (`"userName":…,"userAvatar":…`): written beside people_key, so that a chat message needs
+-- neither the sender's participant decoded nor its name encoded again (chat.lua).
+local function senders_key(id) return P .. ':senders:' .. id end
 local function queue_key(id) return P .. ':queue:' .. id end    -- LIST waiter socket ids, request order
 local function waiters_key(id) return P .. ':waiters:' .. id end -- HASH waiter socket id -> JSON
 local function on_key(instance) return P .. ':on:' .. instance end -- SET socket ids it holds
@@ -196,7 +200,7 @@ local function delete_room(id)
   if creator and redis.call('HINCRBY', CREATORS, creator, -1) <= 0 then
     redis.call('HDEL', CREATORS, creator)
   end
-  redis.call('DEL', room_key(id), order_key(id), people_key(id), chat_key(id))
+  redis.call('DEL', room_key(id), order_key(id), people_key(id), senders_key(id), chat_key(id))
   redis.call('ZREM', ROOMS, id)
 end
 
@@ -319,6 +323,7 @@ local function remove_participant(id, sid, empty_ttl_ms)
   local stored = redis.call('HGET', people_key(id), sid)
   if not stored then return nil, {} end
   redis.call('HDEL', people_key(id), sid)
+  redis.call('HDEL', senders_key(id), sid)
   redis.call('LREM', order_key(id), 1, sid)
   local instance = holder(stored)
   if instance then redis.call('SREM', on_key(instance), sid) end
@@ -357,6 +362,23 @@ local function remove_participant(id, sid, empty_ttl_ms)
   return left_json(id, stored, rest, removed, host, new_host), extras
 end
 
+-- A participant's name and avatar as JSON members of its chat messages (`userAvatar` is
+-- null, never absent, for none: the message's wire form); nil without a name.
+local function sender_fields(p)
+  if type(p.userName) ~= 'string' then return nil end
+  local avatar = 'null'
+  if type(p.avatar) == 'string' then avatar = cjson.encode(p.avatar) end
+  return '"userName":' .. cjson.encode(p.userName) .. ',"userAvatar":' .. avatar
+end
+
+-- Writes participant `sid` (`p` decoded, `encoded` its JSON) into room `id`'s people, and
+-- its chat fields beside it.
+local function seat(id, sid, p, encoded)
+  redis.call('HSET', people_key(id), sid, encoded)
+  local fields = sender_fields(p)
+  if fields then redis.call('HSET', senders_key(id), sid, fields) end
+end
+
 -- Moves a waiter out of the lobby into room `id` (its stored JSON, already taken out by
 -- `take_waiter`), joined at `now_iso`, exactly as a direct join: returns its welcome (for
 -- the instance holding it, also returned) and the others' news of its arrival; nil for an
@@ -366,7 +388,7 @@ local function admit(id, stored, now_iso)
   if not ok or type(p) ~= 'table' or type(p.id) ~= 'string' then return nil end
   p.joinedAt = now_iso
   redis.call('RPUSH', order_key(id), p.id)
-  redis.call('HSET', people_key(id), p.id, cjson.encode(p))
+  seat(id, p.id, p, cjson.encode(p))
   redis.call('HSET', MEMBER, p.id, id)
   local welcome = '{"t":"welcome","socket":' .. cjson.encode(p.id) .. ',"joined":'
     .. joined_json(id, false) .. '}'

@@ -19,6 +19,10 @@ local empty_ttl_ms, instance, ticket = tonumber(ARGV[8]), ARGV[9], ARGV[10]
 local creator, max_per_address, may_create = ARGV[11], tonumber(ARGV[12]), ARGV[13] == '1'
 local checked = ARGV[14]
 local as_host = ARGV[15] == '1'
+local decoded, joiner = pcall(cjson.decode, participant)
+if not decoded or type(joiner) ~= 'table' then
+  return redis.error_reply('malformed participant for ' .. sid)
+end
 
 local current = redis.call('HGET', MEMBER, sid)
 if current == id and redis.call('HEXISTS', people_key(id), sid) == 1 then
@@ -99,7 +103,7 @@ if as_host then
 else
   redis.call('RPUSH', order_key(id), sid)
 end
-redis.call('HSET', people_key(id), sid, participant)
+seat(id, sid, joiner, participant)
 redis.call('ZADD', ROOMS, '+inf', id)
 redis.call('HSET', MEMBER, sid, id)
 
