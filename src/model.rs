@@ -288,6 +288,28 @@ impl ChatMessage {
         made
     }
 
+    /// A message with the JSON it was read back from (a cluster's store, where it was made
+    /// from these fields), kept as it is rather than made again.
+    pub fn with_json(
+        id: Arc<str>,
+        sender_id: Arc<str>,
+        user_name: Arc<str>,
+        message: Arc<str>,
+        timestamp: Timestamp,
+        user_avatar: Option<Arc<str>>,
+        json: Arc<RawValue>,
+    ) -> Self {
+        Self {
+            id,
+            sender_id,
+            user_name,
+            message,
+            timestamp,
+            user_avatar,
+            json,
+        }
+    }
+
     /// The bytes the message's JSON takes: what the history budgets count.
     pub fn size(&self) -> usize {
         self.json.get().len()

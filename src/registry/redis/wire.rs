@@ -2,6 +2,7 @@
 //! the registry's outcomes and events. Anything that does not read back is an error
 //! ([`StoreUnavailable`]), never a panic.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -115,6 +116,41 @@ impl StoredMessage {
             self.user_avatar.as_deref().map(Into::into),
         )))
     }
+}
+
+/// The fields of a published chat message, borrowed from its JSON where they can be.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SaidFields<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    sender_id: Cow<'a, str>,
+    #[serde(borrow)]
+    user_name: Cow<'a, str>,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    #[serde(borrow, default)]
+    user_avatar: Option<Cow<'a, str>>,
+}
+
+/// A published chat message, with the JSON it was published as for its wire form: not
+/// serialized again, as every instance reads every published message.
+fn said_message(json: Box<RawValue>) -> Result<Arc<ChatMessage>, StoreUnavailable> {
+    let json: Arc<RawValue> = json.into();
+    let fields: SaidFields<'_> = serde_json::from_str(json.get())
+        .map_err(|e| malformed(format!("{e} in a chat message {:.200}", json.get())))?;
+    Ok(Arc::new(ChatMessage::with_json(
+        (*fields.id).into(),
+        (*fields.sender_id).into(),
+        (*fields.user_name).into(),
+        (*fields.message).into(),
+        timestamp(&fields.timestamp)?,
+        fields.user_avatar.as_deref().map(Into::into),
+        json.clone(),
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -484,7 +520,7 @@ struct LeftEventWire {
 #[serde(rename_all = "camelCase")]
 struct SaidWire {
     room_id: String,
-    message: StoredMessage,
+    message: Box<RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -616,14 +652,29 @@ struct RelayWire {
     body: Box<RawValue>,
 }
 
+/// The tag of an event that starts with it, as the scripts write every event
+/// (`{"t":"said",…`), read without a pass over the whole event; `None` for any other shape
+/// (the event is then parsed for its tag).
+fn leading_tag(event: &str) -> Option<&str> {
+    let rest = event.strip_prefix(r#"{"t":""#)?;
+    let tag = &rest[..rest.find('"')?];
+    (!tag.contains('\\')).then_some(tag)
+}
+
 impl EventWire {
     fn read(raw: &RawValue) -> Result<Self, StoreUnavailable> {
         fn of<T: DeserializeOwned>(raw: &RawValue) -> Result<T, StoreUnavailable> {
             parse(raw.get())
         }
-        let tag: Tag = serde_json::from_str(raw.get())
-            .map_err(|e| malformed(format!("{e}: an event without its tag")))?;
-        Ok(match tag.t {
+        let tag = match leading_tag(raw.get()) {
+            Some(tag) => tag,
+            None => {
+                serde_json::from_str::<Tag>(raw.get())
+                    .map_err(|e| malformed(format!("{e}: an event without its tag")))?
+                    .t
+            }
+        };
+        Ok(match tag {
             "welcome" => Self::Welcome(of(raw)?),
             "joined" => Self::Joined(of(raw)?),
             "left" => Self::Left(of(raw)?),
@@ -675,7 +726,7 @@ impl EventWire {
             },
             Self::Said(SaidWire { room_id, message }) => Event::Said(Said {
                 room_id: room_id.into(),
-                message: message.message()?,
+                message: said_message(message)?,
             }),
             Self::Updated(UpdatedWire {
                 room_id,
@@ -939,5 +990,39 @@ mod tests {
         ] {
             assert!(decode_batch(message.as_bytes()).is_err(), "{message}");
         }
+    }
+
+    #[test]
+    fn a_published_chat_message_is_emitted_as_it_was_stored() {
+        let stored = r#"{"id":"m1","senderId":"a","message":"h\u00e9 \"you\"","timestamp":"2026-01-01T00:00:00.000Z","userName":"Ann","userAvatar":"😀"}"#;
+        let message = format!(
+            r#"[{{"origin":{{"instance":"i","ticket":4}},"events":[{{"t":"said","roomId":"R","message":{stored}}}]}}]"#
+        );
+        let batches = decode_published(message.as_bytes()).unwrap();
+        let Event::Said(said) = &batches[0].events[0] else {
+            panic!("a chat message: {batches:?}")
+        };
+        assert_eq!(&*said.room_id, "R");
+        let m = &said.message;
+        assert_eq!(&*m.message, "hé \"you\"");
+        assert_eq!(
+            (&*m.user_name, m.user_avatar.as_deref()),
+            ("Ann", Some("😀"))
+        );
+        assert_eq!(m.size(), stored.len());
+        assert_eq!(serde_json::to_string(&**m).unwrap(), stored);
+    }
+
+    #[test]
+    fn an_event_is_read_by_its_tag_whatever_the_order_of_its_fields() {
+        assert_eq!(leading_tag(r#"{"t":"said","roomId":"R"}"#), Some("said"));
+        assert_eq!(leading_tag(r#"{"roomId":"R","t":"said"}"#), None);
+        assert_eq!(leading_tag(r#"{"t":"sa\"id"}"#), None);
+        let message = r#"{"origin":{"instance":"i","ticket":null},"events":[{"roomId":"R","createdAt":"2026-01-01T00:00:00.000Z","t":"opened"}]}"#;
+        let batch = decode_batch(message.as_bytes()).unwrap();
+        assert!(
+            matches!(batch.events[0], Event::RoomOpened { .. }),
+            "{batch:?}"
+        );
     }
 }
