@@ -272,15 +272,15 @@ impl ChatMessage {
         timestamp: Timestamp,
         user_avatar: Option<Arc<str>>,
     ) -> Self {
-        let mut made = Self {
+        let mut made = Self::with_json(
             id,
             sender_id,
             user_name,
             message,
             timestamp,
             user_avatar,
-            json: RawValue::NULL.to_owned().into(),
-        };
+            RawValue::NULL.to_owned().into(),
+        );
         // Strings and a timestamp always serialize; were it to fail, `null` keeps this total.
         if let Ok(json) = serde_json::value::to_raw_value(&made.fields()) {
             made.json = json.into();
