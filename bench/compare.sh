@@ -5,7 +5,7 @@
 #   bench/compare.sh [options] find-max fanout|relay [loadgen options]
 #                                      raise the rate until p99 > 50 ms or loss > 0.1 %
 #   bench/compare.sh [options] suite   every measurement of docs/PERFORMANCE.md's suite table + chart
-#   bench/compare.sh [options] cluster [--rate R[,R...]] [fanout options]
+#   bench/compare.sh [options] cluster [--rate R[,R...]] [--rounds N] [fanout options]
 #   bench/compare.sh [options] cluster find-max [fanout options]
 #                                      our server in cluster mode (Redis): fanout against one
 #                                      instance, two instances (every room spread over both)
@@ -37,6 +37,9 @@
 #   --p99-ms MS, --max-loss FRACTION                              find-max limits [50, 0.001]
 #   --setups "redis1 redis2 mem1"  cluster: what to run, in order (redisN: N instances on
 #                           one Redis, ports BENCH_PORT.., mem1: one instance, no Redis)
+#   --rounds N              cluster at fixed rates: run the setups N times, alternating, and
+#                           report each round's ratio to memory mode and their median (one
+#                           run's CPU figures vary by ~15 % on a shared VM)          [1]
 #   --smoke                 tiny runs of every scenario (and a two-instance cluster fanout
 #                           when redis-server is installed); exits non-zero if a tool fails
 # Environment: SERVER_CPU, LOADGEN_CPU, REDIS_CPU, OURS_CMD, NODE_CMD, BENCH_PORT (3811),
@@ -716,10 +719,13 @@ case "$MODE" in
         if [[ ${1:-} == find-max ]]; then find=1; shift; fi
         args=()
         rates=""
+        rounds=1
         while [[ $# -gt 0 ]]; do
             case "$1" in
                 --rate) rates="${2:?--rate needs a value}"; shift 2 ;;
                 --rate=*) rates="${1#--rate=}"; shift ;;
+                --rounds) rounds="${2:?--rounds needs a value}"; shift 2 ;;
+                --rounds=*) rounds="${1#--rounds=}"; shift ;;
                 *) args+=("$1"); shift ;;
             esac
         done
@@ -728,8 +734,10 @@ case "$MODE" in
         has_arg --duration "${args[@]}" || args+=(--duration 5)
         for s in $SETUPS; do server_cmd "$s" >/dev/null; done
         log "cluster: every instance on CPU $SERVER_CPU, Redis on CPU $REDIS_CPU, loadgen on CPU $LOADGEN_CPU; setups: $SETUPS"
+        [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds takes a positive whole number, not $rounds"
         if [[ $find -eq 1 ]]; then
             [[ -z $rates ]] || die "cluster find-max searches the rate itself (--start R sets where it begins)"
+            [[ $rounds -eq 1 ]] || die "--rounds is for fixed rates (find-max searches once per setup)"
             for s in $SETUPS; do
                 log "== $s: fanout find-max (${args[*]})"
                 find_max "$s" fanout "${args[@]}"
@@ -738,10 +746,14 @@ case "$MODE" in
         else
             IFS=, read -r -a rate_list <<<"${rates:-$CLUSTER_RATES}"
             for rate in "${rate_list[@]}"; do
-                for s in $SETUPS; do
-                    log "== $s: fanout at $rate msg/s (${args[*]})"
-                    rec="$(run_one "$s" measure fanout "${args[@]}" --rate "$rate")"
-                    describe "$rec" >&2
+                # Rounds alternate the setups, so a slow minute of the machine falls on all
+                # of them rather than on one (the report pairs each round's runs).
+                for ((round = 1; round <= rounds; round++)); do
+                    for s in $SETUPS; do
+                        log "== $s: fanout at $rate msg/s, round $round of $rounds (${args[*]})"
+                        rec="$(run_one "$s" measure fanout "${args[@]}" --rate "$rate")"
+                        describe "$rec" >&2
+                    done
                 done
             done
             report cluster

@@ -10,6 +10,7 @@ one-line summary of ratios. Standard library only.
 import argparse
 import datetime
 import json
+import statistics
 import sys
 
 # Issue 5's targets.
@@ -337,12 +338,17 @@ def cluster_fixed(runs, p99_ms, max_loss):
     rates = sorted({r["loadgen"].get("rate") for r in recs})
     rows = []
     for rate in rates:
+        seen = {}
         for r in (r for r in recs if r["loadgen"].get("rate") == rate):
+            # Runs are recorded in the order they ran: a setup's k-th run at a rate is round k
+            # (`--rounds` alternates the setups).
+            seen[r["server"]] = seen.get(r["server"], 0) + 1
             lg = r["loadgen"]
             server, redis = window_cpu(r)
             delivered = lg.get("deliveries_per_sec")
             rows.append({
                 "setup": r["server"], "label": setup_label(r["server"]), "rate": rate,
+                "round": seen[r["server"]],
                 "rooms": lg.get("rooms"), "size": lg.get("size"),
                 "offered_per_sec": lg.get("offered_deliveries_per_sec"),
                 "delivered_per_sec": delivered, "loss": lg.get("loss"),
@@ -358,19 +364,23 @@ def cluster_fixed(runs, p99_ms, max_loss):
             })
     # Each setup's deliveries per CPU-second (instances + Redis) against memory mode's at
     # the same offered rate: the figure issue 19 sets at >= 0.8x.
+    # In a round, against that round's memory mode run.
     for row in rows:
-        mem = next((m for m in rows if m["setup"] == "mem1" and m["rate"] == row["rate"]), None)
+        mems = [m for m in rows if m["setup"] == "mem1" and m["rate"] == row["rate"]]
+        mem = next((m for m in mems if m["round"] == row["round"]), mems[0] if mems else None)
         row["per_cpu_vs_memory"] = ratio(row["deliveries_per_cpu_sec"],
                                          mem["deliveries_per_cpu_sec"] if mem else None)
     return rows
 
 
 def print_cluster_fixed(rows):
+    rounds = max((row["round"] for row in rows), default=1)
     head = ["msg/s", "setup", "delivered/s", "loss", "p50 ms", "p99 ms", "server cpu",
             "redis cpu", "loadgen cpu", "load core busy", "server µs/deliv", "redis µs/deliv",
             "deliv per cpu-s", "per cpu-s vs memory"]
     print_grid(head, [[
-        f"{row['rate']:,.0f}", row["label"], num(row["delivered_per_sec"]),
+        f"{row['rate']:,.0f}", row["label"] + (f" (round {row['round']})" if rounds > 1 else ""),
+        num(row["delivered_per_sec"]),
         f"{row['loss']:.4f}" if row["loss"] is not None else "–",
         num(row["p50_ms"]), num(row["p99_ms"]), num(row["server_cpu"]), num(row["redis_cpu"]),
         num(row["loadgen_cpu"]), num((row["core_busy"] or {}).get("loadgen_core")),
@@ -400,6 +410,13 @@ def cluster_fixed_summary(rows):
             bits.append(
                 f"deliveries per CPU-second (instances + Redis): 2 instances {num(two['deliveries_per_cpu_sec'])}, "
                 f"memory mode {num(mem['deliveries_per_cpu_sec'])} = {num(two['per_cpu_vs_memory'])}x")
+        per_round = [row["per_cpu_vs_memory"] for row in rows
+                     if row["rate"] == rate and row["setup"] == "redis2" and row["per_cpu_vs_memory"]]
+        if len(per_round) > 1:
+            bits.append(
+                f"over {len(per_round)} alternating rounds, 2 instances per CPU-second vs memory mode: "
+                f"median {num(statistics.median(per_round))}x "
+                f"(rounds: {', '.join(num(v) + 'x' for v in per_round)})")
         if bits:
             parts.append(f"at {rate:,.0f} msg/s: " + "; ".join(bits))
     return "summary (cluster fan-out): " + (" | ".join(parts) if parts else "no comparison (setups missing)")
