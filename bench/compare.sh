@@ -23,7 +23,9 @@
 # cluster: each run gets a fresh private redis-server (free loopback port, no persistence)
 # and fresh instances. All instances share CPU $SERVER_CPU, so two instances get the same
 # core budget as one and the comparison shows the cost of crossing instances, not the gain
-# of a second core; Redis runs on CPU $REDIS_CPU (default: the load generator's). Fanout
+# of a second core (INSTANCE_CPUS="0 1" gives instance k the k-th CPU instead, to measure
+# what sharing a core costs them); Redis runs on CPU $REDIS_CPU (default: the load
+# generator's). Fanout
 # options default to --rooms 100 --size 5 --duration 5, rates to $CLUSTER_RATES.
 #
 # Options:
@@ -42,7 +44,7 @@
 #                           run's CPU figures vary by ~15 % on a shared VM)          [1]
 #   --smoke                 tiny runs of every scenario (and a two-instance cluster fanout
 #                           when redis-server is installed); exits non-zero if a tool fails
-# Environment: SERVER_CPU, LOADGEN_CPU, REDIS_CPU, OURS_CMD, NODE_CMD, BENCH_PORT (3811),
+# Environment: SERVER_CPU, LOADGEN_CPU, REDIS_CPU, INSTANCE_CPUS, OURS_CMD, NODE_CMD, BENCH_PORT (3811),
 # PYTHON, REDIS_SERVER (redis-server), CLUSTER_RATES (4000,16000); CI: a missing
 # redis-server fails the smoke run instead of skipping its cluster part.
 set -euo pipefail
@@ -259,6 +261,14 @@ stop_pids() {
     done
 }
 
+# The CPU instance k runs on: the k-th of $INSTANCE_CPUS, or $SERVER_CPU. Only the
+# instances move: "foreign load" is still read on $SERVER_CPU.
+instance_cpu() {
+    local cpus
+    read -r -a cpus <<<"${INSTANCE_CPUS:-}"
+    echo "${cpus[$1]:-$SERVER_CPU}"
+}
+
 start_server() {
     local name="$1" cmd n k port
     cmd="$(server_cmd "$name")"
@@ -275,7 +285,7 @@ start_server() {
         # Word splitting of $cmd is wanted: it is a command line.
         # shellcheck disable=SC2086
         (exec env -u REDIS_URL -u REDIS_PREFIX "${SERVER_ENV[@]}" "PORT=$port" "${cluster_env[@]}" \
-            taskset -c "$SERVER_CPU" $cmd) >"$WORK/$name.$k.log" 2>&1 &
+            taskset -c "$(instance_cpu "$k")" $cmd) >"$WORK/$name.$k.log" 2>&1 &
         SERVER_PIDS+=($!)
     done
     SERVER_PID="${SERVER_PIDS[0]}"
@@ -607,8 +617,8 @@ EOF
 
 # What the cluster mode adds to the machine description: where Redis ran, which Redis.
 cluster_machine() {
-    "$PYTHON" -c 'import json, sys; print(json.dumps({"redis_cpu": sys.argv[1], "redis": sys.argv[2]}))' \
-        "$REDIS_CPU" "$("$REDIS_SERVER" --version 2>/dev/null | head -n 1)"
+    "$PYTHON" -c 'import json, sys; print(json.dumps({"redis_cpu": sys.argv[1], "redis": sys.argv[2], "instance_cpus": sys.argv[3] or None}))' \
+        "$REDIS_CPU" "$("$REDIS_SERVER" --version 2>/dev/null | head -n 1)" "${INSTANCE_CPUS:-}"
 }
 
 # report KIND: assembles $RUNS into results JSON, prints the table and the summary line,
@@ -733,7 +743,7 @@ case "$MODE" in
         has_arg --size "${args[@]}" || args+=(--size 5)
         has_arg --duration "${args[@]}" || args+=(--duration 5)
         for s in $SETUPS; do server_cmd "$s" >/dev/null; done
-        log "cluster: every instance on CPU $SERVER_CPU, Redis on CPU $REDIS_CPU, loadgen on CPU $LOADGEN_CPU; setups: $SETUPS"
+        log "cluster: instances on CPU ${INSTANCE_CPUS:-$SERVER_CPU}, Redis on CPU $REDIS_CPU, loadgen on CPU $LOADGEN_CPU; setups: $SETUPS"
         [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds takes a positive whole number, not $rounds"
         if [[ $find -eq 1 ]]; then
             [[ -z $rates ]] || die "cluster find-max searches the rate itself (--start R sets where it begins)"

@@ -327,8 +327,10 @@ def num(v, digits=2):
 
 
 def pinning_line(m):
-    return (f"pinning: every server instance on CPU {m.get('server_cpu')} (two instances share that "
-            f"one core), Redis on CPU {m.get('redis_cpu')}, loadgen on CPU {m.get('loadgen_cpu')}; "
+    spread = m.get("instance_cpus")
+    where = (f"instance k on the k-th CPU of {spread!r}" if spread else
+             f"every server instance on CPU {m.get('server_cpu')} (two instances share that one core)")
+    return (f"pinning: {where}, Redis on CPU {m.get('redis_cpu')}, loadgen on CPU {m.get('loadgen_cpu')}; "
             f"{m.get('redis', 'redis')}")
 
 
