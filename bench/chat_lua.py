@@ -103,14 +103,17 @@ def main():
 
     def pipe(path):
         with open(path, "rb") as f:
-            subprocess.run(["redis-cli", "-p", port, "--pipe"], stdin=f, stdout=subprocess.DEVNULL, check=True)
+            if subprocess.run(["redis-cli", "-p", port, "--pipe"], stdin=f, stdout=subprocess.DEVNULL).returncode:
+                sys.exit(f"redis-cli --pipe {os.path.basename(path)}: Redis answered errors (above)")
 
     try:
         for _ in range(100):
             if cli("ping") == "PONG":
                 break
             time.sleep(0.05)
-        print(f"{args.calls} calls of {args.batch} messages, history full, Redis on CPU {args.cpu}; "
+        full = args.calls * args.batch >= 200 * ROOMS  # the limit the calls pass (ARGV 3)
+        print(f"{args.calls} calls of {args.batch} messages, history {'full' if full else 'not full'}, "
+              f"Redis on CPU {args.cpu}; "
               f"{next((l for l in cli('info', 'server').splitlines() if l.startswith('redis_version')), '')}")
         for name in args.variants:
             sha = cli("script", "load", variant(name))
@@ -146,6 +149,8 @@ def main():
                         cmd, rest = line[len("cmdstat_"):].split(":", 1)
                         kv = dict(p.split("=") for p in rest.split(","))
                         stats[cmd] = float(kv["usec_per_call"])
+                        if int(kv.get("failed_calls", 0)) > 0:
+                            sys.exit(f"variant {name}: {kv['failed_calls']} {cmd} calls failed")
                 if "evalsha" not in stats:
                     sys.exit(f"variant {name}: no EVALSHA ran (the script failed?)")
                 results.append(stats)

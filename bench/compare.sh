@@ -43,7 +43,8 @@
 #                           report each round's ratio to memory mode and their median (one
 #                           run's CPU figures vary by ~15 % on a shared VM)          [1]
 #   --smoke                 tiny runs of every scenario (and a two-instance cluster fanout
-#                           when redis-server is installed); exits non-zero if a tool fails
+#                           and bench/chat_lua.py when redis-server is installed); exits
+#                           non-zero if a tool fails
 # Environment: SERVER_CPU, LOADGEN_CPU, REDIS_CPU, INSTANCE_CPUS, OURS_CMD, NODE_CMD, BENCH_PORT (3811),
 # PYTHON, REDIS_SERVER (redis-server), CLUSTER_RATES (4000,16000); CI: a missing
 # redis-server fails the smoke run instead of skipping its cluster part.
@@ -662,6 +663,9 @@ if [[ $SMOKE -eq 1 ]]; then
         log "smoke: cluster run skipped (ours is not in --servers)"
     elif command -v "$REDIS_SERVER" >/dev/null; then
         run_one redis2 smoke fanout --rooms 2 --size 4 --rate 100 --duration 1 --warmup 0.3 --drain 1 >/dev/null
+        # chat.lua alone, every variant: it fails when chat.lua no longer has what one removes.
+        "$PYTHON" "$BENCH_DIR/chat_lua.py" --calls 20 --repeat 1 full no-bytes no-publish loop-only \
+            >/dev/null || cluster_failed=2
     elif [[ -n "${CI:-}" ]]; then
         cluster_failed=1
     else
@@ -672,6 +676,9 @@ if [[ $SMOKE -eq 1 ]]; then
         --p99-ms "$P99_MS" --max-loss "$MAX_LOSS" --check || smoke_status=$?
     if [[ $cluster_failed -eq 1 ]]; then
         echo "smoke: redis2 fanout: FAILED: $REDIS_SERVER is not installed, and CI is set (apt-get install redis-server)"
+        smoke_status=1
+    elif [[ $cluster_failed -eq 2 ]]; then
+        echo "smoke: bench/chat_lua.py: FAILED (see above)"
         smoke_status=1
     fi
     exit "$smoke_status"
