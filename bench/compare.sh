@@ -664,7 +664,8 @@ if [[ $SMOKE -eq 1 ]]; then
     elif command -v "$REDIS_SERVER" >/dev/null; then
         run_one redis2 smoke fanout --rooms 2 --size 4 --rate 100 --duration 1 --warmup 0.3 --drain 1 >/dev/null
         # chat.lua alone, every variant: it fails when chat.lua no longer has what one removes.
-        "$PYTHON" "$BENCH_DIR/chat_lua.py" --calls 20 --repeat 1 full no-bytes no-publish loop-only \
+        "$PYTHON" "$BENCH_DIR/chat_lua.py" --cpu "$REDIS_CPU" --calls 20 --repeat 1 \
+            full no-bytes no-publish loop-only \
             >/dev/null || cluster_failed=2
     elif [[ -n "${CI:-}" ]]; then
         cluster_failed=1
