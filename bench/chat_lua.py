@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "src", "registry", "redis", "scripts")
 PREFIX = "{bench}"
 ROOMS, SENDERS = 100, 5
+HISTORY_LIMIT = 200  # messages kept per room (the server's default CHAT_HISTORY_LIMIT)
 
 # name -> (what it takes out of chat.lua, what it puts instead)
 VARIANTS = {
@@ -111,38 +112,39 @@ def main():
             if cli("ping") == "PONG":
                 break
             time.sleep(0.05)
-        full = args.calls * args.batch >= 200 * ROOMS  # the limit the calls pass (ARGV 3)
+        full = args.calls * args.batch >= HISTORY_LIMIT * ROOMS
         print(f"{args.calls} calls of {args.batch} messages, history {'full' if full else 'not full'}, "
               f"Redis on CPU {args.cpu}; "
               f"{next((l for l in cli('info', 'server').splitlines() if l.startswith('redis_version')), '')}")
+        setup, calls = os.path.join(work, "setup"), os.path.join(work, "calls")
+        with open(setup, "wb") as f:
+            for r in range(ROOMS):
+                for s in range(SENDERS):
+                    f.write(resp(["HSET", f"{PREFIX}:senders:fan{r}", f"sid{r}x{s:02}aaaaaaaaaaaaa",
+                                  f'"userName":"user {r}-{s}","userAvatar":null']))
         for name in args.variants:
             sha = cli("script", "load", variant(name))
+            with open(calls, "wb") as f:
+                n = 0
+                for _ in range(args.calls):
+                    call = ["EVALSHA", sha, "1", f"{PREFIX}:rooms", PREFIX, "instance-a", str(HISTORY_LIMIT),
+                            "131072", "67108864", str(args.batch)]
+                    for _ in range(args.batch):
+                        sid = f"sid{n % ROOMS}x{(n // ROOMS) % SENDERS:02}aaaaaaaaaaaaa"
+                        fields = json.dumps({"id": str(uuid.uuid4()), "senderId": sid,
+                                             "message": f"bench {'x' * 16} ~T{n:012d} end",
+                                             "timestamp": 1765000000000 + n}, separators=(",", ":"))
+                        call += [sid, f"=fan{n % ROOMS}", fields[1:-1], str(n)]
+                        n += 1
+                    f.write(resp(call))
             results = []
             for _ in range(args.repeat):
                 cli("flushall")
-                with open(os.path.join(work, "setup"), "wb") as f:
-                    for r in range(ROOMS):
-                        for s in range(SENDERS):
-                            f.write(resp(["HSET", f"{PREFIX}:senders:fan{r}", f"sid{r}x{s:02}aaaaaaaaaaaaa",
-                                          f'"userName":"user {r}-{s}","userAvatar":null']))
-                pipe(os.path.join(work, "setup"))
-                with open(os.path.join(work, "calls"), "wb") as f:
-                    n = 0
-                    for _ in range(args.calls):
-                        call = ["EVALSHA", sha, "1", f"{PREFIX}:rooms", PREFIX, "instance-a", "200",
-                                "131072", "67108864", str(args.batch)]
-                        for _ in range(args.batch):
-                            sid = f"sid{n % ROOMS}x{(n // ROOMS) % SENDERS:02}aaaaaaaaaaaaa"
-                            fields = json.dumps({"id": str(uuid.uuid4()), "senderId": sid,
-                                                 "message": f"bench {'x' * 16} ~T{n:012d} end",
-                                                 "timestamp": 1765000000000 + n}, separators=(",", ":"))
-                            call += [sid, f"=fan{n % ROOMS}", fields[1:-1], str(n)]
-                            n += 1
-                        f.write(resp(call))
+                pipe(setup)
                 # Once to fill the histories past their limit, once measured.
-                pipe(os.path.join(work, "calls"))
+                pipe(calls)
                 cli("config", "resetstat")
-                pipe(os.path.join(work, "calls"))
+                pipe(calls)
                 stats = {}
                 for line in cli("info", "commandstats").splitlines():
                     if line.startswith("cmdstat_") and "calls=" in line:

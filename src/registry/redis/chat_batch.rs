@@ -38,7 +38,7 @@ const BUSY: Duration = Duration::from_millis(10);
 /// (plus a timer tick) more, and the call, its prelude, its reply, its publication and the
 /// wake-ups of every instance are shared by all the messages of those moments (at 2,500
 /// messages/s an instance, ~25 rather than ~5). 10 ms, not 2: alternating rounds at 5,000
-/// msg/s measured 18 % less CPU (instances and Redis) for chat that is ~6 ms later under
+/// msg/s measured 15 % less CPU (instances and Redis) for chat that is ~6 ms later under
 /// load, which nobody reading a chat sees (see `docs/PERFORMANCE.md`).
 const GATHER: Duration = Duration::from_millis(10);
 
